@@ -1,0 +1,3 @@
+from cnntool.cli import main
+
+main()

@@ -1,0 +1,265 @@
+"""The one image → tensor path, and the way back from model coordinates to original pixels.
+
+open_image: EXIF orientation applied, first frame of animations, any PIL mode brought to L or RGB, a
+decompression-bomb guard read from the header before any pixel is decoded.
+Preprocessor: resize / letterbox / center-crop as the model's InputSpec says, then normalize. It
+returns, with each tensor, the Geometry that maps boxes and points in the model's input frame back to
+the original image.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from cnntool.registry import InputSpec
+
+if TYPE_CHECKING:
+    import torch
+
+# 50 megapixels: a 8000x6000 photo passes, a 50k×50k header does not. Overridable per call.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+# Modes whose pixels carry more than 8 bits per channel; scaled down by their real range.
+_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image; the message is one line for the user."""
+
+
+def open_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS, channels: int = 3,
+               fill: int = 0) -> Image.Image:
+    """Open an image file as an 8-bit L (channels=1) or RGB (channels=3) image, upright."""
+    return open_sized(path, max_pixels=max_pixels, channels=channels, fill=fill)[0]
+
+
+def open_sized(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS, channels: int = 3,
+               fill: int = 0, draft_size: tuple[int, int] | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """open_image, also returning the full upright size (width, height) of the file.
+
+    draft_size lets JPEG decoding skip resolution the model would throw away (PIL's draft mode decodes
+    at 1/2, 1/4 or 1/8 scale), never going below draft_size; the returned size is still the full one.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError("is a directory, not an image")
+    if st.st_size == 0:
+        raise ImageError("empty file")
+    try:
+        img = Image.open(path)
+    except UnidentifiedImageError:
+        raise ImageError("not an image file (unknown or corrupt format)") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL raises SyntaxError for some broken headers
+        raise ImageError(f"cannot decode: {exc}") from None
+    try:
+        return _decode(img, max_pixels=max_pixels, channels=channels, fill=fill, draft_size=draft_size)
+    finally:
+        img.close()
+
+
+def _decode(img: Image.Image, *, max_pixels: int, channels: int, fill: int,
+            draft_size: tuple[int, int] | None) -> tuple[Image.Image, tuple[int, int]]:
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        raise ImageError(f"invalid size {w}x{h}")
+    if w * h > max_pixels:
+        raise ImageError(f"image is {w}x{h} = {w * h / 1e6:.0f} MP, over the {max_pixels / 1e6:.0f} MP limit "
+                         "(decompression-bomb guard; raise it with --max-pixels)")
+    try:
+        if draft_size is not None and img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK"):
+            # Orientation may swap the axes; ask for the larger side on both so the result is big enough.
+            side = max(draft_size)
+            img.draft(img.mode, (side, side))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.seek(0)
+            img.load()
+        orientation = img.getexif().get(0x0112, 1)
+        upright_size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+        img = ImageOps.exif_transpose(img)
+        return to_channels(img, channels, fill=fill), upright_size
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(str(exc)) from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error, ZeroDivisionError) as exc:
+        text = str(exc) or exc.__class__.__name__
+        if "truncated" in text or "broken data stream" in text or isinstance(exc, EOFError):
+            raise ImageError(f"truncated or corrupt image data ({text})") from None
+        raise ImageError(f"cannot decode: {text}") from None
+
+
+def to_channels(img: Image.Image, channels: int, *, fill: int = 0) -> Image.Image:
+    """Any PIL mode to 8-bit L or RGB. Transparency is flattened onto `fill` grey; 16-bit and float
+    images are scaled by their actual range rather than clipped."""
+    mode = img.mode
+    if mode in _WIDE_MODES:
+        img = _wide_to_l(img)
+    elif mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode in ("1", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        img = img.convert("RGB" if channels == 3 or mode != "1" else "L")
+    elif mode == "PA":
+        img = img.convert("RGBA")
+    elif mode == "La":
+        img = img.convert("LA")
+    elif mode == "RGBa":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA"):
+        background = Image.new(img.mode[:-1], img.size, (fill,) * (len(img.mode) - 1))
+        background.paste(img, mask=img.getchannel("A"))
+        img = background
+    target = "L" if channels == 1 else "RGB"
+    if img.mode != target:
+        img = img.convert(target)
+    return img
+
+
+def _wide_to_l(img: Image.Image) -> Image.Image:
+    import numpy as np
+
+    arr = np.asarray(img, dtype=np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi <= 255 and lo >= 0 and img.mode not in ("I;16", "I;16B", "I;16L", "I;16N"):
+        scaled = arr
+    else:
+        # 16-bit images use the full 0..65535 scale when they are real 16-bit data.
+        top = 65535.0 if img.mode.startswith("I;16") or hi > 255 else max(hi, 1.0)
+        bottom = 0.0 if lo >= 0 else lo
+        scaled = (arr - bottom) * (255.0 / max(top - bottom, 1e-12))
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Maps the model's input frame back to the original image: x_orig = (x_in - pad_x) / scale_x + crop_x."""
+
+    width: int  # original (upright) image size
+    height: int
+    scale_x: float
+    scale_y: float
+    pad_x: float = 0.0
+    pad_y: float = 0.0
+    crop_x: float = 0.0
+    crop_y: float = 0.0
+
+    def point_to_original(self, x: float, y: float) -> tuple[float, float]:
+        return ((x - self.pad_x) / self.scale_x + self.crop_x, (y - self.pad_y) / self.scale_y + self.crop_y)
+
+    def points_to_original(self, points: Sequence[Sequence[float]], *, clip: bool = False) -> list[list[float]]:
+        out = []
+        for x, y in points:
+            ox, oy = self.point_to_original(float(x), float(y))
+            if clip:
+                ox, oy = min(max(ox, 0.0), self.width), min(max(oy, 0.0), self.height)
+            out.append([ox, oy])
+        return out
+
+    def box_to_original(self, box: Sequence[float], *, clip: bool = True) -> list[float]:
+        (x1, y1), (x2, y2) = self.points_to_original([box[:2], box[2:4]], clip=clip)
+        return [x1, y1, x2, y2]
+
+    def point_to_input(self, x: float, y: float) -> tuple[float, float]:
+        return ((x - self.crop_x) * self.scale_x + self.pad_x, (y - self.crop_y) * self.scale_y + self.pad_y)
+
+
+class Preprocessor:
+    """Image → normalized float tensor (C, H, W) for one InputSpec, plus its Geometry."""
+
+    def __init__(self, spec: InputSpec) -> None:
+        self.spec = spec
+
+    @property
+    def draft_size(self) -> tuple[int, int] | None:
+        if self.spec.resize == "none":
+            return None
+        h, w = self.spec.size
+        if self.spec.resize == "center-crop":
+            return (round(w / self.spec.crop_fraction), round(h / self.spec.crop_fraction))
+        return (w, h)
+
+    def open(self, path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, tuple[int, int]]:
+        return open_sized(path, max_pixels=max_pixels, channels=self.spec.channels, fill=self.spec.fill,
+                          draft_size=self.draft_size)
+
+    def geometry_and_resized(self, img: Image.Image) -> tuple[Image.Image, Geometry]:
+        """Resize per spec on the PIL image; the original size is the image's size as given."""
+        spec = self.spec
+        img = to_channels(img, spec.channels, fill=spec.fill)
+        W, H = img.size
+        th, tw = spec.size
+        if spec.resize == "none":
+            return img, Geometry(W, H, 1.0, 1.0)
+        if spec.resize == "stretch":
+            out = img.resize((tw, th), Image.BILINEAR, reducing_gap=None)
+            return out, Geometry(W, H, tw / W, th / H)
+        if spec.resize == "letterbox":
+            scale = min(tw / W, th / H)
+            nw, nh = max(1, round(W * scale)), max(1, round(H * scale))
+            resized = img.resize((nw, nh), Image.BILINEAR)
+            canvas = Image.new(img.mode, (tw, th), (spec.fill,) * spec.channels if spec.channels > 1 else spec.fill)
+            px, py = (tw - nw) // 2, (th - nh) // 2
+            canvas.paste(resized, (px, py))
+            return canvas, Geometry(W, H, nw / W, nh / H, pad_x=px, pad_y=py)
+        # center-crop: shorter side to size/crop_fraction, then the central size window.
+        short = round(min(th, tw) / spec.crop_fraction)
+        scale = short / min(W, H)
+        nw, nh = max(tw, round(W * scale)), max(th, round(H * scale))
+        resized = img.resize((nw, nh), Image.BILINEAR)
+        left, top = (nw - tw) // 2, (nh - th) // 2
+        out = resized.crop((left, top, left + tw, top + th))
+        return out, Geometry(W, H, nw / W, nh / H, crop_x=left * W / nw, crop_y=top * H / nh)
+
+    def to_tensor(self, img: Image.Image) -> "torch.Tensor":
+        """A PIL image already at the input size → normalized float32 tensor (C, H, W)."""
+        import numpy as np
+        import torch
+
+        arr = np.asarray(img, dtype=np.uint8)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        return self.normalize(torch.from_numpy(arr.copy()).permute(2, 0, 1))
+
+    def normalize(self, uint8: "torch.Tensor") -> "torch.Tensor":
+        """uint8 (…, C, H, W) in 0..255 → float32 normalized with the spec's mean/std."""
+        import torch
+
+        mean = torch.tensor(self.spec.mean, dtype=torch.float32).view(-1, 1, 1) * 255.0
+        std = torch.tensor(self.spec.std, dtype=torch.float32).view(-1, 1, 1) * 255.0
+        return (uint8.float() - mean) / std
+
+    def __call__(self, img: Image.Image) -> tuple["torch.Tensor", Geometry]:
+        resized, geometry = self.geometry_and_resized(img)
+        return self.to_tensor(resized), geometry
+
+    def load(self, path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple["torch.Tensor", Geometry]:
+        """Open, orient and preprocess one file. Geometry maps back to the full-resolution upright image
+        even when JPEG draft mode decoded it smaller."""
+        img, original_size = self.open(path, max_pixels=max_pixels)
+        tensor, geometry = self(img)
+        if original_size != (geometry.width, geometry.height):
+            geometry = rescale_geometry(geometry, original_size)
+        return tensor, geometry
+
+
+def rescale_geometry(g: Geometry, original_size: tuple[int, int]) -> Geometry:
+    """The same mapping for an image that was decoded at a reduced size (JPEG draft mode)."""
+    W, H = original_size
+    fx, fy = W / g.width, H / g.height
+    return Geometry(W, H, g.scale_x / fx, g.scale_y / fy, g.pad_x, g.pad_y, g.crop_x * fx, g.crop_y * fy)

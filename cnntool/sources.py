@@ -1,0 +1,115 @@
+"""Expand command-line inputs into a stable, ordered stream of image paths. stdlib only.
+
+Accepted: files, directories (image files inside, sorted, optionally recursive), glob patterns,
+`@list.txt` (one path per line), and `-` (one path per line on stdin). Order follows the arguments;
+within a directory or glob, paths are sorted. An input that names nothing is not fatal: it is yielded as
+a `MissingSource` so the caller writes an error record for it and goes on with the rest.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, TextIO
+
+IMAGE_SUFFIXES = frozenset(
+    ".jpg .jpeg .jpe .png .bmp .gif .tif .tiff .webp .ppm .pgm .pbm .pnm .jfif .ico .tga .dib".split()
+)
+
+
+@dataclass(frozen=True)
+class MissingSource:
+    """An input argument that matched nothing, carried to the writer as an error record."""
+
+    source: str
+    reason: str
+
+
+def _has_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def _is_image_name(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES
+
+
+def _walk_dir(directory: str, recursive: bool) -> Iterator[str]:
+    if recursive:
+        found = []
+        for root, dirs, files in os.walk(directory):
+            dirs.sort()
+            found.extend(os.path.join(root, f) for f in files if _is_image_name(f))
+        yield from sorted(found)
+    else:
+        with os.scandir(directory) as it:
+            entries = sorted(e.path for e in it if _is_image_name(e.name) and not e.is_dir())
+        yield from entries
+
+
+def _read_list(stream: TextIO) -> Iterator[str]:
+    for line in stream:
+        line = line.rstrip("\r\n")
+        if line.strip():
+            yield line
+
+
+def expand(inputs: Iterable[str], *, recursive: bool = False, stdin: TextIO | None = None) -> Iterator[str | MissingSource]:
+    """Yield image paths (str) and MissingSource markers, in a stable order, lazily (so a long stdin list
+    streams)."""
+    for item in inputs:
+        if item == "-":
+            yield from _expand_listed(_read_list(stdin if stdin is not None else sys.stdin), recursive)
+        elif item.startswith("@") and len(item) > 1:
+            list_path = item[1:]
+            try:
+                with open(list_path, encoding="utf-8", errors="surrogateescape") as fh:
+                    lines = list(_read_list(fh))
+            except OSError as exc:
+                yield MissingSource(item, f"cannot read list file: {exc.strerror or exc}")
+                continue
+            base = os.path.dirname(list_path)
+            yield from _expand_listed((ln if os.path.isabs(ln) else os.path.join(base, ln) for ln in lines), recursive)
+        else:
+            yield from _expand_one(item, recursive)
+
+
+def _expand_listed(lines: Iterable[str], recursive: bool) -> Iterator[str | MissingSource]:
+    # Paths from a list are taken literally (a file name may contain '*' or '['), directories expanded.
+    for line in lines:
+        if os.path.isdir(line) and not _is_image_name(line):
+            yield from _walk_dir(line, recursive)
+        else:
+            yield line
+
+
+def _expand_one(item: str, recursive: bool) -> Iterator[str | MissingSource]:
+    if os.path.isdir(item) and not _is_image_name(item):
+        yield from _walk_dir(item, recursive)
+    elif os.path.lexists(item) or os.path.isdir(item):
+        # Existing files are passed on whatever their suffix; the opener decides if they are images.
+        # A directory named like an image reaches the opener too, which reports it as such.
+        yield item
+    elif _has_glob(item):
+        matches = sorted(glob.glob(item, recursive=True))
+        if not matches:
+            yield MissingSource(item, "no file matches this pattern")
+        for match in matches:
+            if os.path.isdir(match):
+                yield from _walk_dir(match, recursive)
+            else:
+                yield match
+    else:
+        yield MissingSource(item, "no such file or directory")
+
+
+def display_name(path: str | Path) -> str:
+    """A path as text that can always be printed and JSON-encoded (undecodable bytes are escaped)."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
