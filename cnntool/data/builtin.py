@@ -1,0 +1,125 @@
+"""Real image data reachable offline on these machines (design.md §5), found locally first.
+
+Every loader returns uint8 arrays (N, H, W) of grey images plus int64 labels, or raises
+DataUnavailable with the install command that would provide the data. For online users, Fashion-MNIST
+falls back to torchvision's download into the cache directory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from cnntool.errors import ConfigError
+
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+DIGIT_CLASSES = tuple(str(d) for d in range(10))
+
+_REPO = Path(__file__).resolve().parents[2]
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+FASHION_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)
+
+
+class DataUnavailable(ConfigError):
+    """A built-in dataset is not on this machine; the message says how to get it."""
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cnntool"
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """An MNIST-style idx file (optionally gzipped) as a numpy array."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise ConfigError(f"{path}: not an idx file")
+    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    code, ndim = data[2], data[3]
+    if code not in dtypes:
+        raise ConfigError(f"{path}: unknown idx element type 0x{code:02x}")
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    array = np.frombuffer(data, dtype=dtypes[code], offset=4 + 4 * ndim)
+    if array.size != int(np.prod(dims)):
+        raise ConfigError(f"{path}: truncated idx file ({array.size} of {int(np.prod(dims))} values)")
+    return array.reshape(dims).astype(array.dtype.newbyteorder("="))
+
+
+def digits_sheet_path() -> Path:
+    candidates = [OPENCV_DATA / "digits.png", _REPO.parent / "shared" / "data" / "digits.png"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise DataUnavailable("OpenCV's digits.png not found: apt-get install opencv-doc")
+
+
+def load_opencv_digits() -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's 5,000 handwritten digits: 20×20 cells of a 2000×1000 sheet, 500 per class, one class per
+    five rows of 100 (white digits on black)."""
+    from PIL import Image
+
+    sheet = np.asarray(Image.open(digits_sheet_path()).convert("L"))
+    if sheet.shape != (1000, 2000):
+        raise ConfigError(f"unexpected digits sheet size {sheet.shape}")
+    cells = sheet.reshape(50, 20, 100, 20).transpose(0, 2, 1, 3).reshape(5000, 20, 20)
+    labels = np.repeat(np.arange(10, dtype=np.int64), 500)
+    return np.ascontiguousarray(cells), labels
+
+
+def load_fashion_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST: 'train' (60,000) or 'test' (10,000, the official test set), 28×28."""
+    prefix = {"train": "train", "test": "t10k"}[split]
+    for directory in (*FASHION_DIRS, cache_dir() / "fashion-mnist" / "FashionMNIST" / "raw"):
+        images = directory / f"{prefix}-images-idx3-ubyte.gz"
+        labels = directory / f"{prefix}-labels-idx1-ubyte.gz"
+        if images.is_file() and labels.is_file():
+            return read_idx(images), read_idx(labels).astype(np.int64)
+    return _download_fashion_mnist(split)
+
+
+def _download_fashion_mnist(split: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from torchvision.datasets import FashionMNIST
+
+        ds = FashionMNIST(str(cache_dir() / "fashion-mnist"), train=split == "train", download=True)
+    except Exception as exc:  # no network: say how to get it offline
+        raise DataUnavailable(f"Fashion-MNIST not found locally (apt-get install dataset-fashion-mnist) and the "
+                              f"download failed: {str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}") from None
+    return ds.data.numpy(), ds.targets.numpy().astype(np.int64)
+
+
+def load_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 bundled 8×8 digits (values 0..16, scaled to 0..255), read from the wheel's CSV
+    without importing scikit-learn."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise DataUnavailable("scikit-learn's digits not found: pip install scikit-learn")
+    raw = np.loadtxt(Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz", delimiter=",")
+    images = np.rint(raw[:, :64].reshape(-1, 8, 8) * (255.0 / 16.0)).astype(np.uint8)
+    return images, raw[:, 64].astype(np.int64)
+
+
+def photo_paths() -> list[Path]:
+    """Real colour photos shipped by scikit-image, scikit-learn and opencv-doc (for backgrounds and
+    examples), sorted by name so splits by index are stable."""
+    found: list[Path] = []
+    for package, sub, names in (
+        ("skimage", "data", ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+                             "hubble_deep_field.jpg", "retina.jpg", "color.png", "immunohistochemistry.png")),
+        ("sklearn", "datasets/images", ("china.jpg", "flower.jpg")),
+    ):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin is not None:
+            base = Path(spec.origin).parent / sub
+            found.extend(base / n for n in names if (base / n).is_file())
+    if OPENCV_DATA.is_dir():
+        found.extend(p for p in OPENCV_DATA.glob("*.jpg"))
+    return sorted(set(found), key=lambda p: (p.name, str(p)))

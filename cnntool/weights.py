@@ -1,0 +1,176 @@
+"""Weights files: resolve a name or path, load safely, save atomically, read metadata without torch.
+
+Format: safetensors. Our metadata (task, architecture + kwargs, classes, input spec, held-out metrics,
+the exact training command, version) is one JSON document stored under the header key "cnntool".
+Reading the header needs only the stdlib (8-byte little-endian length, then JSON), so `cnntool models`
+shows metrics without importing torch. `.pt`/`.pth` files a user brings are read with
+`torch.load(weights_only=True)`, which refuses pickled code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from cnntool.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+METADATA_KEY = "cnntool"
+FORMAT_VERSION = 1
+# A header larger than this is not a weights file we wrote; refuse before reading it into memory.
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+def weights_dir() -> Path:
+    """Where embedded weights live: $CNNTOOL_WEIGHTS_DIR, else the repository's weights/ folder."""
+    env = os.environ.get("CNNTOOL_WEIGHTS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "weights"
+
+
+def resolve(name_or_path: str) -> Path:
+    """A path as given if it exists, else a file in weights/ (with or without the .safetensors suffix)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    for candidate in (weights_dir() / name_or_path, weights_dir() / f"{name_or_path}.safetensors"):
+        if candidate.is_file():
+            return candidate
+    available = sorted(p.stem for p in weights_dir().glob("*.safetensors"))
+    raise ConfigError(f"weights {name_or_path!r} not found (not a file; embedded: {', '.join(available) or 'none'})")
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The safetensors JSON header (tensor index + "__metadata__"), stdlib only."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(8)
+            if len(raw) != 8:
+                raise ConfigError(f"{path}: not a safetensors file (too short)")
+            (length,) = struct.unpack("<Q", raw)
+            size = path.stat().st_size
+            if length > _MAX_HEADER_BYTES or 8 + length > size:
+                raise ConfigError(f"{path}: not a safetensors file or truncated (header length {length}, file {size} bytes)")
+            header = json.loads(fh.read(length))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read weights: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ConfigError(f"{path}: not a safetensors file (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise ConfigError(f"{path}: not a safetensors file (header is not an object)")
+    # Every tensor's byte range must lie inside the file: catches truncation before torch sees it.
+    data_size = size - 8 - length
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and 0 <= offsets[0] <= offsets[1] <= data_size):
+            raise ConfigError(f"{path}: truncated or corrupt weights (tensor {key!r} lies outside the file)")
+    return header
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """Our metadata document from a safetensors file ({} when it carries none)."""
+    meta = read_header(path).get("__metadata__") or {}
+    text = meta.get(METADATA_KEY)
+    if text is None:
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise ConfigError(f"{path}: corrupt cnntool metadata") from None
+
+
+def save(path: str | os.PathLike, state_dict: Mapping[str, "torch.Tensor"], metadata: Mapping[str, Any]) -> Path:
+    """Write state_dict + metadata atomically: a crash leaves the old file or the new one, never half."""
+    from safetensors.torch import save as st_save
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    document = {"format_version": FORMAT_VERSION, **metadata}
+    blob = st_save(tensors, metadata={METADATA_KEY: json.dumps(document, sort_keys=True)})
+    atomic_write_bytes(path, blob)
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def load(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
+    """(state_dict, metadata) from a safetensors file, or from a .pt/.pth a user brings (weights_only)."""
+    path = Path(path)
+    if path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
+        return _load_torch_file(path), {}
+    metadata = read_metadata(path)  # validates the header first
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path)), metadata
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot load weights: {str(exc).splitlines()[0]}") from None
+
+
+def _load_torch_file(path: Path) -> dict[str, "torch.Tensor"]:
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
+        raise ConfigError(f"{path}: refused: the file holds pickled objects other than tensors ({first})") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot load weights: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__}") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]
+    if not (isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values())):
+        raise ConfigError(f"{path}: not a state dict of tensors")
+    return obj
+
+
+def load_into(model: "torch.nn.Module", state_dict: Mapping[str, "torch.Tensor"], *, source: str) -> None:
+    """Load strictly, turning torch's long mismatch report into one line that says what differs."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong = [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} tensors of another shape (e.g. {k}: file {tuple(state_dict[k].shape)}, model {tuple(own[k].shape)})")
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        raise ConfigError(f"{source}: weights do not fit this model: " + "; ".join(parts))
+    model.load_state_dict(state_dict, strict=True)
