@@ -1,0 +1,185 @@
+"""Every registered architecture, one `register` call each. stdlib only: `cnntool models` and
+`shape-calc` import this without torch.
+
+`layers` strings are shape-calc's grammar (cnntool.layerspec) for the registered kwargs; the helpers below
+build the long ones. tests/test_models.py checks each against the torch model's shapes and parameters.
+Other tasks add their models in their own marked sections at the end of this file.
+"""
+
+from __future__ import annotations
+
+from cnntool.registry import InputSpec, ModelSpec, register
+
+# --- layer-string helpers -------------------------------------------------------------------------
+
+def _join(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def _conv_bn_relu(kernel: int, channels: int, *, stride: int = 1, padding: int = 0) -> str:
+    """torchvision's conv (no bias) → batch norm → ReLU."""
+    s = f"s{stride}" if stride != 1 else ""
+    p = f"p{padding}" if padding else ""
+    return f"conv{kernel}{s}{p}b0:{channels} bn relu"
+
+
+def _basic_block(channels: int, *, stride: int = 1, project: bool = False) -> str:
+    """ResNet BasicBlock: two 3×3 convs; a 1×1 conv shortcut where the shape changes; ReLU after the add."""
+    s = f"s{stride}" if stride != 1 else ""
+    body = f"conv3{s}p1b0:{channels} bn relu conv3p1b0:{channels} bn"
+    shortcut = f" | conv1{s}b0:{channels} bn" if project else ""
+    return f"res( {body}{shortcut} ) relu"
+
+
+def _bottleneck(width: int, *, stride: int = 1, project: bool = False) -> str:
+    """ResNet Bottleneck (torchvision's v1.5: the stride sits on the 3×3): 1×1 → 3×3 → 1×1 (4·width)."""
+    s = f"s{stride}" if stride != 1 else ""
+    body = f"conv1b0:{width} bn relu conv3{s}p1b0:{width} bn relu conv1b0:{4 * width} bn"
+    shortcut = f" | conv1{s}b0:{4 * width} bn" if project else ""
+    return f"res( {body}{shortcut} ) relu"
+
+
+def _resnet_stages(block: str, widths: tuple[int, ...], blocks: tuple[int, ...], *, stem_width: int) -> str:
+    """Stages of residual blocks; each stage after the first halves the size. The first block of a stage
+    projects its shortcut when the shape changes, the rest are identity blocks (written as a repeat)."""
+    make = _basic_block if block == "basic" else _bottleneck
+    expansion = 1 if block == "basic" else 4
+    parts, channels_in = [], stem_width
+    for i, (width, depth) in enumerate(zip(widths, blocks)):
+        stride = 1 if i == 0 else 2
+        parts.append(make(width, stride=stride, project=stride != 1 or channels_in != width * expansion))
+        if depth > 1:
+            parts.append(f"{depth - 1}*( {make(width)} )")
+        channels_in = width * expansion
+    return " ".join(parts)
+
+
+def _resnet(block: str, blocks: tuple[int, ...], num_classes: int) -> str:
+    return _join(
+        "conv7s2p3b0:64 bn relu max3s2p1",
+        _resnet_stages(block, (64, 128, 256, 512), blocks, stem_width=64),
+        f"gap fc:{num_classes}",
+    )
+
+
+def _vgg(config: tuple, num_classes: int) -> str:
+    """torchvision's VGG: config lists conv widths, "M" a 2×2 max-pool; then a 7×7 adaptive pool."""
+    features = " ".join("max2" if c == "M" else f"conv3p1:{c} relu" for c in config)
+    return f"{features} aap7 fc:4096 relu dropout fc:4096 relu dropout fc:{num_classes}"
+
+
+def _inception(c1: int, c3r: int, c3: int, c5r: int, c5: int, pool_proj: int) -> str:
+    """torchvision's Inception module; its "5×5" branch is a 3×3 conv (kept for its pretrained weights)."""
+    return (
+        f"cat( {_conv_bn_relu(1, c1)}"
+        f" | {_conv_bn_relu(1, c3r)} {_conv_bn_relu(3, c3, padding=1)}"
+        f" | {_conv_bn_relu(1, c5r)} {_conv_bn_relu(3, c5, padding=1)}"
+        f" | max3s1p1c {_conv_bn_relu(1, pool_proj)} )"
+    )
+
+
+def _googlenet(num_classes: int) -> str:
+    return _join(
+        _conv_bn_relu(7, 64, stride=2, padding=3), "max3s2c",
+        _conv_bn_relu(1, 64), _conv_bn_relu(3, 192, padding=1), "max3s2c",
+        _inception(64, 96, 128, 16, 32, 32),  # 3a
+        _inception(128, 128, 192, 32, 96, 64),  # 3b
+        "max3s2c",
+        _inception(192, 96, 208, 16, 48, 64),  # 4a
+        _inception(160, 112, 224, 24, 64, 64),  # 4b
+        _inception(128, 128, 256, 24, 64, 64),  # 4c
+        _inception(112, 144, 288, 32, 64, 64),  # 4d
+        _inception(256, 160, 320, 32, 128, 128),  # 4e
+        "max2s2c",
+        _inception(256, 160, 320, 32, 128, 128),  # 5a
+        _inception(384, 192, 384, 48, 128, 128),  # 5b
+        f"gap dropout0.2 fc:{num_classes}",
+    )
+
+
+def _lenet5(activation: str, pool: str, num_classes: int) -> str:
+    a, p = activation, f"{pool}2"
+    return f"conv5:6 {a} {p} conv5:16 {a} {p} fc:120 {a} fc:84 {a} fc:{num_classes}"
+
+
+# --- input specs ----------------------------------------------------------------------------------
+
+IMAGENET = InputSpec(size=(224, 224), channels=3, resize="center-crop")  # InputSpec's defaults: ImageNet mean/std
+# White-on-black digits scaled to [-1, 1], the range the tanh units of LeNet-5 were designed around.
+DIGITS_32 = InputSpec(size=(32, 32), channels=1, mean=(0.5,), std=(0.5,), resize="stretch")
+# Fashion-MNIST's training-set statistics.
+FASHION_28 = InputSpec(size=(28, 28), channels=1, mean=(0.2860,), std=(0.3530,), resize="stretch")
+DIGIT_CLASSES = tuple("0123456789")
+
+# --- classify: the lecture's classic architectures ------------------------------------------------
+
+register(ModelSpec(
+    name="lenet5", task="classify", builder="cnntool.models.lenet:lenet5",
+    kwargs={"num_classes": 10, "in_channels": 1, "activation": "tanh", "pool": "avg"},
+    input=DIGITS_32, classes=DIGIT_CLASSES, layers=_lenet5("tanh", "avg", 10),
+    summary="LeNet-5 (LeCun 1998): conv5-6, avg-pool, conv5-16, avg-pool, fc120, fc84; tanh",
+))
+register(ModelSpec(
+    name="lenet5-relu", task="classify", builder="cnntool.models.lenet:lenet5",
+    kwargs={"num_classes": 10, "in_channels": 1, "activation": "relu", "pool": "max"},
+    input=DIGITS_32, classes=DIGIT_CLASSES, layers=_lenet5("relu", "max", 10),
+    summary="LeNet-5 layout with ReLU and max-pooling",
+))
+register(ModelSpec(
+    name="alexnet", task="classify", builder="cnntool.models.alexnet:alexnet",
+    kwargs={"num_classes": 1000}, input=IMAGENET, weights="torchvision:AlexNet_Weights.IMAGENET1K_V1",
+    layers=_join(
+        "conv11s4p2:64 relu max3s2 conv5p2:192 relu max3s2",
+        "conv3p1:384 relu conv3p1:256 relu conv3p1:256 relu max3s2 aap6",
+        "dropout fc:4096 relu dropout fc:4096 relu fc:1000",
+    ),
+    summary="AlexNet (Krizhevsky 2012), torchvision's single-tower variant",
+))
+register(ModelSpec(
+    name="vgg11", task="classify", builder="cnntool.models.vgg:vgg11",
+    kwargs={"num_classes": 1000}, input=IMAGENET, weights="torchvision:VGG11_Weights.IMAGENET1K_V1",
+    layers=_vgg((64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"), 1000),
+    summary="VGG-11 (Simonyan 2014): 8 conv 3×3 same + 5 max-pool 2×2, 3 fc",
+))
+register(ModelSpec(
+    name="vgg16", task="classify", builder="cnntool.models.vgg:vgg16",
+    kwargs={"num_classes": 1000}, input=IMAGENET, weights="torchvision:VGG16_Weights.IMAGENET1K_V1",
+    layers=_vgg((64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"), 1000),
+    summary="VGG-16 (Simonyan 2014): 13 conv 3×3 same + 5 max-pool 2×2, 3 fc",
+))
+register(ModelSpec(
+    name="resnet18", task="classify", builder="cnntool.models.resnet:resnet18",
+    kwargs={"num_classes": 1000}, input=IMAGENET, weights="torchvision:ResNet18_Weights.IMAGENET1K_V1",
+    layers=_resnet("basic", (2, 2, 2, 2), 1000),
+    summary="ResNet-18 (He 2015): 8 basic residual blocks",
+))
+register(ModelSpec(
+    name="resnet34", task="classify", builder="cnntool.models.resnet:resnet34",
+    kwargs={"num_classes": 1000}, input=IMAGENET, weights="torchvision:ResNet34_Weights.IMAGENET1K_V1",
+    layers=_resnet("basic", (3, 4, 6, 3), 1000),
+    summary="ResNet-34 (He 2015): 16 basic residual blocks",
+))
+register(ModelSpec(
+    name="resnet50", task="classify", builder="cnntool.models.resnet:resnet50",
+    kwargs={"num_classes": 1000}, input=IMAGENET, weights="torchvision:ResNet50_Weights.IMAGENET1K_V1",
+    layers=_resnet("bottleneck", (3, 4, 6, 3), 1000),
+    summary="ResNet-50 (He 2015): 16 bottleneck residual blocks",
+))
+register(ModelSpec(
+    name="googlenet", task="classify", builder="cnntool.models.inception:googlenet",
+    # transform_input: torchvision's ImageNet weights expect it (they were trained on [-1, 1] input).
+    kwargs={"num_classes": 1000, "transform_input": True}, input=IMAGENET,
+    weights="torchvision:GoogLeNet_Weights.IMAGENET1K_V1", layers=_googlenet(1000),
+    summary="GoogLeNet / Inception-v1 (Szegedy 2014), no auxiliary classifiers",
+))
+register(ModelSpec(
+    name="resnet-small", task="classify", builder="cnntool.models.resnet:resnet_small",
+    kwargs={"widths": (32, 64, 128), "blocks": (2, 2, 2), "num_classes": 10, "in_channels": 1, "dropout": 0.0},
+    input=FASHION_28,
+    layers=_join(
+        _conv_bn_relu(3, 32, padding=1),
+        _resnet_stages("basic", (32, 64, 128), (2, 2, 2), stem_width=32),
+        "gap fc:10",
+    ),
+    summary="Small ResNet for 28×28 grey images: widths 32/64/128, 2 basic blocks per stage (parametric)",
+))
