@@ -85,6 +85,7 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+_DEFAULTS: dict[str, str] = {}
 _loaded = False
 
 
@@ -93,6 +94,22 @@ def register(spec: ModelSpec) -> ModelSpec:
         raise ValueError(f"model {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec
+
+
+def set_default(task: str, name: str) -> None:
+    """Make `name` the model a task's subcommand uses when --model is not given."""
+    if _DEFAULTS.get(task, name) != name:
+        raise ValueError(f"task {task!r} already has default model {_DEFAULTS[task]!r}")
+    if name not in _REGISTRY or _REGISTRY[name].task != task:
+        raise ValueError(f"default for {task!r} must be a registered {task} model, not {name!r}")
+    _DEFAULTS[task] = name
+
+
+def default(task: str) -> str:
+    _ensure_loaded()
+    if task not in _DEFAULTS:
+        raise UnknownModelError(f"task {task!r} has no default model; pass --model (valid: {', '.join(names(task)) or 'none'})")
+    return _DEFAULTS[task]
 
 
 def _ensure_loaded() -> None:

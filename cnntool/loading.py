@@ -1,0 +1,157 @@
+"""Model + weights → a ready nn.Module with its input spec and classes. The one place that resolves
+`--model` and `--weights` for every subcommand (predict, evaluate, fine-tuning).
+
+Weights sources:
+- a cnntool safetensors file (a path, or a name in weights/): its metadata may carry the architecture,
+  builder kwargs, classes and input spec, which override the registry entry's;
+- `DEFAULT` or a torchvision weights name (`IMAGENET1K_V1`, `ResNet18_Weights.IMAGENET1K_V1`) for models
+  whose registry entry names torchvision weights: read from the torch hub cache, downloaded where online,
+  with categories and transforms from the weights' meta;
+- a `.pt`/`.pth` state dict (read with weights_only=True: pickled code is refused).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnntool import registry, weights
+from cnntool.errors import ConfigError
+from cnntool.registry import InputSpec, ModelSpec
+
+if TYPE_CHECKING:
+    import torch
+
+# A download that cannot connect must fail fast, not hang (offline machines, firewalls).
+DOWNLOAD_TIMEOUT_S = 10.0
+
+
+@dataclass
+class LoadedModel:
+    name: str  # what records report as "model"
+    spec: ModelSpec  # the registry entry, with input/classes/kwargs as the weights define them
+    module: "torch.nn.Module"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
+    @property
+    def input(self) -> InputSpec:
+        return self.spec.input
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.spec.classes
+
+
+def input_spec_from(document: dict[str, Any]) -> InputSpec:
+    fields = dict(document)
+    fields["size"] = tuple(fields["size"])
+    for key in ("mean", "std"):
+        if key in fields:
+            fields[key] = tuple(fields[key])
+    return InputSpec(**fields)
+
+
+def default_model(task: str) -> str:
+    return registry.default(task)
+
+
+def load_model(model: str | None, weights_arg: str | None, *, task: str, device: str = "cpu") -> LoadedModel:
+    """Resolve and build. `model` None → the task's default; `weights_arg` None → the entry's own source."""
+    spec = registry.get(model or default_model(task), task=task)
+    source = weights_arg or spec.weights
+    if source is None:
+        raise ConfigError(f"model {spec.name!r} has no default weights; pass --weights FILE "
+                          f"(train one with `cnntool train {task} --model {spec.name}`)")
+    if source.startswith("embedded:"):
+        path = weights.resolve(source.split(":", 1)[1])
+        loaded = _from_file(spec, path, explicit_model=model is not None)
+    elif source.startswith("torchvision:") or _is_torchvision_name(spec, source):
+        loaded = _from_torchvision(spec, source.split(":", 1)[1] if source.startswith("torchvision:") else source)
+    elif source.startswith("external:"):
+        # Converted from another format by the builder itself (e.g. dlib's face models).
+        loaded = LoadedModel(spec.name, spec, spec.build())
+    else:
+        loaded = _from_file(spec, weights.resolve(source), explicit_model=model is not None)
+    loaded.module.eval()
+    loaded.module.to(device)
+    return loaded
+
+
+def _is_torchvision_name(spec: ModelSpec, source: str) -> bool:
+    return bool(spec.weights and spec.weights.startswith("torchvision:")) and (
+        source.upper() == "DEFAULT" or source.isupper() or "_Weights." in source)
+
+
+def _from_file(spec: ModelSpec, path: Path, *, explicit_model: bool) -> LoadedModel:
+    state, meta = weights.load(path)
+    if meta:
+        if meta.get("task") not in (None, spec.task):
+            raise ConfigError(f"{path}: weights are for task {meta['task']!r}, not {spec.task!r}")
+        arch = meta.get("model")
+        if arch and arch != spec.name:
+            # The file names its architecture: use it unless the user asked for a different one.
+            arch_spec = registry.get(arch, task=spec.task)
+            if explicit_model and registry.get(spec.name).builder != arch_spec.builder:
+                raise ConfigError(f"{path}: weights are for model {arch!r}, not {spec.name!r}")
+            spec = replace(spec, builder=arch_spec.builder, kwargs=arch_spec.kwargs, layers=arch_spec.layers)
+        spec = replace(
+            spec,
+            kwargs={**spec.kwargs, **meta.get("kwargs", {})},
+            classes=tuple(meta.get("classes", spec.classes)),
+            input=input_spec_from(meta["input"]) if "input" in meta else spec.input,
+        )
+    module = spec.build()
+    weights.load_into(module, state, source=str(path))
+    name = spec.name if path.parent == weights.weights_dir() else f"{spec.name}@{path.name}"
+    return LoadedModel(name, spec, module, meta)
+
+
+def _from_torchvision(spec: ModelSpec, name: str) -> LoadedModel:
+    import torchvision.models as tvm
+
+    enum_name = spec.weights.split(":", 1)[1].split(".")[0] if spec.weights else ""
+    try:
+        enum = tvm.get_weight(f"{enum_name}.{name}") if "." not in name and name.upper() != "DEFAULT" else None
+        if name.upper() == "DEFAULT":
+            enum = getattr(tvm, enum_name).DEFAULT
+        elif enum is None:
+            enum = tvm.get_weight(name)
+    except (ValueError, AttributeError, KeyError):
+        members = [m.name for m in getattr(tvm, enum_name, [])] if enum_name else []
+        raise ConfigError(f"unknown torchvision weights {name!r} for {spec.name}; valid: DEFAULT, {', '.join(members)}") from None
+    state = fetch_torchvision_state_dict(enum.url)
+    transforms = enum.transforms()
+    crop = transforms.crop_size[0]
+    resize = transforms.resize_size[0]
+    input_spec = InputSpec(size=(crop, crop), channels=3, mean=tuple(transforms.mean), std=tuple(transforms.std),
+                           resize="center-crop", crop_fraction=crop / resize)
+    spec = replace(spec, input=input_spec, classes=tuple(enum.meta.get("categories", spec.classes)))
+    module = spec.build(num_classes=len(spec.classes)) if spec.classes else spec.build()
+    weights.load_into(module, state, source=f"torchvision {enum}")
+    return LoadedModel(f"{spec.name}@{enum.name}", spec, module, {"torchvision_weights": str(enum)})
+
+
+def fetch_torchvision_state_dict(url: str) -> dict[str, "torch.Tensor"]:
+    """torchvision's published weights: the hub cache first, else a download with a short timeout."""
+    import torch.hub
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+        try:
+            torch.hub.download_url_to_file(url, str(cached), progress=False)
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise ConfigError(f"cannot download {url} ({reason}); offline? place the file at {cached}") from None
+        finally:
+            socket.setdefaulttimeout(previous)
+    return weights.load(cached)[0]

@@ -1,0 +1,257 @@
+"""The prediction pipeline shared by every predict subcommand:
+
+sources → decode + preprocess (worker processes) → batches → model → task.decode → Record → writer
+
+Order is the order of the inputs. A bad input becomes an error record in its place and the rest go on.
+Memory stays flat however many inputs stream through: at most `in_flight` decoded images exist at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
+
+from cnntool import sources
+from cnntool.preprocess import DEFAULT_MAX_PIXELS, Geometry, ImageError, Preprocessor, open_image
+from cnntool.records import OutputFormat, Record, error_info, make_writer
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from cnntool.loading import LoadedModel
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    model: str | None = None
+    weights: str | None = None
+    device: str = "auto"
+    batch_size: int = 32
+    workers: int = 0
+    threads: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    recursive: bool = False
+    save: Path | None = None
+    quiet: bool = False
+    format: OutputFormat | None = None
+    task_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Item:
+    """One input on its way through the pipeline: either pixels + geometry, or the reason it failed."""
+
+    source: str
+    path: str | None
+    pixels: "np.ndarray | None" = None
+    geometry: Geometry | None = None
+    error: BaseException | None = None
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from cnntool.errors import ConfigError
+
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return name
+
+
+def task_module(task: str):
+    return importlib.import_module(f"cnntool.tasks.{task.replace('-', '_')}")
+
+
+# Worker-process state: set once per process by the pool initializer, so each task sends only a path.
+_worker_preprocessor: Preprocessor | None = None
+_worker_max_pixels = DEFAULT_MAX_PIXELS
+
+
+def _init_worker(preprocessor: Preprocessor, max_pixels: int) -> None:
+    global _worker_preprocessor, _worker_max_pixels
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tears the pool down
+    _worker_preprocessor, _worker_max_pixels = preprocessor, max_pixels
+
+
+def _load(preprocessor: Preprocessor, path: str, max_pixels: int) -> tuple[Any, Any, Any]:
+    """(pixels, geometry, None) or (None, None, error): an exception never escapes a decode."""
+    try:
+        pixels, geometry = preprocessor.load_uint8(path, max_pixels=max_pixels)
+        return pixels, geometry, None
+    except ImageError as exc:
+        return None, None, exc
+    except Exception as exc:  # a decoder bug must cost one record, not the run
+        return None, None, ImageError(f"{exc.__class__.__name__}: {exc}")
+
+
+def _load_in_worker(path: str) -> tuple[Any, Any, Any]:
+    # "" marks a source that matched nothing; it only keeps results aligned with the pending queue.
+    if path == "":
+        return None, None, None
+    assert _worker_preprocessor is not None
+    return _load(_worker_preprocessor, path, _worker_max_pixels)
+
+
+def load_items(inputs: Iterable[str], preprocessor: Preprocessor, *, workers: int, in_flight: int,
+               max_pixels: int, recursive: bool = False) -> Iterator[Item]:
+    """Decode every input, in order, with `workers` processes (0 = here) and at most `in_flight` decoded
+    images held at once."""
+    expanded = sources.expand(inputs, recursive=recursive)
+    if workers <= 0:
+        for entry in expanded:
+            if isinstance(entry, sources.MissingSource):
+                yield Item(entry.source, None, error=ImageError(entry.reason))
+            else:
+                yield Item(sources.display_name(entry), entry, *_load(preprocessor, entry, max_pixels))
+        return
+
+    # Pool.imap keeps order; the semaphore stops its feeder thread from running ahead of the consumer.
+    slots = threading.Semaphore(in_flight)
+    pending: deque[str | sources.MissingSource] = deque()
+
+    def paths() -> Iterator[str]:
+        for entry in expanded:
+            slots.acquire()
+            pending.append(entry)
+            if isinstance(entry, sources.MissingSource):
+                yield ""  # placeholder so results stay aligned with `pending`
+            else:
+                yield entry
+
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=(preprocessor, max_pixels)) as pool:
+        for pixels, geometry, error in pool.imap(_load_in_worker, paths(), chunksize=1):
+            entry = pending.popleft()
+            slots.release()
+            if isinstance(entry, sources.MissingSource):
+                yield Item(entry.source, None, error=ImageError(entry.reason))
+            else:
+                yield Item(sources.display_name(entry), entry, pixels, geometry, error)
+
+
+def batched(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    """Groups of consecutive items holding `size` decodable images (errors ride along in place)."""
+    batch: list[Item] = []
+    good = 0
+    for item in items:
+        batch.append(item)
+        good += item.error is None
+        if good >= size:
+            yield batch
+            batch, good = [], 0
+    if batch:
+        yield batch
+
+
+class Predictor:
+    """A loaded model + its task's decoder, applied to batches of preprocessed items."""
+
+    def __init__(self, loaded: "LoadedModel", device: str, task_options: Mapping[str, Any]) -> None:
+        import torch
+
+        self.loaded = loaded
+        self.device = torch.device(device)
+        self.task = task_module(loaded.task)
+        self.task_options = task_options
+        self.preprocessor = Preprocessor(loaded.input)
+
+    def __call__(self, batch: list[Item]) -> list[Record]:
+        import numpy as np
+        import torch
+
+        good = [item for item in batch if item.error is None]
+        fields_by_id: dict[int, dict[str, Any]] = {}
+        if good:
+            pixels = torch.from_numpy(np.stack([item.pixels for item in good]))
+            inputs = self.preprocessor.normalize(pixels).to(self.device)
+            with torch.inference_mode():
+                outputs = self.loaded.module(inputs)
+            decoded = self.task.decode(outputs, [item.geometry for item in good], classes=self.loaded.classes,
+                                       options=self.task_options)
+            fields_by_id = {id(item): fields for item, fields in zip(good, decoded)}
+        records = []
+        for item in batch:
+            if item.error is not None:
+                records.append(Record(source=item.source, task=self.loaded.task, model=self.loaded.name,
+                                      error=error_info(item.error)))
+            else:
+                g = item.geometry
+                records.append(Record(source=item.source, task=self.loaded.task, model=self.loaded.name,
+                                      width=g.width, height=g.height, fields=fields_by_id[id(item)]))
+        return records
+
+
+def predict(inputs: Iterable[str], task: str, options: RunOptions) -> Iterator[Record]:
+    """Yield one record per input, in input order."""
+    import torch
+
+    from cnntool.loading import load_model
+
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    device = resolve_device(options.device)
+    loaded = load_model(options.model, options.weights, task=task, device=device)
+    predictor = Predictor(loaded, device, options.task_options)
+    in_flight = max(2 * options.batch_size, 4 * max(options.workers, 1))
+    items = load_items(inputs, predictor.preprocessor, workers=options.workers, in_flight=in_flight,
+                       max_pixels=options.max_pixels, recursive=options.recursive)
+    saver = AnnotationSaver(options.save, predictor.task) if options.save else None
+    for batch in batched(items, options.batch_size):
+        records = predictor(batch)
+        for item, record in zip(batch, records):
+            if saver is not None and record.ok:
+                saver.save(item, record)
+            yield record
+
+
+class AnnotationSaver:
+    """Draws each result onto its original image and writes it into one directory, never overwriting
+    an earlier output of the same run (two inputs may share a file name)."""
+
+    def __init__(self, directory: Path, task) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.task = task
+        self._used: set[str] = set()
+
+    def save(self, item: Item, record: Record) -> None:
+        image = open_image(item.path, channels=3)
+        drawn = self.task.draw(image, record.fields)
+        stem = Path(item.path).stem or "image"
+        name, n = f"{stem}.png", 1
+        while name in self._used:
+            n += 1
+            name = f"{stem}-{n}.png"
+        self._used.add(name)
+        target = self.directory / name
+        tmp = target.with_name(f".{name}.tmp")
+        drawn.save(tmp, format="PNG")
+        os.replace(tmp, target)
+        record.fields = {**record.fields, "saved": str(target)}
+
+
+def run(task: str, inputs: list[str], options: RunOptions, *, progress: Callable[[Record], None] | None = None) -> int:
+    """Run a predict subcommand end to end; return the exit code (0 all done, 1 some inputs failed)."""
+    writer = make_writer(options.format)
+    failed = 0
+    for record in predict(inputs, task, options):
+        writer.write(record)
+        failed += not record.ok
+        if progress is not None:
+            progress(record)
+    writer.close()
+    if failed and not options.quiet:
+        print(f"cnntool: {failed} input(s) failed; see their error records", file=sys.stderr)
+    return 1 if failed else 0

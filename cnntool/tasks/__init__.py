@@ -1,0 +1,1 @@
+"""One module per task: decode (model output → record fields), draw, and the training pieces."""

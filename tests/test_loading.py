@@ -1,0 +1,114 @@
+"""--model/--weights resolution: torchvision's hub cache path, cnntool files, and refusing unsafe files."""
+
+import os
+import pickle
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from cnntool import loading, registry, weights
+from cnntool.errors import ConfigError
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def test_torchvision_weights_load_from_a_planted_hub_cache(hub):
+    import torchvision.models as tvm
+
+    enum = tvm.ResNet18_Weights.IMAGENET1K_V1
+    reference = registry.get("resnet18").build().state_dict()
+    hub.mkdir(parents=True)
+    torch.save(reference, hub / os.path.basename(enum.url))
+
+    loaded = loading.load_model("resnet18", "DEFAULT", task="classify")
+    assert loaded.name == "resnet18@IMAGENET1K_V1"
+    for key, tensor in loaded.module.state_dict().items():
+        assert torch.equal(tensor, reference[key]), key
+    # Categories and preprocessing come from the weights' meta, not from our registry entry.
+    assert loaded.classes == tuple(enum.meta["categories"]) and len(loaded.classes) == 1000
+    assert loaded.input.size == (224, 224) and loaded.input.crop_fraction == pytest.approx(224 / 256)
+    assert loaded.input.mean == tuple(enum.transforms().mean)
+    # The enum's own member name works too.
+    assert loading.load_model("resnet18", "IMAGENET1K_V1", task="classify").name == "resnet18@IMAGENET1K_V1"
+
+
+def test_unknown_torchvision_weights_name_lists_valid_ones(hub):
+    with pytest.raises(ConfigError, match="IMAGENET1K_V1"):
+        loading.load_model("resnet18", "IMAGENET9K", task="classify")
+
+
+def test_download_failure_is_fast_and_clear(hub):
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="cannot download .* place the file at"):
+        loading.fetch_torchvision_state_dict("http://127.0.0.1:9/resnet18-f37072fd.pth")
+    assert time.monotonic() - started < loading.DOWNLOAD_TIMEOUT_S + 5
+
+
+def test_offline_cli_fails_within_seconds_with_one_line(tmp_path, digit_png):
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "empty")}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "cnntool", "classify", "--model", "resnet18", digit_png],
+                          capture_output=True, text=True, env=env, timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("this machine is online: the weights downloaded")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "cannot download" in proc.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_a_pickle_payload_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as fh:
+        pickle.dump({"weight": Payload()}, fh)
+    with pytest.raises(ConfigError, match="refused"):
+        weights.load(evil)
+    assert not marker.exists()
+
+
+def test_truncated_safetensors_is_one_clear_error(tmp_path):
+    good = weights.save(tmp_path / "m.safetensors", {"w": torch.ones(100)}, {"task": "classify"})
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(good.read_bytes()[:-50])
+    with pytest.raises(ConfigError, match="truncated"):
+        weights.load(cut)
+    with pytest.raises(ConfigError, match="not a safetensors file"):
+        (tmp_path / "text.safetensors").write_text("hello world, not weights")
+        weights.load(tmp_path / "text.safetensors")
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    other = registry.get("lenet5-relu").build(num_classes=3)
+    path = weights.save(tmp_path / "other.safetensors", other.state_dict(), {})
+    with pytest.raises(ConfigError, match="do not fit this model"):
+        loading.load_model("resnet-small", str(path), task="classify")
+
+
+def test_weights_for_another_task_are_refused(tmp_path):
+    model = registry.get("lenet5").build()
+    path = weights.save(tmp_path / "m.safetensors", model.state_dict(), {"task": "detect"})
+    with pytest.raises(ConfigError, match="task 'detect'"):
+        loading.load_model("lenet5", str(path), task="classify")
+
+
+def test_metadata_carries_classes_input_and_kwargs(tmp_path):
+    model = registry.get("lenet5").build(num_classes=3)
+    meta = {"task": "classify", "model": "lenet5", "kwargs": {"num_classes": 3}, "classes": ["a", "b", "c"],
+            "input": {"size": [32, 32], "channels": 1, "mean": [0.1], "std": [0.2], "resize": "letterbox"}}
+    path = weights.save(tmp_path / "abc.safetensors", model.state_dict(), meta)
+    loaded = loading.load_model("lenet5", str(path), task="classify")
+    assert loaded.classes == ("a", "b", "c")
+    assert loaded.input.resize == "letterbox" and loaded.input.mean == (0.1,)
+    assert weights.read_metadata(path)["format_version"] == weights.FORMAT_VERSION
