@@ -1,0 +1,84 @@
+"""Batched image augmentation on tensors (one call per batch, no per-sample Python).
+
+Geometry (shift, rotation, scale, horizontal flip) is one affine warp of the whole batch in pixel space
+(0..255 floats) with the spec's fill colour outside the image; random erasing works on the normalized
+batch. Random numbers come from torch's global generator, which the engine seeds per step, so a run is
+repeatable and can resume mid-epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    crop_pad: int = 0  # random crop with this much padding: integer shifts of up to ±crop_pad pixels
+    shift: float = 0.0  # continuous random shift, fraction of the image size
+    rotate: float = 0.0  # degrees, ±
+    scale: float = 0.0  # ± fraction
+    hflip: bool = False
+    erase: float = 0.0  # probability of random erasing per image
+
+    @property
+    def geometric(self) -> bool:
+        return bool(self.crop_pad or self.shift or self.rotate or self.scale or self.hflip)
+
+    @property
+    def enabled(self) -> bool:
+        return self.geometric or self.erase > 0
+
+    def describe(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.__dict__.items() if v]
+        return ", ".join(parts) or "none"
+
+
+def warp(pixels: "torch.Tensor", cfg: AugmentConfig, fill: float = 0.0) -> "torch.Tensor":
+    """Random affine warp of a float batch (N, C, H, W) in 0..255."""
+    import torch
+    import torch.nn.functional as F
+
+    n, _, h, w = pixels.shape
+    dev = pixels.device
+    angle = (torch.rand(n, device=dev) * 2 - 1) * math.radians(cfg.rotate)
+    zoom = 1 + (torch.rand(n, device=dev) * 2 - 1) * cfg.scale
+    flip = torch.where(torch.rand(n, device=dev) < 0.5, -1.0, 1.0) if cfg.hflip else torch.ones(n, device=dev)
+    # Translation in normalized [-1, 1] units: one pixel is 2/size.
+    tx = (torch.rand(n, device=dev) * 2 - 1) * cfg.shift * 2
+    ty = (torch.rand(n, device=dev) * 2 - 1) * cfg.shift * 2
+    if cfg.crop_pad:
+        tx = tx + torch.randint(-cfg.crop_pad, cfg.crop_pad + 1, (n,), device=dev) * (2.0 / w)
+        ty = ty + torch.randint(-cfg.crop_pad, cfg.crop_pad + 1, (n,), device=dev) * (2.0 / h)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(pixels.shape), align_corners=False)
+    # Pure integer shifts and flips land on pixel centres: nearest keeps them exact and is cheaper.
+    mode = "bilinear" if (cfg.rotate or cfg.scale or cfg.shift) else "nearest"
+    out = F.grid_sample(pixels - fill, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    return out + fill
+
+
+def erase(batch: "torch.Tensor", probability: float) -> "torch.Tensor":
+    """Random erasing (Zhong et al.): a rectangle of 2–33 % of the area, aspect 0.3–3.3, set to 0
+    (the mean, as the batch is normalized), on each image with the given probability."""
+    import torch
+
+    n, _, h, w = batch.shape
+    dev = batch.device
+    area = (torch.rand(n, device=dev) * 0.31 + 0.02) * h * w
+    aspect = torch.exp(torch.empty(n, device=dev).uniform_(math.log(0.3), math.log(3.3)))
+    eh = torch.sqrt(area * aspect).clamp(1, h).long()
+    ew = torch.sqrt(area / aspect).clamp(1, w).long()
+    y0 = (torch.rand(n, device=dev) * (h - eh + 1)).long()
+    x0 = (torch.rand(n, device=dev) * (w - ew + 1)).long()
+    apply = torch.rand(n, device=dev) < probability
+    ys = torch.arange(h, device=dev).view(1, h, 1)
+    xs = torch.arange(w, device=dev).view(1, 1, w)
+    inside = ((ys >= y0.view(-1, 1, 1)) & (ys < (y0 + eh).view(-1, 1, 1)) & (xs >= x0.view(-1, 1, 1))
+              & (xs < (x0 + ew).view(-1, 1, 1)) & apply.view(-1, 1, 1))
+    return batch.masked_fill(inside.unsqueeze(1), 0.0)

@@ -1,0 +1,194 @@
+"""Classification datasets for training and evaluation: built-in names, MNIST-style idx files, and
+class-per-folder trees.
+
+Every dataset yields (uint8 tensor (C, H, W) already at the model's input size, int label). Resizing
+goes through cnntool.preprocess, the one image → tensor path; normalization and augmentation happen later
+on whole batches. In-memory sources are preprocessed once into a uint8 cache (`ArrayImages`); folders
+are streamed (`FolderImages`), one file per item, so a big tree is never loaded up front.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+
+from cnntool.data import builtin
+from cnntool.errors import ConfigError
+from cnntool.preprocess import Preprocessor
+from cnntool.registry import InputSpec
+from cnntool.sources import IMAGE_SUFFIXES
+
+if TYPE_CHECKING:
+    import torch
+
+# name → (loader of the training part, loader of the official test part or None, classes, description)
+BUILTIN: dict[str, tuple[Callable, Callable | None, tuple[str, ...], str]] = {
+    "fashion-mnist": (lambda: builtin.load_fashion_mnist("train"), lambda: builtin.load_fashion_mnist("test"),
+                      builtin.FASHION_CLASSES, "Fashion-MNIST (60,000 train / 10,000 official test, 28x28)"),
+    "digits": (builtin.load_opencv_digits, None, builtin.DIGIT_CLASSES,
+               "OpenCV's 5,000 handwritten digits (digits.png, 20x20, 500 per class)"),
+    "sklearn-digits": (builtin.load_sklearn_digits, None, builtin.DIGIT_CLASSES,
+                       "scikit-learn's 1,797 digits (8x8, 0..16 scaled to 0..255)"),
+}
+
+
+class ArrayImages:
+    """An in-memory dataset: uint8 images (N, C, H, W) at input size and int64 targets (N,)."""
+
+    def __init__(self, images: "torch.Tensor", targets: "torch.Tensor") -> None:
+        self.images, self.targets = images, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        return self.images[index], int(self.targets[index])
+
+    def subset(self, indices: Sequence[int]) -> "ArrayImages":
+        import torch
+
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        return ArrayImages(self.images[idx], self.targets[idx])
+
+    def labels(self) -> np.ndarray:
+        return self.targets.numpy()
+
+    def batch(self, indices: "torch.Tensor"):
+        """A whole batch by one indexing op: the fast path that needs no DataLoader."""
+        return self.images[indices], self.targets[indices]
+
+
+class FolderImages:
+    """Image files read lazily through the Preprocessor, one per item (use DataLoader workers)."""
+
+    def __init__(self, paths: Sequence[Path], targets: Sequence[int], spec: InputSpec) -> None:
+        self.paths, self.target_list, self.spec = list(paths), [int(t) for t in targets], spec
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        import torch
+
+        pre = Preprocessor(self.spec)
+        img, _ = pre.open(self.paths[index])
+        resized, _ = pre.geometry_and_resized(img)
+        arr = np.asarray(resized, dtype=np.uint8)
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(arr)), self.target_list[index]
+
+    def subset(self, indices: Sequence[int]) -> "FolderImages":
+        return FolderImages([self.paths[i] for i in indices], [self.target_list[i] for i in indices], self.spec)
+
+    def labels(self) -> np.ndarray:
+        return np.asarray(self.target_list, dtype=np.int64)
+
+
+@dataclass
+class ClassifyData:
+    train: ArrayImages | FolderImages
+    test: ArrayImages | FolderImages | None  # the source's own held-out split, when it has one
+    classes: tuple[str, ...]
+    description: str
+
+
+def cache_arrays(images: np.ndarray, labels: np.ndarray, spec: InputSpec) -> ArrayImages:
+    """Preprocess every image once (PIL resize as the spec says) into one uint8 tensor."""
+    import torch
+    from PIL import Image
+
+    pre = Preprocessor(spec)
+    h, w = spec.size
+    out = np.empty((len(images), h, w, spec.channels), dtype=np.uint8)
+    for i, arr in enumerate(images):
+        resized, _ = pre.geometry_and_resized(Image.fromarray(arr))
+        pixels = np.asarray(resized, dtype=np.uint8)
+        out[i] = pixels[:, :, None] if pixels.ndim == 2 else pixels
+    tensor = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+    return ArrayImages(tensor, torch.as_tensor(np.asarray(labels, dtype=np.int64)))
+
+
+def open_classify_data(source: str, spec: InputSpec) -> ClassifyData:
+    """A built-in name, an idx images file, or a class-per-folder directory (with optional train/ and
+    test/ subfolders)."""
+    if source in BUILTIN:
+        load_train, load_test, classes, description = BUILTIN[source]
+        train = cache_arrays(*load_train(), spec)
+        test = cache_arrays(*load_test(), spec) if load_test else None
+        return ClassifyData(train, test, classes, description)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return _open_folder(path, spec)
+    if path.is_file() and "idx" in path.name:
+        return _open_idx(path, spec)
+    raise ConfigError(f"data {source!r} not found: give one of {', '.join(BUILTIN)}, an idx images file "
+                      "(…-images-idx3-ubyte[.gz], labels beside it) or a class-per-folder directory")
+
+
+def _open_idx(images_path: Path, spec: InputSpec) -> ClassifyData:
+    labels_path = _labels_beside(images_path)
+    images = builtin.read_idx(images_path)
+    labels = builtin.read_idx(labels_path).astype(np.int64)
+    if images.ndim != 3 or len(images) != len(labels):
+        raise ConfigError(f"{images_path}: expected (N, H, W) images matching {len(labels)} labels, got {images.shape}")
+    test = None
+    if images_path.name.startswith("train-"):
+        test_images = images_path.with_name("t10k-" + images_path.name[len("train-"):])
+        if test_images.is_file() and _labels_beside(test_images, required=False):
+            test = cache_arrays(builtin.read_idx(test_images),
+                                builtin.read_idx(_labels_beside(test_images)).astype(np.int64), spec)
+    n_classes = int(labels.max()) + 1 if len(labels) else 0
+    classes = tuple(str(i) for i in range(n_classes))
+    return ClassifyData(cache_arrays(images, labels, spec), test, classes, f"idx file {images_path.name}")
+
+
+def _labels_beside(images_path: Path, *, required: bool = True) -> Path | None:
+    name = images_path.name
+    if "images-idx3" not in name:
+        raise ConfigError(f"{images_path}: idx images file names contain 'images-idx3' (labels are found beside it)")
+    labels = images_path.with_name(name.replace("images-idx3", "labels-idx1"))
+    if not labels.is_file():
+        if required:
+            raise ConfigError(f"{images_path}: labels file {labels.name} not found beside it")
+        return None
+    return labels
+
+
+def _open_folder(root: Path, spec: InputSpec) -> ClassifyData:
+    train_dir, test_dir = root / "train", root / "test"
+    if train_dir.is_dir():
+        classes = _class_names(train_dir)
+        train = _folder_dataset(train_dir, classes, spec)
+        test = _folder_dataset(test_dir, classes, spec) if test_dir.is_dir() else None
+    else:
+        classes = _class_names(root)
+        train, test = _folder_dataset(root, classes, spec), None
+    return ClassifyData(train, test, classes, f"folder {root}")
+
+
+def _class_names(root: Path) -> tuple[str, ...]:
+    names = tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    if not names:
+        raise ConfigError(f"{root}: no class folders (expected one subfolder of images per class)")
+    return names
+
+
+def _folder_dataset(root: Path, classes: tuple[str, ...], spec: InputSpec) -> FolderImages:
+    paths, targets = [], []
+    for index, name in enumerate(classes):
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            for f in sorted(filenames):
+                if Path(f).suffix.lower() in IMAGE_SUFFIXES:
+                    paths.append(Path(dirpath) / f)
+                    targets.append(index)
+    if not paths:
+        raise ConfigError(f"{root}: no images in the class folders")
+    return FolderImages(paths, targets, spec)

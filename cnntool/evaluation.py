@@ -1,0 +1,63 @@
+"""Run a model over a dataset and accumulate a task's metrics: used by the training engine for
+validation and held-out figures, and by `cnntool evaluate`."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cnntool.data import batches
+from cnntool.distributed import Dist
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, Any]  # the task's full report (compute())
+    summary: dict[str, float]  # its headline scalars
+    loss: float
+    images: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+def autocast(device: str, enabled: bool):
+    import torch
+
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+
+
+def run_eval(model, dataset, task, *, device: str = "cpu", batch_size: int = 500, workers: int = 0,
+             channels_last: bool = False, bf16: bool = False, tta: bool = False, dist: Dist | None = None) -> EvalResult:
+    """Each rank evaluates its own share (every world-th item); the sums are added across ranks."""
+    import torch
+
+    dist = dist or Dist()
+    metrics = task.new_metrics()
+    order = torch.arange(dist.rank, len(dataset), dist.world)
+    totals = torch.zeros(2, dtype=torch.float64)  # loss sum, image count
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for images, targets in batches.iterate(dataset, batches.index_batches(order, batch_size), workers=workers):
+            inputs = task.eval_batch(images.to(device, non_blocking=True))
+            if channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            targets = targets.to(device)
+            with autocast(device, bf16):
+                outputs = task.forward_eval(model, inputs, tta=tta)
+            totals[0] += float(task.loss(outputs, targets)) * len(targets)
+            totals[1] += len(targets)
+            metrics.update(outputs, targets)
+    seconds = time.perf_counter() - start
+    model.train(was_training)
+    dist.sum_([totals, *metrics.tensors()])
+    n = int(totals[1])
+    return EvalResult(metrics.compute(), metrics.summary(), float(totals[0]) / max(n, 1), n, seconds)

@@ -1,0 +1,163 @@
+"""Classification as a training task for the engine (cnntool.train): its data, batches, loss and metrics.
+
+The engine's task interface (every task provides the same):
+  name                      registry task name, written to the weights' metadata
+  prepare(seed) -> TaskData  datasets of (uint8 image (C, H, W), target) items: train, val, held-out
+  build_model()             the nn.Module to train
+  train_batch(images, targets) -> (inputs, targets)   augment + normalize a uint8 batch (any device)
+  eval_batch(images) -> inputs                        normalize only
+  forward_eval(model, inputs) -> outputs              inference as shipped (+ optional test-time aug)
+  loss(outputs, targets) -> scalar tensor
+  new_metrics() -> accumulator with primary, update, tensors, load_tensors, summary, compute
+  metadata() -> dict        task, model, kwargs, classes, input (what the prediction side reads)
+  extra_evaluations() -> [(key, dataset, description)]  e.g. a cross-source test set
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from cnntool import registry
+from cnntool.augment import AugmentConfig, erase, warp
+from cnntool.data.classify import ClassifyData, open_classify_data
+from cnntool.data.splits import stratified_split
+from cnntool.errors import ConfigError
+from cnntool.preprocess import Preprocessor
+from cnntool.registry import InputSpec
+from cnntool.tasks.classify_metrics import ClassifyMetrics
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class TaskData:
+    train: Any
+    val: Any
+    heldout: Any
+    heldout_description: str
+    # False when the held-out split is the validation split itself (no separate test set): the engine
+    # then ships the last epoch's weights, never ones selected on the data it reports.
+    select_on_val: bool
+
+
+@dataclass
+class ClassifyConfig:
+    data: str
+    model: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    input_size: tuple[int, int] | None = None
+    channels: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    val_split: float = 0.1
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    label_smoothing: float = 0.0
+    tta_flip: bool = False  # average the logits of the image and its mirror image at evaluation
+    cross_source: str | None = None  # another dataset of the same classes, evaluated, never trained on
+
+
+class ClassifyTask:
+    name = "classify"
+
+    def __init__(self, cfg: ClassifyConfig) -> None:
+        self.cfg = cfg
+        self.spec = registry.get(cfg.model, task="classify")
+        base = self.spec.input
+        channels = cfg.channels or base.channels
+        self._stats_from_data = cfg.mean is None and channels != base.channels
+        keep_stats = channels == base.channels
+        self.input = replace(
+            base, size=tuple(cfg.input_size or base.size), channels=channels,
+            mean=tuple(cfg.mean) if cfg.mean else (base.mean if keep_stats else (0.5,) * channels),
+            std=tuple(cfg.std) if cfg.std else (base.std if keep_stats else (0.5,) * channels),
+        )
+        self.classes: tuple[str, ...] = ()
+        self.data_description = ""
+
+    # --- data ---------------------------------------------------------------------------------------
+
+    def prepare(self, seed: int) -> TaskData:
+        data = open_classify_data(self.cfg.data, self.input)
+        self.classes = data.classes
+        if self._stats_from_data and hasattr(data.train, "images"):
+            self._set_stats(data.train.images)
+        train_idx, val_idx = stratified_split(data.train.labels(), self.cfg.val_split, seed)
+        val = data.train.subset(val_idx)
+        train = data.train.subset(train_idx)
+        frac = f"{self.cfg.val_split:g}"
+        if data.test is not None:
+            self.data_description = (f"{data.description}; trained on {len(train)} train images, validation "
+                                     f"(checkpoint selection) {len(val)} = stratified {frac} of train, seed {seed}")
+            return TaskData(train, val, data.test, f"{data.description}: official test split, {len(data.test)} images", True)
+        self.data_description = f"{data.description}; trained on {len(train)} images"
+        heldout = (f"{data.description}: stratified held-out split --val-split {frac} --seed {seed} "
+                   f"({len(val)} images, cnntool.data.splits.stratified_split), never trained on")
+        return TaskData(train, val, val, heldout, False)
+
+    def _set_stats(self, images: "torch.Tensor") -> None:
+        pixels = images.float().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
+        mean = tuple(round(float(v), 4) for v in pixels.mean(1))
+        std = tuple(round(float(v), 4) for v in pixels.std(1))
+        self.input = replace(self.input, mean=mean, std=std)
+
+    def extra_evaluations(self) -> list[tuple[str, Any, str]]:
+        if not self.cfg.cross_source:
+            return []
+        other: ClassifyData = open_classify_data(self.cfg.cross_source, self.input)
+        if other.classes != self.classes:
+            raise ConfigError(f"cross-source data {self.cfg.cross_source!r} has other classes than the training data")
+        dataset = other.train if other.test is None else other.test
+        return [("cross_source", dataset, f"{other.description}: all {len(dataset)} images, never trained on")]
+
+    # --- model and batches --------------------------------------------------------------------------
+
+    def build_model(self) -> "torch.nn.Module":
+        return self.spec.build(**self.kwargs())
+
+    def kwargs(self) -> dict[str, Any]:
+        return {**self.spec.kwargs, **self.cfg.kwargs, "num_classes": len(self.classes),
+                "in_channels": self.input.channels}
+
+    def _normalize(self, pixels: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        mean = torch.tensor(self.input.mean, device=pixels.device).view(1, -1, 1, 1) * 255
+        std = torch.tensor(self.input.std, device=pixels.device).view(1, -1, 1, 1) * 255
+        return (pixels - mean) / std
+
+    def train_batch(self, images: "torch.Tensor", targets: "torch.Tensor"):
+        aug = self.cfg.augment
+        pixels = images.float()
+        if aug.geometric:
+            pixels = warp(pixels, aug, fill=float(self.input.fill))
+        x = self._normalize(pixels)
+        if aug.erase:
+            x = erase(x, aug.erase)
+        return x, targets
+
+    def eval_batch(self, images: "torch.Tensor") -> "torch.Tensor":
+        return self._normalize(images.float())
+
+    def forward_eval(self, model, inputs: "torch.Tensor", *, tta: bool = False) -> "torch.Tensor":
+        logits = model(inputs)
+        if tta and self.cfg.tta_flip:
+            logits = (logits.float().softmax(1) + model(inputs.flip(3)).float().softmax(1)).log()
+        return logits
+
+    def loss(self, outputs: "torch.Tensor", targets: "torch.Tensor") -> "torch.Tensor":
+        import torch.nn.functional as F
+
+        return F.cross_entropy(outputs.float(), targets, label_smoothing=self.cfg.label_smoothing)
+
+    def new_metrics(self) -> ClassifyMetrics:
+        return ClassifyMetrics(self.classes)
+
+    def metadata(self) -> dict[str, Any]:
+        spec_input = asdict(self.input)
+        spec_input["size"] = list(spec_input["size"])
+        kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.kwargs().items()}
+        return {"task": "classify", "model": self.spec.name, "kwargs": kwargs, "classes": list(self.classes),
+                "input": spec_input, "data": self.data_description,
+                "augment": self.cfg.augment.describe(), "label_smoothing": self.cfg.label_smoothing}

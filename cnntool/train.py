@@ -1,0 +1,417 @@
+"""The one training engine: every task trains through `train(task, config)`.
+
+The task object supplies data, batches, loss and metrics (interface in cnntool/tasks/classify_train.py).
+The engine owns the rest: seeded data order and augmentation, the optimizer and learning-rate schedule,
+bf16 autocast and channels_last, validation each epoch, best/last checkpoints, resume (also mid-epoch),
+SIGINT/SIGTERM → checkpoint then exit, torchrun (DDP) and the outputs: weights + metadata written
+atomically, a metrics JSON and a training-curve PNG beside them.
+
+Repeatability: the data order of an epoch depends only on (seed, epoch), and torch's global RNG is
+reseeded from (seed, rank, epoch, step) before every step, so a run resumed from any step boundary
+retraces the uninterrupted one exactly, with no RNG state to save.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from cnntool import checkpoint, distributed, weights
+from cnntool.data import batches
+from cnntool.errors import ConfigError
+from cnntool.evaluation import autocast, run_eval
+from cnntool.train_report import Progress, draw_curves, write_metrics_json
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("onecycle", "cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    out: Path
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # not applied to biases and normalization weights
+    schedule: str = "onecycle"
+    warmup: float = 0.15  # fraction of all steps spent warming up (onecycle, cosine)
+    seed: int = 0
+    workers: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    bf16: bool = False
+    channels_last: bool = False
+    resume: bool = False
+    run_dir: Path | None = None  # checkpoints; default runs/<out stem>
+    eval_batch_size: int = 500
+    quiet: bool = False
+    command: str = ""  # the command line, recorded in the metadata
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch size must be positive")
+        if self.out.suffix != ".safetensors":
+            raise ConfigError(f"--out must end in .safetensors, not {self.out.name!r}")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.out.stem
+
+    def sidecar(self, suffix: str) -> Path:
+        return self.out.with_name(f"{self.out.stem}{suffix}")
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM stopped training after a checkpoint was written."""
+
+    def __init__(self, signum: int, checkpoint_path: Path) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}; checkpoint written to {checkpoint_path} "
+                         "(continue with --resume)")
+        self.signum, self.checkpoint_path = signum, checkpoint_path
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
+    """The schedule as a pure function of the global step (so resume needs no scheduler state)."""
+    if cfg.schedule == "constant":
+        return cfg.lr
+    warm = int(cfg.warmup * total)
+    if step < warm:
+        start = cfg.lr / 25 if cfg.schedule == "onecycle" else 0.0
+        return start + (cfg.lr - start) * step / warm
+    t = (step - warm) / max(total - warm, 1)
+    floor = cfg.lr * 1e-4 if cfg.schedule == "onecycle" else 0.0
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _step_seed(seed: int, rank: int, epoch: int, step: int) -> int:
+    return ((seed * 1_000_003 + rank * 10_007 + epoch) * 100_003 + step) % (2**63)
+
+
+def _device(name: str, d: distributed.Dist) -> str:
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and d.enabled:
+        name = f"cuda:{d.local_rank}"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but no CUDA device is available")
+    return name
+
+
+def _optimizer(model, cfg: TrainConfig):
+    import torch
+
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+class _Stopper:
+    """Turns SIGINT/SIGTERM into a flag checked between steps; a second SIGINT interrupts at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_Stopper":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def request(self, signum: int) -> None:
+        self.signum = signum
+
+
+@dataclass
+class _State:
+    epoch: int = 0
+    step: int = 0  # next step within the epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_score: float | None = None
+    best_epoch: int | None = None
+    train_loss_sum: float = 0.0
+    train_seen: int = 0
+    train_metric_state: list[Any] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+def train(task, cfg: TrainConfig, *, on_step: Callable[["Trainer", int, int], None] | None = None) -> dict[str, Any]:
+    """Train, evaluate on the held-out data, write the weights; returns their metadata."""
+    return Trainer(task, cfg, on_step=on_step).run()
+
+
+class Trainer:
+    def __init__(self, task, cfg: TrainConfig, *, on_step=None) -> None:
+        self.task, self.cfg, self.on_step = task, cfg, on_step
+        self.stopper = _Stopper()
+
+    def request_stop(self, signum: int = signal.SIGINT) -> None:
+        """Stop after the current step with a checkpoint, as a signal would."""
+        self.stopper.request(signum)
+
+    def run(self) -> dict[str, Any]:
+        import torch
+
+        cfg, task = self.cfg, self.task
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.dist = dist = distributed.init(cfg.device)
+        try:
+            self.device = _device(cfg.device, dist)
+            data = task.prepare(cfg.seed)
+            torch.manual_seed(cfg.seed)  # same initial weights on every rank and every run
+            model = task.build_model().to(self.device)
+            if cfg.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            self.model = model
+            self.optimizer = _optimizer(model, cfg)
+            state = self._resume() if cfg.resume else _State()
+            train_model = model
+            if dist.enabled:
+                from torch.nn.parallel import DistributedDataParallel
+
+                train_model = DistributedDataParallel(model, device_ids=[self.device] if self.device.startswith("cuda") else None)
+            with self.stopper, Progress(quiet=cfg.quiet or not dist.main, metric=self._metric_name()) as progress:
+                self.progress = progress
+                if dist.main:
+                    progress.log(f"training {task.metadata()['model']} on {len(data.train)} images, "
+                                 f"validating on {len(data.val)}, {cfg.epochs} epochs, device {self.device}"
+                                 + (f", {dist.world} processes" if dist.enabled else ""))
+                while state.epoch < cfg.epochs:
+                    self._epoch(train_model, data, state)
+                return self._finish(data, state)
+        finally:
+            distributed.shutdown(dist)
+
+    def _metric_name(self) -> str:
+        return self.task.new_metrics().primary
+
+    # --- one epoch ------------------------------------------------------------------------------------
+
+    def _epoch(self, train_model, data, state: _State) -> None:
+        import torch
+
+        cfg, task, dist = self.cfg, self.task, self.dist
+        n = len(data.train)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + state.epoch))
+        usable = n - n % dist.world  # every rank takes the same number of steps
+        shard = order[dist.rank:usable:dist.world]
+        index_batches = batches.index_batches(shard, cfg.batch_size)
+        steps = len(index_batches)
+        total = steps * cfg.epochs
+        metrics = task.new_metrics()
+        if state.step and state.train_metric_state:
+            metrics.load_tensors(state.train_metric_state)
+        else:
+            state.train_loss_sum, state.train_seen = 0.0, 0
+        self.progress.start_epoch(state.epoch, cfg.epochs, steps, state.step)
+        train_model.train()
+        started, seen_now = time.perf_counter(), 0
+        lr = learning_rate(cfg, state.epoch * steps + max(state.step - 1, 0), total)
+        remaining = index_batches[state.step:]
+        for images, targets in batches.iterate(data.train, remaining, workers=cfg.workers):
+            step = state.step
+            torch.manual_seed(_step_seed(cfg.seed, dist.rank, state.epoch, step))
+            lr = learning_rate(cfg, state.epoch * steps + step, total)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            inputs, targets = task.train_batch(images.to(self.device, non_blocking=True), _to(targets, self.device))
+            if cfg.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, cfg.bf16):
+                outputs = train_model(inputs)
+                loss = task.loss(outputs, targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            batch_n = len(images)
+            state.train_loss_sum += float(loss.detach()) * batch_n
+            state.train_seen += batch_n
+            metrics.update(outputs, targets)
+            state.step += 1
+            seen_now += batch_n
+            elapsed = time.perf_counter() - started
+            self.progress.step(state.step, state.train_loss_sum / state.train_seen, metrics.summary(),
+                               seen_now * dist.world / max(elapsed, 1e-9))
+            if self.on_step is not None:
+                self.on_step(self, state.epoch, step)
+            signum = self.stopper.signum or 0
+            if dist.enabled:
+                flag = torch.tensor([signum])
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                signum = int(flag)
+            if signum:
+                state.train_metric_state = [t.tolist() for t in metrics.tensors()]
+                state.train_seconds += time.perf_counter() - started
+                path = self._save_last(state)
+                raise TrainingInterrupted(signum, path)
+        state.train_seconds += time.perf_counter() - started
+        self._end_epoch(data, state, metrics, lr)
+
+    def _end_epoch(self, data, state: _State, metrics, lr: float) -> None:
+        import torch
+
+        cfg, dist = self.cfg, self.dist
+        loss_totals = torch.tensor([state.train_loss_sum, float(state.train_seen)], dtype=torch.float64)
+        dist.sum_([loss_totals, *metrics.tensors()])
+        val = run_eval(self.model, data.val, self.task, device=self.device, batch_size=cfg.eval_batch_size,
+                       workers=cfg.workers, channels_last=cfg.channels_last, bf16=cfg.bf16, dist=dist)
+        primary = self._metric_name()
+        record = {"epoch": state.epoch + 1, "lr": lr, "train_loss": float(loss_totals[0] / loss_totals[1]),
+                  "val_loss": val.loss, "train_seconds": round(state.train_seconds, 2)}
+        record.update({f"train_{k}": v for k, v in metrics.summary().items()})
+        record.update({f"val_{k}": v for k, v in val.summary.items()})
+        state.history.append(record)
+        score = val.summary[primary]
+        improved = state.best_score is None or score > state.best_score
+        if improved:
+            state.best_score, state.best_epoch = score, state.epoch + 1
+        state.epoch, state.step, state.train_metric_state = state.epoch + 1, 0, []
+        state.train_seconds = 0.0
+        if dist.main:
+            if improved:
+                weights.save(cfg.checkpoint_dir / "best.safetensors", self.model.state_dict(),
+                             {"kind": "best", "epoch": state.epoch, primary: score})
+            self._write_reports(state, final=None)
+            self.progress.log(f"epoch {state.epoch}/{cfg.epochs}: train loss {record['train_loss']:.4f}, "
+                              f"val loss {val.loss:.4f}, val {primary} {score:.4f}"
+                              + ("  (best)" if improved else ""))
+        self._save_last(state)
+
+    # --- checkpoints ----------------------------------------------------------------------------------
+
+    def _save_last(self, state: _State) -> Path:
+        path = self.cfg.checkpoint_dir / "last.safetensors"
+        if self.dist.main:
+            checkpoint.save(path, self.model.state_dict(), self.optimizer, asdict(state))
+        self.dist.barrier()
+        return path
+
+    def _resume(self) -> _State:
+        path = self.cfg.checkpoint_dir / "last.safetensors"
+        if not path.is_file():
+            raise ConfigError(f"--resume: no checkpoint at {path}")
+        model_state, optimizer_state, progress = checkpoint.load(path)
+        weights.load_into(self.model, model_state, source=str(path))
+        self.optimizer.load_state_dict(optimizer_state)
+        return _State(**progress)
+
+    # --- the end: held-out figures and the weights file ----------------------------------------------
+
+    def _finish(self, data, state: _State) -> dict[str, Any]:
+        cfg, task, dist = self.cfg, self.task, self.dist
+        if data.select_on_val:
+            best, _ = weights.load(cfg.checkpoint_dir / "best.safetensors") if dist.main else (None, None)
+            if dist.enabled:  # every rank evaluates the same weights
+                import torch.distributed as tdist
+
+                box = [best]
+                tdist.broadcast_object_list(box, src=0)
+                best = box[0]
+            self.model.load_state_dict(best)
+            chosen = f"best validation epoch ({state.best_epoch})"
+        else:
+            chosen = f"last epoch ({state.epoch}); the held-out split is not used for selection"
+        primary = self._metric_name()
+
+        def evaluate(dataset, tta: bool = False):
+            return run_eval(self.model, dataset, task, device=self.device, batch_size=cfg.eval_batch_size,
+                            workers=cfg.workers, channels_last=cfg.channels_last, bf16=cfg.bf16, tta=tta, dist=dist)
+
+        heldout = evaluate(data.heldout)
+        metrics: dict[str, Any] = {"heldout": heldout.metrics, "heldout_data": data.heldout_description,
+                                   "weights_from": chosen,
+                                   "validation": state.history[-1] if state.history else {}}
+        if getattr(task.cfg, "tta_flip", False):
+            tta = evaluate(data.heldout, tta=True)
+            metrics["heldout_tta_flip"] = {k: v for k, v in tta.metrics.items() if k in ("images", "accuracy", "top5")}
+        for key, dataset, description in task.extra_evaluations():
+            result = evaluate(dataset)
+            metrics[key] = result.metrics
+            metrics[f"{key}_data"] = description
+        meta = {
+            **task.metadata(),
+            "metrics": metrics,
+            "command": cfg.command,
+            "epochs": cfg.epochs,
+            "seed": cfg.seed,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "cnntool_version": _version(),
+            "images_per_second": {"inference": round(heldout.images_per_second, 1),
+                                  "measured": f"held-out evaluation, batch {cfg.eval_batch_size}, device "
+                                              f"{self.device}, {_threads()} threads"},
+            "train": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
+                      if k not in ("out", "run_dir", "command", "quiet", "resume")},
+        }
+        if dist.main:
+            weights.save(cfg.out, self.model.state_dict(), meta)
+            self._write_reports(state, final=meta)
+            self.progress.log(f"held-out {primary} {heldout.summary[primary]:.4f} on {heldout.images} images "
+                              f"→ {cfg.out}")
+        dist.barrier()
+        return meta
+
+    def _write_reports(self, state: _State, final: dict[str, Any] | None) -> None:
+        document: dict[str, Any] = {"history": state.history, "best_epoch": state.best_epoch,
+                                    "best_val": state.best_score, "command": self.cfg.command}
+        if final is not None:
+            document["final"] = {k: final[k] for k in ("metrics", "images_per_second", "created")}
+        write_metrics_json(self.cfg.sidecar(".metrics.json"), document)
+        draw_curves(self.cfg.sidecar(".curve.png"), state.history, self._metric_name())
+
+
+def _to(obj, device: str):
+    """Tensors (or dicts/lists of them, for tasks with structured targets) onto the device."""
+    if hasattr(obj, "to"):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to(v, device) for v in obj)
+    return obj
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cnntool")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()

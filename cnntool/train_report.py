@@ -1,0 +1,106 @@
+"""What a training run leaves beside its weights: the per-epoch history as JSON and a training-curve
+PNG drawn with PIL (no plotting library), plus the live progress display on stderr."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from cnntool.weights import atomic_write_bytes
+
+_W, _H, _PAD = 640, 300, 40
+_COLOURS = {"train": (31, 119, 180), "val": (255, 127, 14)}
+
+
+def write_metrics_json(path: Path, document: dict[str, Any]) -> None:
+    atomic_write_bytes(path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
+
+
+def draw_curves(path: Path, history: Sequence[dict[str, Any]], metric: str) -> None:
+    """Two panels, loss and `metric` per epoch, train and validation lines."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (_W * 2, _H), "white")
+    d = ImageDraw.Draw(img)
+    for panel, key in enumerate(("loss", metric)):
+        x0 = panel * _W
+        series = {split: [h.get(f"{split}_{key}") for h in history] for split in ("train", "val")}
+        values = [v for s in series.values() for v in s if v is not None]
+        d.text((x0 + _PAD, 8), f"{key} per epoch (blue: train, orange: validation)", fill="black")
+        left, top, right, bottom = x0 + _PAD, 28, x0 + _W - 12, _H - 28
+        d.rectangle((left, top, right, bottom), outline="grey")
+        if not values:
+            continue
+        lo, hi = min(values), max(values)
+        if hi - lo < 1e-9:
+            lo, hi = lo - 0.5, hi + 0.5
+        n = max(len(history), 2)
+
+        def xy(i: int, v: float) -> tuple[float, float]:
+            return (left + (right - left) * i / (n - 1), bottom - (bottom - top) * (v - lo) / (hi - lo))
+
+        d.text((x0 + 2, top - 4), f"{hi:.3g}", fill="black")
+        d.text((x0 + 2, bottom - 8), f"{lo:.3g}", fill="black")
+        d.text((right - 60, bottom + 6), f"epoch {len(history)}", fill="black")
+        for split, vals in series.items():
+            points = [xy(i, v) for i, v in enumerate(vals) if v is not None]
+            if len(points) > 1:
+                d.line(points, fill=_COLOURS[split], width=2)
+            for px, py in points:
+                d.ellipse((px - 2, py - 2, px + 2, py + 2), fill=_COLOURS[split])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    img.save(tmp, format="PNG")
+    tmp.replace(path)
+
+
+class Progress:
+    """A rich progress bar per epoch on stderr: loss, metric, images/s, ETA. Silent when quiet."""
+
+    def __init__(self, *, quiet: bool, metric: str) -> None:
+        self.quiet, self.metric = quiet, metric
+        self._bar = None
+        if not quiet:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self.console = Console(stderr=True)
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}  {task.fields[metric]}  {task.fields[speed]:.0f} img/s"),
+                TimeRemainingColumn(), console=self.console, transient=True,
+            )
+        self._task = None
+        self._last = 0.0
+
+    def __enter__(self) -> "Progress":
+        if self._bar is not None:
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int, done: int) -> None:
+        if self._bar is None:
+            return
+        if self._task is not None:
+            self._bar.remove_task(self._task)
+        self._task = self._bar.add_task(f"epoch {epoch + 1}/{epochs}", total=steps, completed=done,
+                                        loss=0.0, metric="", speed=0.0)
+
+    def step(self, done: int, loss: float, summary: dict[str, float], speed: float) -> None:
+        now = time.monotonic()
+        if self._bar is None or (now - self._last < 0.2):  # redraws cost time on tiny models
+            return
+        self._last = now
+        text = "  ".join(f"{k} {v:.4f}" for k, v in summary.items())
+        self._bar.update(self._task, completed=done, loss=loss, metric=text, speed=speed)
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            (self.console.print if self._bar is None else self._bar.console.print)(message, highlight=False)
