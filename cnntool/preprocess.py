@@ -47,30 +47,74 @@ def open_sized(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size lets JPEG decoding skip resolution the model would throw away (PIL's draft mode decodes
     at 1/2, 1/4 or 1/8 scale), never going below draft_size; the returned size is still the full one.
     """
+    _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            # Every outcome is an image or an ImageError; PIL's warnings (corrupt EXIF, its own bomb
+            # warning, which max_pixels supersedes) would only be stray lines on stderr.
+            warnings.filterwarnings("ignore", module=r"PIL\.")
+            with Image.open(path) as img:
+                return _decode(img, max_pixels=max_pixels, channels=channels, fill=fill, draft_size=draft_size)
+    except ImageError:
+        raise
+    except _DECODE_FAILURES as exc:
+        raise _as_image_error(exc, max_pixels) from None
+
+
+def _check_file(path: str | os.PathLike) -> None:
+    """Refuse what no decoder should be handed: missing files, directories, FIFOs and devices (reading
+    those can block forever or never end) and empty files."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise ImageError("no such file") from None
+        raise ImageError("broken symbolic link" if os.path.islink(path) else "no such file") from None
     except PermissionError:
         raise ImageError("permission denied") from None
     except OSError as exc:
         raise ImageError(f"cannot read: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL byte in the path
+        raise ImageError("invalid file name") from None
     if stat.S_ISDIR(st.st_mode):
         raise ImageError("is a directory, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError("not a regular file (a FIFO, device or socket)")
     if st.st_size == 0:
         raise ImageError("empty file")
-    try:
-        img = Image.open(path)
-    except UnidentifiedImageError:
-        raise ImageError("not an image file (unknown or corrupt format)") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except (OSError, ValueError, SyntaxError) as exc:  # PIL raises SyntaxError for some broken headers
-        raise ImageError(f"cannot decode: {exc}") from None
-    try:
-        return _decode(img, max_pixels=max_pixels, channels=channels, fill=fill, draft_size=draft_size)
-    finally:
-        img.close()
+
+
+# What PIL's parsers and decoders raise on malformed data (Image.open swallows only some of them, so the
+# rest reach us); each one means "this file is not a usable image". UnidentifiedImageError and
+# PermissionError are OSErrors. tests/robustness fuzzes this boundary.
+_DECODE_FAILURES = (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError, struct.error,
+                    ZeroDivisionError, OverflowError, MemoryError, Image.DecompressionBombError)
+
+
+def _as_image_error(exc: Exception, max_pixels: int) -> ImageError:
+    if isinstance(exc, UnidentifiedImageError):
+        return ImageError("not an image file (unknown or corrupt format)")
+    if isinstance(exc, PermissionError):
+        return ImageError("permission denied")
+    if isinstance(exc, Image.DecompressionBombError):
+        # PIL refuses sizes over 2 × Image.MAX_IMAGE_PIXELS itself, from the header, before our guard runs.
+        pil_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        if max_pixels < pil_limit:
+            return _over_limit(f"over {_megapixels(pil_limit)} MP", max_pixels)
+        return ImageError(f"image is over PIL's own limit of {_megapixels(pil_limit)} MP (PIL.Image.MAX_IMAGE_PIXELS)")
+    if isinstance(exc, MemoryError):
+        return ImageError("not enough memory to decode this image")
+    text = " ".join(str(exc).split())[:200] or exc.__class__.__name__  # one line, bounded
+    if isinstance(exc, EOFError) or "truncated" in text.lower() or "broken data stream" in text:
+        return ImageError(f"truncated or corrupt image data ({text})")
+    return ImageError(f"cannot decode: {text}")
+
+
+def _over_limit(size: str, max_pixels: int) -> ImageError:
+    return ImageError(f"image is {size}, over the {_megapixels(max_pixels)} MP limit "
+                      "(decompression-bomb guard; raise it with --max-pixels)")
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.0f}" if pixels >= 1e6 else f"{pixels / 1e6:.2g}"
 
 
 def _decode(img: Image.Image, *, max_pixels: int, channels: int, fill: int,
@@ -79,30 +123,17 @@ def _decode(img: Image.Image, *, max_pixels: int, channels: int, fill: int,
     if w <= 0 or h <= 0:
         raise ImageError(f"invalid size {w}x{h}")
     if w * h > max_pixels:
-        raise ImageError(f"image is {w}x{h} = {w * h / 1e6:.0f} MP, over the {max_pixels / 1e6:.0f} MP limit "
-                         "(decompression-bomb guard; raise it with --max-pixels)")
-    try:
-        if draft_size is not None and img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK"):
-            # Orientation may swap the axes; ask for the larger side on both so the result is big enough.
-            side = max(draft_size)
-            img.draft(img.mode, (side, side))
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img.seek(0)
-            img.load()
-        orientation = img.getexif().get(0x0112, 1)
-        upright_size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-        img = ImageOps.exif_transpose(img)
-        return to_channels(img, channels, fill=fill), upright_size
-    except ImageError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageError(str(exc)) from None
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error, ZeroDivisionError) as exc:
-        text = str(exc) or exc.__class__.__name__
-        if "truncated" in text or "broken data stream" in text or isinstance(exc, EOFError):
-            raise ImageError(f"truncated or corrupt image data ({text})") from None
-        raise ImageError(f"cannot decode: {text}") from None
+        raise _over_limit(f"{w}x{h} = {_megapixels(w * h)} MP", max_pixels)
+    if draft_size is not None and img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK"):
+        # Orientation may swap the axes; ask for the larger side on both so the result is big enough.
+        side = max(draft_size)
+        img.draft(img.mode, (side, side))
+    img.seek(0)
+    img.load()
+    orientation = img.getexif().get(0x0112, 1)
+    upright_size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    img = ImageOps.exif_transpose(img)
+    return to_channels(img, channels, fill=fill), upright_size
 
 
 def to_channels(img: Image.Image, channels: int, *, fill: int = 0) -> Image.Image:
@@ -135,14 +166,17 @@ def _wide_to_l(img: Image.Image) -> Image.Image:
     import numpy as np
 
     arr = np.asarray(img, dtype=np.float64)
-    lo, hi = float(arr.min()), float(arr.max())
-    if hi <= 255 and lo >= 0 and img.mode not in ("I;16", "I;16B", "I;16L", "I;16N"):
-        scaled = arr
+    finite = np.isfinite(arr)  # NaN and inf samples (float images) carry no intensity: they become 0
+    lo, hi = (float(arr[finite].min()), float(arr[finite].max())) if finite.any() else (0.0, 0.0)
+    if img.mode.startswith("I;16") or (img.mode == "I" and lo >= 0 and 255 < hi <= 65535):
+        scaled = arr * (255.0 / 65535.0)  # real 16-bit data: a dark image stays dark
+    elif img.mode == "F" and lo >= 0 and hi <= 1:
+        scaled = arr * 255.0  # unit-range float data, the usual convention for float images
+    elif lo >= 0 and hi <= 255:
+        scaled = arr  # 8-bit values in a wide container
     else:
-        # 16-bit images use the full 0..65535 scale when they are real 16-bit data.
-        top = 65535.0 if img.mode.startswith("I;16") or hi > 255 else max(hi, 1.0)
-        bottom = 0.0 if lo >= 0 else lo
-        scaled = (arr - bottom) * (255.0 / max(top - bottom, 1e-12))
+        scaled = (arr - lo) * (255.0 / max(hi - lo, 1e-12))  # anything else by its own range
+    scaled = np.where(finite, scaled, 0.0)
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
 
 
