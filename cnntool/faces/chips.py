@@ -1,0 +1,115 @@
+"""dlib's face-chip alignment (get_face_chip_details + extract_image_chip) for 5-point landmarks, numpy only.
+
+A similarity transform takes five template points (dlib's mean face, padded by `padding` on each side) onto
+the detected landmarks; the chip is the rotated square it implies. When that square is much larger than the
+chip, the image is first halved (dlib's 5-tap Gaussian pyramid_down<2>) until one more halving would make it
+smaller than the chip; the chip is then sampled bilinearly, truncating to 8 bits as dlib does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .shape import similarity_matrix
+
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+
+# dlib's 5-point mean face, normalized (x, y): right eye outer/inner, left eye outer/inner, nose base.
+TEMPLATE5 = np.array([
+    [0.8595674595992, 0.2134981538014],
+    [0.6460604764104, 0.2289674387677],
+    [0.1205750620789, 0.2137274526848],
+    [0.3340850613712, 0.2290642403242],
+    [0.4901123135679, 0.6277975316475],
+])
+
+_KERNEL = np.array([1, 4, 6, 4, 1], np.int64)
+
+
+def _rect_down(r):
+    """pyramid_down<2>::rect_down of a float rectangle (l, t, r, b)."""
+    return (r[0] / 2 - 1.25, r[1] / 2 - 0.75, r[2] / 2 - 1.25, r[3] / 2 - 0.75)
+
+
+def _area(r) -> float:
+    w, h = r[2] - r[0] + 1, r[3] - r[1] + 1
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _lround(x: float) -> int:
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+
+
+def _rotate(center, p, angle):
+    c, s = math.cos(angle), math.sin(angle)
+    dx, dy = p[0] - center[0], p[1] - center[1]
+    return (center[0] + c * dx - s * dy, center[1] + s * dx + c * dy)
+
+
+def pyramid_down2(rgb: np.ndarray) -> np.ndarray:
+    """dlib's pyramid_down<2> on RGB: separable [1 4 6 4 1]² filter, every other pixel, floor(sum / 256)."""
+    h, w = rgb.shape[:2]
+    oh, ow = (h - 3) // 2, (w - 3) // 2
+    img = rgb.astype(np.int64)
+    rows = sum(k * img[:, b:b + 2 * ow:2] for b, k in enumerate(_KERNEL))
+    both = sum(k * rows[a:a + 2 * oh:2] for a, k in enumerate(_KERNEL))
+    return (both // 256).astype(np.uint8)
+
+
+def chip_details(points5, size: int = CHIP_SIZE, padding: float = CHIP_PADDING):
+    """(rect (l, t, r, b) floats, angle) of the chip in image coordinates."""
+    chip_pts = (padding + TEMPLATE5) / (2 * padding + 1) * size
+    img_pts = np.asarray(points5, np.float64)
+    m = similarity_matrix(chip_pts, img_pts)
+    t = img_pts.mean(axis=0) - m @ chip_pts.mean(axis=0)
+    px, py = m @ np.array([1.0, 0.0])
+    angle, scale = math.atan2(py, px), math.hypot(px, py)
+    cx, cy = m @ np.array([size / 2, size / 2]) + t
+    half = (size * scale - 1) / 2
+    return (cx - half, cy - half, cx + half, cy + half), angle
+
+
+def _bilinear(src: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    left, top = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    ok = (left >= 0) & (top >= 0) & (left + 1 < src.shape[1]) & (top + 1 < src.shape[0])
+    l, t = np.where(ok, left, 0), np.where(ok, top, 0)
+    fx, fy = (x - left)[..., None], (y - top)[..., None]
+    s = src.astype(np.float64)
+    val = (1 - fy) * ((1 - fx) * s[t, l] + fx * s[t, l + 1]) + fy * ((1 - fx) * s[t + 1, l] + fx * s[t + 1, l + 1])
+    return np.where(ok[..., None], np.floor(val), 0).astype(np.uint8)
+
+
+def extract_chip(rgb: np.ndarray, points5, size: int = CHIP_SIZE, padding: float = CHIP_PADDING) -> np.ndarray:
+    """The aligned (size, size, 3) uint8 face chip for 5 landmarks [[x, y], …] in an (H, W, 3) uint8 image."""
+    rect, angle = chip_details(points5, size, padding)
+    chip_area = size * size
+    depth, grow, r = 0, 2.0, _rect_down(rect)
+    while _area(r) > chip_area:
+        r = _rect_down(r)
+        depth += 1
+        grow = grow * 2 + 2
+    center = ((rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2)
+    corners = [_rotate(center, p, angle) for p in
+               [(rect[0], rect[1]), (rect[2], rect[1]), (rect[0], rect[3]), (rect[2], rect[3])]]
+    xs, ys = [p[0] for p in corners], [p[1] for p in corners]
+    h, w = rgb.shape[:2]
+    box = [_lround(v) for v in (max(min(xs) - grow, 0), max(min(ys) - grow, 0),
+                                min(max(xs) + grow, w - 1), min(max(ys) + grow, h - 1))]
+    src = rgb[box[1]:box[3] + 1, box[0]:box[2] + 1]
+    r = (rect[0] - box[0], rect[1] - box[1], rect[2] - box[0], rect[3] - box[1])
+    level = -1
+    while _area(_rect_down(r)) > chip_area:
+        level += 1
+        r = _rect_down(r)
+    for _ in range(level + 1):
+        src = pyramid_down2(src)
+    # The chip's corners map onto the rotated (and possibly pyramid-scaled) rectangle: an affine map.
+    c = ((r[0] + r[2]) / 2, (r[1] + r[3]) / 2)
+    tl, tr, bl = (_rotate(c, p, angle) for p in [(r[0], r[1]), (r[2], r[1]), (r[0], r[3])])
+    ax = ((tr[0] - tl[0]) / (size - 1), (tr[1] - tl[1]) / (size - 1))
+    ay = ((bl[0] - tl[0]) / (size - 1), (bl[1] - tl[1]) / (size - 1))
+    cc, rr = np.meshgrid(np.arange(size, dtype=np.float64), np.arange(size, dtype=np.float64))
+    return _bilinear(src, tl[0] + cc * ax[0] + rr * ay[0], tl[1] + cc * ax[1] + rr * ay[1])
