@@ -50,7 +50,7 @@ def decode_ints(buf: np.ndarray, starts: np.ndarray) -> np.ndarray:
     if len(starts) and starts[-1] + 1 + int(size[-1]) > len(buf):
         raise DlibFormatError("the last integer runs past the end of the data")
     padded = np.concatenate([buf, np.zeros(8, np.uint8)])
-    windows = np.lib.stride_tricks.as_strided(padded, shape=(len(buf), 8), strides=(1, 1), writeable=False)
+    windows = np.lib.stride_tricks.as_strided(padded, shape=(len(buf) + 1, 8), strides=(1, 1), writeable=False)
     value = np.ascontiguousarray(windows[starts + 1]).view("<u8").reshape(-1) & _MASKS[size]
     signed = value.astype(np.int64)
     return np.where(ctrl & 0x80, -signed, signed)
