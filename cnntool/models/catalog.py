@@ -2,13 +2,14 @@
 `shape-calc` import this without torch.
 
 `layers` strings are shape-calc's grammar (cnntool.layerspec) for the registered kwargs; the helpers below
-build the long ones. tests/test_models.py checks each against the torch model's shapes and parameters.
+build the long ones. They write `flatten` where the torch forward flattens, so their rows line up with the
+torch modules' outputs; tests/test_models.py checks shapes and parameter counts against the torch models.
 Other tasks add their models in their own marked sections at the end of this file.
 """
 
 from __future__ import annotations
 
-from cnntool.registry import InputSpec, ModelSpec, register
+from cnntool.registry import InputSpec, ModelSpec, register, set_default
 
 # --- layer-string helpers -------------------------------------------------------------------------
 
@@ -58,14 +59,14 @@ def _resnet(block: str, blocks: tuple[int, ...], num_classes: int) -> str:
     return _join(
         "conv7s2p3b0:64 bn relu max3s2p1",
         _resnet_stages(block, (64, 128, 256, 512), blocks, stem_width=64),
-        f"gap fc:{num_classes}",
+        f"gap flatten fc:{num_classes}",
     )
 
 
 def _vgg(config: tuple, num_classes: int) -> str:
     """torchvision's VGG: config lists conv widths, "M" a 2×2 max-pool; then a 7×7 adaptive pool."""
     features = " ".join("max2" if c == "M" else f"conv3p1:{c} relu" for c in config)
-    return f"{features} aap7 fc:4096 relu dropout fc:4096 relu dropout fc:{num_classes}"
+    return f"{features} aap7 flatten fc:4096 relu dropout fc:4096 relu dropout fc:{num_classes}"
 
 
 def _inception(c1: int, c3r: int, c3: int, c5r: int, c5: int, pool_proj: int) -> str:
@@ -93,13 +94,13 @@ def _googlenet(num_classes: int) -> str:
         "max2s2c",
         _inception(256, 160, 320, 32, 128, 128),  # 5a
         _inception(384, 192, 384, 48, 128, 128),  # 5b
-        f"gap dropout0.2 fc:{num_classes}",
+        f"gap flatten dropout0.2 fc:{num_classes}",
     )
 
 
 def _lenet5(activation: str, pool: str, num_classes: int) -> str:
     a, p = activation, f"{pool}2"
-    return f"conv5:6 {a} {p} conv5:16 {a} {p} fc:120 {a} fc:84 {a} fc:{num_classes}"
+    return f"conv5:6 {a} {p} conv5:16 {a} {p} flatten fc:120 {a} fc:84 {a} fc:{num_classes}"
 
 
 # --- input specs ----------------------------------------------------------------------------------
@@ -130,7 +131,7 @@ register(ModelSpec(
     kwargs={"num_classes": 1000}, input=IMAGENET, weights="torchvision:AlexNet_Weights.IMAGENET1K_V1",
     layers=_join(
         "conv11s4p2:64 relu max3s2 conv5p2:192 relu max3s2",
-        "conv3p1:384 relu conv3p1:256 relu conv3p1:256 relu max3s2 aap6",
+        "conv3p1:384 relu conv3p1:256 relu conv3p1:256 relu max3s2 aap6 flatten",
         "dropout fc:4096 relu dropout fc:4096 relu fc:1000",
     ),
     summary="AlexNet (Krizhevsky 2012), torchvision's single-tower variant",
@@ -179,7 +180,42 @@ register(ModelSpec(
     layers=_join(
         _conv_bn_relu(3, 32, padding=1),
         _resnet_stages("basic", (32, 64, 128), (2, 2, 2), stem_width=32),
-        "gap fc:10",
+        "gap flatten dropout0 fc:10",
     ),
     summary="Small ResNet for 28×28 grey images: widths 32/64/128, 2 basic blocks per stage (parametric)",
 ))
+
+# --- localize and landmarks (issue: the lecture's y-vector and l-vector) -----------------------------
+
+# Scenes and document photos, stretched to 64×64 RGB (the whole frame is kept, so the y-vector's box and
+# the l-vector's points are relative to the full image).
+SCENES_64 = InputSpec(size=(64, 64), channels=3, resize="stretch")
+
+
+def _localizer(widths: tuple[int, ...], hidden: int, num_classes: int) -> str:
+    """cnntool.models.localizer: a 5×5/2 stem, per further width a 3×3/2 and a 3×3 conv, flatten, 2 fc."""
+    parts = [_conv_bn_relu(5, widths[0], stride=2, padding=2)]
+    for w in widths[1:]:
+        parts += [_conv_bn_relu(3, w, stride=2, padding=1), _conv_bn_relu(3, w, padding=1)]
+    return _join(*parts, f"flatten fc:{hidden} relu dropout fc:{5 + num_classes}")
+
+
+register(ModelSpec(
+    name="localizer-digits", task="localize", builder="cnntool.models.localizer:localizer",
+    kwargs={"num_classes": 10, "in_channels": 3, "widths": (24, 48, 96, 128), "input_size": 64, "hidden": 256,
+            "dropout": 0.1},
+    input=SCENES_64, classes=DIGIT_CLASSES, weights="embedded:localizer-digits",
+    layers=_localizer((24, 48, 96, 128), 256, 10),
+    summary="Classification with localization (y = [p_c, b_x, b_y, b_h, b_w, c_1..c_10]): handwritten "
+            "digits on photos; VGG-style strided convs, flatten, fc",
+))
+register(ModelSpec(
+    name="landmarker-corners", task="landmarks", builder="cnntool.models.landmarker:landmarker",
+    kwargs={"num_points": 4, "in_channels": 3, "widths": (32, 64), "dilations": (2, 4, 8, 1)},
+    input=SCENES_64, classes=("top_left", "top_right", "bottom_right", "bottom_left"),
+    weights="embedded:landmarker-corners",
+    summary="Four document corners (l-vector l_1x, l_1y … l_4x, l_4y): strided + dilated convs, one heatmap "
+            "per point, soft-argmax",
+))
+set_default("localize", "localizer-digits")
+set_default("landmarks", "landmarker-corners")
