@@ -29,6 +29,10 @@ DEFAULT_MAX_PIXELS = 50_000_000
 # Modes whose pixels carry more than 8 bits per channel; scaled down by their real range.
 _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
+# The PIL formats behind cnntool.sources.IMAGE_SUFFIXES ("JPEG" also opens multi-picture MPO files). Left
+# to itself Image.open tries every format PIL knows on any file, EPS included, which runs Ghostscript.
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "ICO", "TGA")
+
 
 class ImageError(ValueError):
     """An input that is not a usable image; the message is one line for the user."""
@@ -53,7 +57,7 @@ def open_sized(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
             # Every outcome is an image or an ImageError; PIL's warnings (corrupt EXIF, its own bomb
             # warning, which max_pixels supersedes) would only be stray lines on stderr.
             warnings.filterwarnings("ignore", module=r"PIL\.")
-            with Image.open(path) as img:
+            with Image.open(path, formats=IMAGE_FORMATS) as img:
                 return _decode(img, max_pixels=max_pixels, channels=channels, fill=fill, draft_size=draft_size)
     except ImageError:
         raise
@@ -132,6 +136,9 @@ def _decode(img: Image.Image, *, max_pixels: int, channels: int, fill: int,
     img.load()
     orientation = img.getexif().get(0x0112, 1)
     upright_size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    if img.format == "PPM" and img.mode == "I":
+        # PIL scales 16-bit PGM samples to 0..65535 in mode I; say so, or a dark one passes for 8-bit data.
+        img = img.convert("I;16")
     img = ImageOps.exif_transpose(img)
     return to_channels(img, channels, fill=fill), upright_size
 
