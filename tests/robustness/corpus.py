@@ -210,6 +210,9 @@ def _not_images(b: _Builder) -> None:
     b.file("text_named_jpg", "text.jpg", b"this is not a picture\n" * 4, ERROR)
     b.file("html_named_png", "page.png", b"<!DOCTYPE html>\n<html><body><img src=x.png></body></html>\n", ERROR)
     b.file("unknown_format_xcf", "drawing.xcf", b"gimp xcf v011\0" + bytes(range(256)) * 4, ERROR)
+    # PIL could render this with Ghostscript where installed; a photo tool has no business running it.
+    b.file("postscript_named_jpg", "drawing.jpg", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n"
+           b"0 0 moveto 8 8 lineto stroke showpage\n%%EOF\n", ERROR)
     os.mkdir(b.path("folder.jpg"))
     b.add("directory_named_jpg", b.path("folder.jpg"), ERROR)
     os.mkfifo(b.path("fifo.jpg"))
@@ -264,6 +267,9 @@ def _deep_and_float(b: _Builder) -> None:
     values16 = np.array([[0, 255, 257, 1000], [32896, 51400, 65278, 65535]], dtype=np.uint16)
     expect16 = np.array([[0, 1, 1, 4], [128, 200, 254, 255]], dtype=np.uint8)
     b.file("grey16_png", "grey16.png", png(4, 2, 16, 0, values16), OK, grey_rgb(expect16))
+    # PGM keeps 16-bit samples big-endian under a maxval; PIL opens it as mode I, not I;16.
+    pgm = b"P5\n4 1\n65535\n" + np.array([0, 255, 25700, 65535], dtype=">u2").tobytes()
+    b.file("grey16_pgm_dark", "grey16.pgm", pgm, OK, grey_rgb(np.array([[0, 1, 100, 255]])))
     rgb16 = np.array([[[0, 257 * 10, 65535], [257 * 100, 257 * 200, 257 * 255]]], dtype=np.uint16)
     b.file("rgb16_png", "rgb16.png", png(2, 1, 16, 2, rgb16), OK, (rgb16 // 257).astype(np.uint8))
     unit = np.array([[0.0, 0.25, 0.5], [0.75, 1.0, 0.1]], dtype=np.float32)
@@ -306,11 +312,15 @@ def _orientations(b: _Builder) -> None:
 
 def _multi_frame(b: _Builder) -> None:
     first, second = blocks(((R, G),)), blocks(((B, Y),))
-    frames = [Image.fromarray(first), Image.fromarray(second)]
-    b.file("animated_gif", "animated.gif", encode(frames[0], "GIF", save_all=True, append_images=frames[1:],
-                                                  duration=100, loop=0), OK, first)
-    b.file("multiframe_tiff", "multiframe.tiff", encode(frames[0], "TIFF", save_all=True,
-                                                        append_images=frames[1:]), OK, first)
+
+    def save_all(fmt: str, **params) -> bytes:  # fresh images each time: a save leaves encoder state on them
+        return encode(Image.fromarray(first), fmt, save_all=True, append_images=[Image.fromarray(second)],
+                      **params)
+
+    b.file("animated_gif", "animated.gif", save_all("GIF", duration=100, loop=0), OK, first)
+    b.file("multiframe_tiff", "multiframe.tiff", save_all("TIFF"), OK, first)
+    # A camera's multi-picture JPEG (PIL format MPO): the first picture is the photo.
+    b.file("mpo_jpeg", "multi-picture.jpg", save_all("MPO", quality=95, subsampling=0), OK, first, atol=4)
 
 
 def _odd_names(b: _Builder) -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch  # noqa: F401  imported here so its first-import time never counts against a time limit
 from PIL import Image, ImageFile
 
-from cnntool.preprocess import ImageError, Preprocessor, open_image
+from cnntool.preprocess import IMAGE_FORMATS, ImageError, Preprocessor, open_image
 from cnntool.registry import InputSpec
 from cnntool.sources import IMAGE_SUFFIXES, MissingSource, display_name, expand
 
@@ -62,6 +62,7 @@ def test_bad_input_fails_the_preprocessor_the_same_way(bad_item, channels):
     ("missing_file", "no such file"),
     ("text_named_jpg", "not an image file (unknown or corrupt format)"),
     ("unknown_format_xcf", "not an image file (unknown or corrupt format)"),
+    ("postscript_named_jpg", "not an image file (unknown or corrupt format)"),
     ("png_bad_crc", "not an image file (unknown or corrupt format)"),
     ("bomb_png_header_60mp",
      "image is 10000x6000 = 60 MP, over the 50 MP limit (decompression-bomb guard; raise it with --max-pixels)"),
@@ -106,6 +107,11 @@ def test_max_pixels_is_ours_and_exact(corpus):
     assert open_image(item.path, max_pixels=1536).size == (48, 32)
     with pytest.raises(ImageError, match=r"^image is 32x48 = 0.0015 MP, over the 0.0015 MP limit "):
         open_image(item.path, max_pixels=1535)
+
+
+def test_opened_formats_are_exactly_those_of_the_listed_suffixes():
+    by_suffix = Image.registered_extensions()
+    assert {by_suffix[suffix] for suffix in IMAGE_SUFFIXES} == set(IMAGE_FORMATS)
 
 
 def test_nul_byte_in_path_is_an_image_error(tmp_path):
