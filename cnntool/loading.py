@@ -63,44 +63,50 @@ def default_model(task: str) -> str:
 
 
 def load_model(model: str | None, weights_arg: str | None, *, task: str, device: str = "cpu") -> LoadedModel:
-    """Resolve and build. `model` None → the task's default; `weights_arg` None → the entry's own source."""
+    """Resolve and build. `model` None → the architecture a weights file names, else the task's default;
+    `weights_arg` None → the registry entry's own source."""
+    weights_file = None
+    if weights_arg is not None and not _is_torchvision_name(weights_arg):
+        weights_file = weights.resolve(weights_arg)
+        model = model or weights.read_metadata(weights_file).get("model")
     spec = registry.get(model or default_model(task), task=task)
     source = weights_arg or spec.weights
-    if source is None:
+    if weights_file is not None:
+        loaded = _from_file(spec, weights_file)
+    elif source is None:
         raise ConfigError(f"model {spec.name!r} has no default weights; pass --weights FILE "
                           f"(train one with `cnntool train {task} --model {spec.name}`)")
-    if source.startswith("embedded:"):
-        path = weights.resolve(source.split(":", 1)[1])
-        loaded = _from_file(spec, path, explicit_model=model is not None)
-    elif source.startswith("torchvision:") or _is_torchvision_name(spec, source):
-        loaded = _from_torchvision(spec, source.split(":", 1)[1] if source.startswith("torchvision:") else source)
+    elif source.startswith("embedded:"):
+        loaded = _from_file(spec, weights.resolve(source.split(":", 1)[1]))
     elif source.startswith("external:"):
         # Converted from another format by the builder itself (e.g. dlib's face models).
         loaded = LoadedModel(spec.name, spec, spec.build())
     else:
-        loaded = _from_file(spec, weights.resolve(source), explicit_model=model is not None)
+        if not (spec.weights or "").startswith("torchvision:"):
+            raise ConfigError(f"{source!r}: torchvision weights names apply only to torchvision models, not {spec.name!r}")
+        loaded = _from_torchvision(spec, source.split(":", 1)[1] if source.startswith("torchvision:") else source)
     loaded.module.eval()
     loaded.module.to(device)
     return loaded
 
 
-def _is_torchvision_name(spec: ModelSpec, source: str) -> bool:
-    return bool(spec.weights and spec.weights.startswith("torchvision:")) and (
-        source.upper() == "DEFAULT" or source.isupper() or "_Weights." in source)
+def _is_torchvision_name(source: str) -> bool:
+    """DEFAULT, IMAGENET1K_V1, ResNet18_Weights.IMAGENET1K_V1 — unless a file of that name exists."""
+    if Path(source).is_file():
+        return False
+    return source.upper() == "DEFAULT" or source.isupper() or "_Weights." in source or source.startswith("torchvision:")
 
 
-def _from_file(spec: ModelSpec, path: Path, *, explicit_model: bool) -> LoadedModel:
+def _from_file(spec: ModelSpec, path: Path) -> LoadedModel:
     state, meta = weights.load(path)
     if meta:
         if meta.get("task") not in (None, spec.task):
             raise ConfigError(f"{path}: weights are for task {meta['task']!r}, not {spec.task!r}")
         arch = meta.get("model")
         if arch and arch != spec.name:
-            # The file names its architecture: use it unless the user asked for a different one.
             arch_spec = registry.get(arch, task=spec.task)
-            if explicit_model and registry.get(spec.name).builder != arch_spec.builder:
+            if arch_spec.builder != spec.builder:
                 raise ConfigError(f"{path}: weights are for model {arch!r}, not {spec.name!r}")
-            spec = replace(spec, builder=arch_spec.builder, kwargs=arch_spec.kwargs, layers=arch_spec.layers)
         spec = replace(
             spec,
             kwargs={**spec.kwargs, **meta.get("kwargs", {})},

@@ -1,0 +1,137 @@
+"""Classify throughput: cnntool's pipeline vs a naive per-image loop with the same model, side by side.
+
+The naive loop is what a first script looks like: for each file, PIL open + convert, torchvision's
+Resize(256) / CenterCrop(224) / ToTensor / Normalize, one eager fp32 forward of batch 1, softmax top-5.
+Ours: `cnntool.predict.predict` (the code behind `cnntool classify`) with its defaults plus --workers.
+Also printed: the model's pure forward rate on ready tensors (the ceiling for any pipeline).
+
+Images: the real JPEG photos shipped with opencv-doc / scikit-image / scikit-learn, at their native sizes,
+re-encoded and cycled to N files. Weights are random (speed does not depend on them).
+
+    python bench/classify_throughput.py                 # resnet18@224 over 256 JPEGs
+    python bench/classify_throughput.py --model lenet5 --n 5000 --digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def make_jpegs(directory: Path, n: int) -> list[str]:
+    from cnntool.data.builtin import photo_paths
+
+    photos = [p for p in photo_paths() if p.suffix.lower() in (".jpg", ".png")]
+    paths = []
+    for i in range(n):
+        src = photos[i % len(photos)]
+        out = directory / f"{i:05d}.jpg"
+        Image.open(src).convert("RGB").save(out, quality=90)
+        paths.append(str(out))
+    return paths
+
+
+def make_digits(directory: Path, n: int) -> list[str]:
+    from cnntool.data.builtin import load_opencv_digits
+
+    images, _ = load_opencv_digits()
+    paths = []
+    for i in range(n):
+        out = directory / f"{i:05d}.png"
+        Image.fromarray(images[i % len(images)]).save(out)
+        paths.append(str(out))
+    return paths
+
+
+def naive_loop(model, paths, spec) -> float:
+    import torchvision.transforms as T
+
+    h, _ = spec.size
+    transform = T.Compose([
+        T.Resize(round(h / spec.crop_fraction)) if spec.resize == "center-crop" else T.Resize(spec.size),
+        T.CenterCrop(spec.size),
+        T.ToTensor(),
+        T.Normalize(spec.mean, spec.std),
+    ])
+    mode = "L" if spec.channels == 1 else "RGB"
+    start = time.perf_counter()
+    with torch.no_grad():
+        for path in paths:
+            x = transform(Image.open(path).convert(mode)).unsqueeze(0)
+            model(x).softmax(1).topk(5)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def ours(weights_path, paths, *, workers: int, batch_size: int) -> float:
+    from cnntool.predict import RunOptions, predict
+
+    options = RunOptions(weights=str(weights_path), workers=workers, batch_size=batch_size,
+                         task_options={"topk": 5}, device="cpu")
+    start = time.perf_counter()
+    count = sum(1 for record in predict(paths, "classify", options) if record.ok)
+    assert count == len(paths)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def pure_forward(model, spec, batch_size: int) -> float:
+    x = torch.randn(batch_size, spec.channels, *spec.size)
+    with torch.inference_mode():
+        model(x)
+        start = time.perf_counter()
+        reps = 3
+        for _ in range(reps):
+            model(x)
+    return reps * batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--n", type=int, default=256)
+    parser.add_argument("--digits", action="store_true", help="small PNG digits instead of JPEG photos")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    from cnntool import registry, weights
+
+    torch.set_num_threads(args.threads)
+    spec = registry.get(args.model)
+    torch.manual_seed(0)
+    model = spec.build().eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        paths = (make_digits if args.digits else make_jpegs)(tmp, args.n)
+        input_doc = {k: getattr(spec.input, k) for k in ("size", "channels", "mean", "std", "resize", "crop_fraction", "fill")}
+        num_classes = model(torch.zeros(1, spec.input.channels, *spec.input.size)).shape[1]
+        weights_path = weights.save(tmp / "model.safetensors", model.state_dict(), {
+            "task": "classify", "model": spec.name, "classes": [str(i) for i in range(num_classes)],
+            "input": input_doc})
+        naive_rates, our_rates = [], []
+        for _ in range(args.repeats):  # interleaved, so drifting machine load hits both alike
+            naive_rates.append(naive_loop(model, paths, spec))
+            our_rates.append(ours(weights_path, paths, workers=args.workers, batch_size=args.batch_size))
+        forward = pure_forward(model, spec, args.batch_size)
+    naive, mine = statistics.median(naive_rates), statistics.median(our_rates)
+    print(f"model {spec.name} @ {spec.input.describe()}, {args.n} {'digit PNGs' if args.digits else 'photo JPEGs'}, "
+          f"{args.threads} threads, cnntool workers={args.workers} batch={args.batch_size}")
+    print(f"naive per-image loop : {naive:8.1f} img/s")
+    print(f"cnntool pipeline     : {mine:8.1f} img/s")
+    print(f"pure forward (batch {args.batch_size}): {forward:8.1f} img/s")
+    print(f"ratio cnntool / naive       = {mine / naive:.2f}x (goal >= 2)")
+    print(f"ratio cnntool / pure forward = {mine / forward:.2f} (goal >= 0.85)")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    main()
