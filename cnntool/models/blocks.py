@@ -3,8 +3,6 @@ Dropout and ReLU are torch's own and re-exported so every block comes from one p
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -14,6 +12,9 @@ __all__ = ["Dropout", "L2Pool2d", "LocalContrastNorm", "ReLU"]
 
 # Keeps sqrt differentiable where a window (or a neighbourhood) is all zeros: its gradient is infinite at 0.
 _EPS = 1e-12
+# LCN's smallest divisor (torch7's and pylearn2's choice): in a flat region v is float rounding noise, which
+# dividing by σ ≈ 0 would blow up to order one.
+_MIN_DIVISOR = 1e-4
 
 
 class L2Pool2d(nn.Module):
@@ -53,11 +54,11 @@ class LocalContrastNorm(nn.Module):
 
       subtractive   v_{c,j,k} = x_{c,j,k} − Σ_{c',p,q} w_pq · x_{c', j+p, k+q}
       divisive      σ_{j,k}   = √( Σ_{c',p,q} w_pq · v²_{c', j+p, k+q} )
-                    y_{c,j,k} = v_{c,j,k} / max(m, σ_{j,k}),   m = mean over (j, k) of σ, per image
+                    y_{c,j,k} = v_{c,j,k} / max(m, σ_{j,k}, 10⁻⁴),   m = mean over (j, k) of σ, per image
 
     At the borders the window is cut to the image and renormalised to sum 1 (a weighted mean of the
-    pixels that exist, rather than of zeros). The divisor is also kept above a tiny ε so a flat image
-    maps to zeros instead of NaN.
+    pixels that exist, rather than of zeros). The 10⁻⁴ floor keeps flat regions near zero instead of
+    amplifying rounding noise (or dividing by zero).
     """
 
     def __init__(self, size: int = 9, sigma: float = 2.0) -> None:
@@ -83,7 +84,7 @@ class LocalContrastNorm(nn.Module):
         v = x - self._local_mean(x)
         sigma = self._local_mean(v * v).clamp_min(_EPS).sqrt()
         m = sigma.mean(dim=(2, 3), keepdim=True)
-        return v / torch.maximum(sigma, m).clamp_min(math.sqrt(_EPS))
+        return v / torch.maximum(sigma, m).clamp_min(_MIN_DIVISOR)
 
     def extra_repr(self) -> str:
         return f"size={self.size}, sigma={self.sigma}"
