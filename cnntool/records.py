@@ -169,24 +169,54 @@ def summarize(record: Record) -> str:
 
 
 class TableWriter(Writer):
-    """A rich table, printed row by row as records arrive so long runs show progress."""
+    """Aligned rows for a person at a terminal. Rows are printed in chunks as they arrive, so a long
+    run shows progress; the first chunk fixes the column widths."""
+
+    CHUNK = 32
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         from rich.console import Console
 
-        self._console = Console(file=stream, highlight=False, soft_wrap=False)
-        self._header_done = False
+        # Off a terminal rich assumes 80 columns; a redirected table should not wrap its results.
+        isatty = getattr(stream, "isatty", lambda: False)()
+        self._console = Console(file=stream, highlight=False, width=None if isatty else 200)
+        self._rows: list[tuple[str, str, str]] = []
+        self._widths: tuple[int, int] | None = None
 
     def write(self, record: Record) -> None:
-        if not self._header_done:
-            self._console.print("[bold]source\tsize\tresult[/bold]")
-            self._header_done = True
-        size = f"{record.width}x{record.height}" if record.ok else "-"
-        result = summarize(record) if record.ok else f"[red]error[/red] {record.error['type']}: {record.error['message']}"
         from rich.markup import escape
 
-        self._console.print(f"{escape(record.source)}\t{size}\t" + (result if not record.ok else escape(result)))
+        size = f"{record.width}x{record.height}" if record.ok else "-"
+        if record.ok:
+            result = escape(summarize(record))
+        else:
+            result = f"[red]error[/red] {escape(record.error['type'])}: {escape(record.error['message'])}"
+        self._rows.append((escape(record.source), size, result))
+        if len(self._rows) >= self.CHUNK:
+            self._flush_rows()
+
+    def _flush_rows(self) -> None:
+        from rich import box
+        from rich.table import Table
+
+        if not self._rows:
+            return
+        first = self._widths is None
+        if first:
+            self._widths = (min(60, max(len(r[0]) for r in self._rows)), max(9, max(len(r[1]) for r in self._rows)))
+        table = Table(box=box.SIMPLE_HEAD if first else None, show_header=first, pad_edge=False)
+        table.add_column("source", min_width=self._widths[0], max_width=self._widths[0], overflow="fold")
+        table.add_column("size", min_width=self._widths[1], justify="right")
+        table.add_column("result")
+        for row in self._rows:
+            table.add_row(*row)
+        self._console.print(table)
+        self._rows = []
+
+    def close(self) -> None:
+        self._flush_rows()
+        super().close()
 
 
 WRITERS: dict[OutputFormat, type[Writer]] = {
