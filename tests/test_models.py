@@ -278,3 +278,18 @@ def test_layer_string_agrees_at_other_sizes(name, shape, overrides):
     spec = registry.get(name)
     model = build_on_meta(spec, **overrides)
     assert_agrees(spec.layers, shape, model, *forward_with_trace(model, shape))
+
+
+def test_resnet_small_layers_follow_the_kwargs():
+    from cnntool.models.catalog import resnet_small_layers
+
+    kwargs = {"widths": (8, 16, 24, 32), "blocks": (1, 3, 1, 2), "num_classes": 3, "dropout": 0.3}
+    model = build_on_meta(registry.get("resnet-small"), **kwargs)
+    assert_agrees(resnet_small_layers(**kwargs), (1, 28, 28), model, *forward_with_trace(model, (1, 28, 28)))
+
+
+def test_class_names_match_the_datasets():
+    from cnntool.data.builtin import DIGIT_CLASSES, FASHION_CLASSES
+
+    assert registry.get("lenet5").classes == DIGIT_CLASSES
+    assert registry.get("resnet-small").classes == FASHION_CLASSES

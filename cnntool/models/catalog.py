@@ -98,6 +98,15 @@ def _googlenet(num_classes: int) -> str:
     )
 
 
+def resnet_small_layers(*, widths: tuple[int, ...], blocks: tuple[int, ...], num_classes: int, dropout: float) -> str:
+    """The layer string of cnntool.models.resnet:resnet_small for these kwargs (for registering variants)."""
+    return _join(
+        _conv_bn_relu(3, widths[0], padding=1),
+        _resnet_stages("basic", tuple(widths), tuple(blocks), stem_width=widths[0]),
+        f"gap flatten dropout{dropout:g} fc:{num_classes}",
+    )
+
+
 def _lenet5(activation: str, pool: str, num_classes: int) -> str:
     a, p = activation, f"{pool}2"
     return f"conv5:6 {a} {p} conv5:16 {a} {p} flatten fc:120 {a} fc:84 {a} fc:{num_classes}"
@@ -111,6 +120,9 @@ DIGITS_32 = InputSpec(size=(32, 32), channels=1, mean=(0.5,), std=(0.5,), resize
 # Fashion-MNIST's training-set statistics.
 FASHION_28 = InputSpec(size=(28, 28), channels=1, mean=(0.2860,), std=(0.3530,), resize="stretch")
 DIGIT_CLASSES = tuple("0123456789")
+# Fashion-MNIST's label order (as cnntool.data.builtin, which needs numpy and so cannot be imported here).
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
 
 # --- classify: the lecture's classic architectures ------------------------------------------------
 
@@ -173,17 +185,14 @@ register(ModelSpec(
     weights="torchvision:GoogLeNet_Weights.IMAGENET1K_V1", layers=_googlenet(1000),
     summary="GoogLeNet / Inception-v1 (Szegedy 2014), no auxiliary classifiers",
 ))
+_RESNET_SMALL = {"widths": (32, 64, 128), "blocks": (2, 2, 2), "num_classes": 10, "dropout": 0.0}
 register(ModelSpec(
     name="resnet-small", task="classify", builder="cnntool.models.resnet:resnet_small",
-    kwargs={"widths": (32, 64, 128), "blocks": (2, 2, 2), "num_classes": 10, "in_channels": 1, "dropout": 0.0},
-    input=FASHION_28,
-    layers=_join(
-        _conv_bn_relu(3, 32, padding=1),
-        _resnet_stages("basic", (32, 64, 128), (2, 2, 2), stem_width=32),
-        "gap flatten dropout0 fc:10",
-    ),
+    kwargs={**_RESNET_SMALL, "in_channels": 1}, input=FASHION_28, classes=FASHION_CLASSES,
+    layers=resnet_small_layers(**_RESNET_SMALL),
     summary="Small ResNet for 28×28 grey images: widths 32/64/128, 2 basic blocks per stage (parametric)",
 ))
+# --- end of the classic architectures --------------------------------------------------------------
 
 # --- localize and landmarks (issue: the lecture's y-vector and l-vector) -----------------------------
 
@@ -219,3 +228,32 @@ register(ModelSpec(
 ))
 set_default("localize", "localizer-digits")
 set_default("landmarks", "landmarker-corners")
+
+# --- verify-face (issue: Siamese nets, triplet loss and a learned similarity) --------------------------
+
+# dlib's aligned face chips as raw 0..255 pixel values (mean 0, std 1/255 undoes preprocess's scaling).
+FACE_CHIP_150 = InputSpec(size=(150, 150), channels=3, mean=(0.0, 0.0, 0.0), std=(1 / 255,) * 3, resize="stretch")
+
+register(ModelSpec(
+    name="dlib-face-resnet", task="face-embed", builder="cnntool.models.embedding:dlib_face_resnet",
+    input=FACE_CHIP_150, weights="external:dlib",
+    summary="dlib's 128-d ResNet face descriptor (CC0, face-recognition-models) on 5-point aligned 150×150 "
+            "chips; same person when the Euclidean distance ≤ 0.6",
+))
+register(ModelSpec(
+    name="embedding-net", task="face-embed", builder="cnntool.models.embedding:embedding_net",
+    kwargs={"backbone": "resnet-small", "dim": 64, "in_channels": 1, "similarity_head": False,
+            "backbone_kwargs": {"widths": (16, 32, 64), "blocks": (1, 1, 1)}},
+    input=FASHION_28,
+    summary="Any classify backbone with its last fc replaced by an L2-normalized embedding layer (+ optional "
+            "similarity head σ(Σ w_k|f_i−f_j|_k + b)); train with `cnntool train verify-face`",
+))
+register(ModelSpec(
+    name="oneshot-fashion", task="face-embed", builder="cnntool.models.embedding:embedding_net",
+    kwargs={"backbone": "resnet-small", "dim": 64, "in_channels": 1, "similarity_head": False,
+            "backbone_kwargs": {"widths": (16, 32, 64), "blocks": (1, 1, 1)}},
+    input=FASHION_28, weights="embedded:oneshot-fashion",
+    summary="One-shot embedding trained on Fashion-MNIST classes 0-6 as identities (triplet loss, batch-hard); "
+            "verified on unseen classes 7-9 and OpenCV digits",
+))
+set_default("face-embed", "dlib-face-resnet")
