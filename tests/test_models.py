@@ -170,7 +170,7 @@ def state_shapes(model: nn.Module) -> dict:
 @pytest.mark.parametrize("name, overrides", [
     ("alexnet", {}), ("vgg16", {}), ("resnet50", {}), ("vgg11", {"small_input": True}),
 ])
-def test_torchvision_state_dicts_fit_while_the_stem_is_unchanged(on_meta, name, overrides):
+def test_torchvision_state_dicts_fit_while_the_stem_is_unchanged(name, overrides):
     """Same keys and shapes is what a strict load_state_dict checks."""
     ours = build_on_meta(registry.get(name), **overrides)
     with torch.device("meta"):

@@ -22,7 +22,7 @@ def _feature_side(side: int) -> int:
     for _ in range(2):
         side = (side - 4) // 2
     if side < 1:
-        raise ValueError("LeNet-5 needs inputs of at least 12×12 pixels")
+        raise ValueError("LeNet-5 needs inputs of at least 16×16 pixels")
     return side
 
 

@@ -22,6 +22,8 @@ def _adapt(model: nn.Module, *, in_channels: int, small_input: bool) -> nn.Modul
 
 def vgg11(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
           batch_norm: bool = False, dropout: float = 0.5) -> nn.Module:
+    """torchvision's VGG-11 (or VGG-11-BN). `small_input=True` drops the first max-pool so 28×28 inputs
+    still reach the classifier; `in_channels` replaces the first conv."""
     check_common(num_classes=num_classes, in_channels=in_channels)
     build = torchvision.models.vgg11_bn if batch_norm else torchvision.models.vgg11
     return _adapt(build(weights=None, num_classes=num_classes, dropout=dropout), in_channels=in_channels, small_input=small_input)
@@ -29,6 +31,7 @@ def vgg11(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool = 
 
 def vgg16(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool = False,
           batch_norm: bool = False, dropout: float = 0.5) -> nn.Module:
+    """torchvision's VGG-16 (or VGG-16-BN); options as for vgg11."""
     check_common(num_classes=num_classes, in_channels=in_channels)
     build = torchvision.models.vgg16_bn if batch_norm else torchvision.models.vgg16
     return _adapt(build(weights=None, num_classes=num_classes, dropout=dropout), in_channels=in_channels, small_input=small_input)
