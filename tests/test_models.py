@@ -12,8 +12,6 @@ from torch import nn
 
 from cnntool import registry
 
-CLASSIFY = registry.names("classify")
-
 # torchvision's documented parameter counts (GoogLeNet without the auxiliary heads) and the lecture's
 # LeNet-5 with full C3 connections: 156 + 2,416 + 48,120 + 10,164 + 850.
 REFERENCE_PARAMS = {
@@ -27,6 +25,9 @@ REFERENCE_PARAMS = {
     "resnet50": 25_557_032,
     "googlenet": 6_624_904,
 }
+# The lecture's classic architectures (this file's models; other tasks' files test their own entries).
+CLASSIC = sorted([*REFERENCE_PARAMS, "resnet-small"])
+TORCHVISION = [n for n in CLASSIC if (registry.get(n).weights or "").startswith("torchvision:")]
 
 
 def n_params(model: nn.Module) -> int:
@@ -108,10 +109,10 @@ def test_catalog_does_not_import_torch():
 
 
 def test_the_lecture_architectures_are_registered():
-    assert set(REFERENCE_PARAMS) | {"resnet-small"} <= set(CLASSIFY)
+    assert set(CLASSIC) <= set(registry.names("classify"))
 
 
-@pytest.mark.parametrize("name", CLASSIFY)
+@pytest.mark.parametrize("name", CLASSIC)
 def test_forward_gives_one_score_per_class(on_meta, name):
     spec = registry.get(name)
     _, out_shape, _ = on_meta(name)
@@ -122,7 +123,7 @@ def test_forward_gives_one_score_per_class(on_meta, name):
 HEAVY = {"vgg11": 64, "vgg16": 64, "resnet34": 64, "resnet50": 64}
 
 
-@pytest.mark.parametrize("name", CLASSIFY)
+@pytest.mark.parametrize("name", CLASSIC)
 def test_real_forward_is_finite(name):
     spec = registry.get(name)
     side = HEAVY.get(name)
@@ -148,19 +149,29 @@ def test_parameter_counts_match_the_references(on_meta, name):
     assert n_params(on_meta(name)[0]) == REFERENCE_PARAMS[name]
 
 
-@pytest.mark.parametrize("name", [n for n in CLASSIFY if registry.get(n).weights])
+def torchvision_meta(name: str) -> dict:
+    """The published metadata of the model's torchvision weights (nothing is downloaded)."""
+    return torchvision.models.get_weight(registry.get(name).weights.split(":", 1)[1]).meta
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
 def test_parameter_counts_match_torchvision_weights_meta(on_meta, name):
-    source, enum_member = registry.get(name).weights.split(":", 1)
-    assert source == "torchvision"
-    meta = torchvision.models.get_weight(enum_member).meta  # metadata only: nothing is downloaded
-    assert n_params(on_meta(name)[0]) == meta["num_params"]
+    assert n_params(on_meta(name)[0]) == torchvision_meta(name)["num_params"]
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_layer_string_macs_match_torchvision_published_ops(name):
+    """torchvision's "_ops" are GMACs at 224 px, rounded to 3 decimals: an independent check of the strings."""
+    layerspec = pytest.importorskip("cnntool.layerspec")
+    spec = registry.get(name)
+    macs = layerspec.describe(spec.layers, input_shape(spec)).total_macs
+    assert round(macs / 1e9, 3) == torchvision_meta(name)["_ops"]
 
 
 def test_imagenet_models_take_their_categories_from_the_weights():
-    for name in CLASSIFY:
+    for name in TORCHVISION:
         spec = registry.get(name)
-        if spec.weights:
-            assert spec.classes == () and spec.input.size == (224, 224) and spec.input.resize == "center-crop"
+        assert spec.classes == () and spec.input.size == (224, 224) and spec.input.resize == "center-crop"
 
 
 def state_shapes(model: nn.Module) -> dict:
@@ -258,7 +269,7 @@ def assert_agrees(layers: str, shape: tuple, model: nn.Module, out_shape: tuple,
         assert any(row == traced_shape for row in rows), f"module {i} gives {traced_shape}: no such row in order"
 
 
-@pytest.mark.parametrize("name", [n for n in CLASSIFY if registry.get(n).layers])
+@pytest.mark.parametrize("name", CLASSIC)
 def test_layer_string_agrees_with_the_torch_model(on_meta, name):
     spec = registry.get(name)
     assert_agrees(spec.layers, input_shape(spec), *on_meta(name))
