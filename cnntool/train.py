@@ -202,7 +202,8 @@ class Trainer:
                 from torch.nn.parallel import DistributedDataParallel
 
                 train_model = DistributedDataParallel(model, device_ids=[self.device] if self.device.startswith("cuda") else None)
-            with self.stopper, Progress(quiet=cfg.quiet or not dist.main, metric=self._metric_name()) as progress:
+            with self.stopper, Progress(quiet=cfg.quiet or not dist.main, metric=self._metric_name(),
+                                             batch_size=cfg.batch_size) as progress:
                 self.progress = progress
                 if dist.main:
                     progress.log(f"training {task.metadata()['model']} on {len(data.train)} images, "

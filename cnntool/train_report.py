@@ -12,6 +12,7 @@ from cnntool.weights import atomic_write_bytes
 
 _W, _H, _PAD = 640, 300, 40
 _COLOURS = {"train": (31, 119, 180), "val": (255, 127, 14)}
+LOG_EVERY_S = 60.0
 
 
 def write_metrics_json(path: Path, document: dict[str, Any]) -> None:
@@ -59,8 +60,8 @@ def draw_curves(path: Path, history: Sequence[dict[str, Any]], metric: str) -> N
 class Progress:
     """A rich progress bar per epoch on stderr: loss, metric, images/s, ETA. Silent when quiet."""
 
-    def __init__(self, *, quiet: bool, metric: str) -> None:
-        self.quiet, self.metric = quiet, metric
+    def __init__(self, *, quiet: bool, metric: str, batch_size: int = 1) -> None:
+        self.quiet, self.metric, self.batch_size = quiet, metric, batch_size
         self._bar = None
         if not quiet:
             from rich.console import Console
@@ -68,13 +69,15 @@ class Progress:
             from rich.progress import Progress as RichProgress
 
             self.console = Console(stderr=True)
-            self._bar = RichProgress(
+            # Not a terminal (a log file): no bar, a plain line every LOG_EVERY_S seconds instead.
+            self._bar = None if not self.console.is_terminal else RichProgress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]:.4f}  {task.fields[metric]}  {task.fields[speed]:.0f} img/s"),
                 TimeRemainingColumn(), console=self.console, transient=True,
             )
         self._task = None
         self._last = 0.0
+        self._epoch_text = ""
 
     def __enter__(self) -> "Progress":
         if self._bar is not None:
@@ -86,6 +89,7 @@ class Progress:
             self._bar.__exit__(*exc)
 
     def start_epoch(self, epoch: int, epochs: int, steps: int, done: int) -> None:
+        self._epoch_text, self._steps, self._last = f"epoch {epoch + 1}/{epochs}", steps, time.monotonic()
         if self._bar is None:
             return
         if self._task is not None:
@@ -95,11 +99,23 @@ class Progress:
 
     def step(self, done: int, loss: float, summary: dict[str, float], speed: float) -> None:
         now = time.monotonic()
-        if self._bar is None or (now - self._last < 0.2):  # redraws cost time on tiny models
+        text = "  ".join(f"{k} {v:.4f}" for k, v in summary.items())
+        if self.quiet:
+            return
+        if self._bar is None:
+            if now - self._last >= LOG_EVERY_S:
+                self._last = now
+                eta = (self._steps - done) * self._batch_seconds(speed)
+                self.log(f"{self._epoch_text} step {done}/{self._steps}  loss {loss:.4f}  {text}  "
+                         f"{speed:.0f} img/s  epoch ETA {eta / 60:.1f} min")
+            return
+        if now - self._last < 0.2:  # redraws cost time on tiny models
             return
         self._last = now
-        text = "  ".join(f"{k} {v:.4f}" for k, v in summary.items())
         self._bar.update(self._task, completed=done, loss=loss, metric=text, speed=speed)
+
+    def _batch_seconds(self, speed: float) -> float:
+        return self.batch_size / speed if speed > 0 else 0.0
 
     def log(self, message: str) -> None:
         if not self.quiet:

@@ -77,7 +77,7 @@ class FolderImages:
         pre = Preprocessor(self.spec)
         img, _ = pre.open(self.paths[index])
         resized, _ = pre.geometry_and_resized(img)
-        arr = np.asarray(resized, dtype=np.uint8)
+        arr = np.array(resized, dtype=np.uint8)  # a writable copy: torch shares its memory
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         return torch.from_numpy(np.ascontiguousarray(arr)), self.target_list[index]
 

@@ -117,8 +117,12 @@ class ClassifyTask:
         return self.spec.build(**self.kwargs())
 
     def kwargs(self) -> dict[str, Any]:
-        return {**self.spec.kwargs, **self.cfg.kwargs, "num_classes": len(self.classes),
-                "in_channels": self.input.channels}
+        out = {**self.spec.kwargs, **self.cfg.kwargs, "num_classes": len(self.classes),
+               "in_channels": self.input.channels}
+        # Builders whose layer sizes follow the input (LeNet's first fc) are told the size trained on.
+        if tuple(self.input.size) != tuple(self.spec.input.size) and _accepts(self.spec.builder, "input_size"):
+            out.setdefault("input_size", list(self.input.size))
+        return out
 
     def _normalize(self, pixels: "torch.Tensor") -> "torch.Tensor":
         import torch
@@ -159,5 +163,13 @@ class ClassifyTask:
         spec_input["size"] = list(spec_input["size"])
         kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.kwargs().items()}
         return {"task": "classify", "model": self.spec.name, "kwargs": kwargs, "classes": list(self.classes),
-                "input": spec_input, "data": self.data_description,
+                "input": spec_input, "data": self.data_description, "val_split": self.cfg.val_split,
                 "augment": self.cfg.augment.describe(), "label_smoothing": self.cfg.label_smoothing}
+
+
+def _accepts(builder: str, name: str) -> bool:
+    import importlib
+    import inspect
+
+    module, func = builder.split(":")
+    return name in inspect.signature(getattr(importlib.import_module(module), func)).parameters

@@ -1,0 +1,133 @@
+"""`cnntool evaluate <task>`: a trained model's metrics on labelled data, with the same model loading as
+prediction (cnntool.loading) and the same metric code as training (the task's accumulator)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from cnntool.errors import ConfigError
+
+SPLITS = ("auto", "test", "heldout", "all")
+
+
+def classify(*, data: str, model: str | None, weights: str | None, split: str = "auto", batch_size: int = 500,
+             workers: int = 0, device: str = "cpu", threads: int | None = None, tta_flip: bool = False) -> dict[str, Any]:
+    """Accuracy, top-5, per-class precision/recall and the confusion matrix of a classifier on `data`.
+
+    split: test = the source's official test part; heldout = the held-out split recorded in the weights'
+    metadata (same --val-split and --seed as training); all = every image; auto = test when there is one,
+    else heldout when the weights record a split, else all.
+    """
+    import torch
+
+    from cnntool.data.classify import open_classify_data
+    from cnntool.data.splits import stratified_split
+    from cnntool.evaluation import run_eval
+    from cnntool.loading import load_model
+    from cnntool.tasks.classify_train import ClassifyConfig, ClassifyTask
+
+    if split not in SPLITS:
+        raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    if threads:
+        torch.set_num_threads(threads)
+    loaded = load_model(model, weights, task="classify", device=device)
+    source = open_classify_data(data, loaded.input)
+    if len(source.classes) != len(loaded.classes):
+        raise ConfigError(f"data {data!r} has {len(source.classes)} classes, the model {len(loaded.classes)}")
+    recorded = loaded.metadata
+    if split == "auto":
+        split = "test" if source.test is not None else ("heldout" if "val_split" in recorded else "all")
+    if split == "test":
+        if source.test is None:
+            raise ConfigError(f"data {data!r} has no test split; use --split heldout or all")
+        dataset, described = source.test, f"{source.description}: official test split"
+    elif split == "heldout":
+        if "val_split" not in recorded:
+            raise ConfigError("these weights record no training split; use --split test or all")
+        _, held = stratified_split(source.train.labels(), recorded["val_split"], loaded.metadata.get("seed", 0))
+        dataset = source.train.subset(held)
+        described = f"{source.description}: held-out split (val_split {recorded['val_split']}, seed {loaded.metadata.get('seed', 0)})"
+    else:
+        dataset, described = source.train, f"{source.description}: all images"
+    task = ClassifyTask(ClassifyConfig(data=data, model=loaded.spec.name, tta_flip=tta_flip))
+    task.input, task.classes = loaded.input, loaded.classes
+    result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size, workers=workers, tta=tta_flip)
+    return {"task": "classify", "model": loaded.name, "data": described, "loss": result.loss,
+            "images_per_second": round(result.images_per_second, 1), **result.metrics}
+
+
+def write_report(report: dict[str, Any], fmt: str, stream: TextIO = sys.stdout) -> None:
+    if fmt == "json":
+        stream.write(json.dumps(report, indent=2) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream)
+    console.print(f"{report['model']} on {report['data']}: {report['images']} images", highlight=False)
+    console.print(f"accuracy {report['accuracy']:.4f}   top-5 {report['top5']:.4f}   loss {report['loss']:.4f}",
+                  highlight=False)
+    per_class = Table("class", "precision", "recall", "support")
+    for name, row in report["per_class"].items():
+        per_class.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", str(row["support"]))
+    console.print(per_class)
+    names = list(report["per_class"])
+    confusion = Table("true \\ predicted", *[n[:8] for n in names], title="confusion matrix")
+    for name, row in zip(names, report["confusion"]):
+        confusion.add_row(name, *[str(v) for v in row])
+    console.print(confusion)
+
+
+# --- verify-face (issue: Siamese nets, triplet loss and a learned similarity) ------------------------------
+
+def verify_face(*, data: str | None, pairs, identities: str | None, model: str | None, weights: str | None,
+                metric: str | None, detect: bool = True, device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+    """ROC AUC, EER and TAR@FAR of an embedding model: labelled pairs (--pairs), a folder of identities
+    (images through verify-face's own path, face detection included), or a built-in set whose classes
+    stand in for identities (every pair of up to 2,000 images; by default
+    the identities the weights never trained on, when the set is the one they were trained on)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from cnntool import verify
+    from cnntool.data.classify import BUILTIN, open_classify_data
+    from cnntool.preprocess import Preprocessor
+    from cnntool.tasks.verify import all_pair_distances
+    from cnntool.tasks.verify_metrics import every_pair, roc_report
+    from cnntool.tasks.verify_train import _materialize, embed_dataset, parse_identities
+
+    if (data is None) == (pairs is None):
+        raise ConfigError("give exactly one of --data or --pairs")
+    opts = verify.VerifyOptions(model=model, weights=weights, metric=metric, detect=detect, device=device, threads=threads)
+    loaded = verify.load(opts)
+    embedder = verify.Embedder(loaded, opts)
+    metrics = [metric] if metric else verify.usable_metrics(loaded)
+    if pairs is not None or data not in BUILTIN:
+        scores = (verify.score_pairs(verify.read_pairs(pairs), embedder, metrics) if pairs is not None
+                  else verify.score_identity_folder(Path(data), embedder, metrics))
+        reports = {m: roc_report(scores.distances[m], scores.same) for m in metrics}
+        return {"task": "face-embed", "model": loaded.name, "data": scores.description,
+                "failed_inputs": scores.failed, "metrics": reports}
+    source = open_classify_data(data, loaded.input)
+    dataset = _materialize(source.test if source.test is not None else source.train)
+    meta = loaded.metadata
+    chosen = parse_identities(identities, source.classes)
+    if chosen is None and meta.get("data_source") == data:
+        chosen = tuple(meta.get("unseen_identities", ())) or None
+    described = f"{source.description}: {'official test split' if source.test is not None else 'all images'}"
+    if chosen is not None:
+        keep = [i for i, t in enumerate(dataset.targets.tolist()) if source.classes[t] in set(chosen)]
+        dataset = dataset.subset(keep)
+        described += f", identities {', '.join(chosen)}"
+    order = np.random.default_rng(0).permutation(len(dataset))  # the 2,000-image cap then spans all identities
+    emb, labels = embed_dataset(loaded.module, Preprocessor(loaded.input).normalize, dataset.subset(order), device=device)
+    head = getattr(loaded.module, "head", None)
+    reports = {}
+    for m in metrics:
+        d, same = every_pair(emb, labels, lambda e: all_pair_distances(e.to(device), m, head).cpu())
+        reports[m] = roc_report(d, same)
+    return {"task": "face-embed", "model": loaded.name, "data": f"{described}; every pair of up to 2,000 of its {len(dataset)} images",
+            "failed_inputs": [], "metrics": reports}

@@ -1,0 +1,134 @@
+"""The training engine on tiny synthetic data: convergence, outputs and metadata, seed repeatability,
+resume after an interruption, the learning-rate schedule, augmentation and checkpoints."""
+
+import signal
+
+import pytest
+import torch
+from train_helpers import tiny_config, tiny_idx, tiny_task
+
+from cnntool import weights
+from cnntool.train import TrainConfig, Trainer, TrainingInterrupted, learning_rate, train
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_idx(tmp_path_factory.mktemp("tiny"))
+
+
+def _state(path):
+    return weights.load(path)[0]
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cli_training_converges_and_writes_everything(data, tmp_path):
+    from cnntool.cli import main
+    from cnntool.loading import load_model
+
+    out = tmp_path / "w.safetensors"
+    argv = ["train", "classify", "--data", str(data), "--model", "lenet5-relu", "--input-size", "16", "--epochs", "4",
+            "--batch-size", "16", "--lr", "0.05", "--val-split", "0.2", "--threads", "1", "--out", str(out),
+            "--run-dir", str(tmp_path / "run"), "-q"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    meta = weights.read_metadata(out)
+    for key in ("task", "model", "kwargs", "classes", "input", "metrics", "command", "data", "epochs", "seed",
+                "created", "cnntool_version", "images_per_second"):
+        assert key in meta, key
+    assert meta["task"] == "classify" and meta["model"] == "lenet5-relu"
+    assert meta["kwargs"]["num_classes"] == 3 and meta["kwargs"]["input_size"] == [16, 16]
+    assert meta["input"]["size"] == [16, 16] and meta["classes"] == ["0", "1", "2"]
+    assert meta["command"].startswith("cnntool train classify --data ") and "--input-size 16" in meta["command"]
+    assert "official test split" in meta["metrics"]["heldout_data"]  # t10k- beside the train file
+    history = __import__("json").loads((tmp_path / "w.metrics.json").read_text())["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert meta["metrics"]["heldout"]["accuracy"] > 0.8  # chance is 1/3
+    assert (tmp_path / "w.curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    loaded = load_model("lenet5-relu", str(out), task="classify")  # the prediction side reads it back
+    assert loaded.input.size == (16, 16) and loaded.classes == ("0", "1", "2")
+
+
+def test_same_seed_same_weights(data, tmp_path):
+    a = tiny_config(tmp_path, "a", seed=3)
+    b = tiny_config(tmp_path, "b", seed=3)
+    train(tiny_task(data, augment=_aug()), a)
+    train(tiny_task(data, augment=_aug()), b)
+    assert _same(_state(a.out), _state(b.out))
+    c = tiny_config(tmp_path, "c", seed=4)
+    train(tiny_task(data, augment=_aug()), c)
+    assert not _same(_state(a.out), _state(c.out))
+
+
+def _aug():
+    from cnntool.augment import AugmentConfig
+
+    return AugmentConfig(crop_pad=1, rotate=5, erase=0.3)
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(data, tmp_path):
+    whole = tiny_config(tmp_path, "whole", epochs=3)
+    train(tiny_task(data, augment=_aug()), whole)
+
+    def stop_mid_epoch(trainer, epoch, step):
+        if (epoch, step) == (1, 2):
+            trainer.request_stop(signal.SIGINT)
+
+    cut = tiny_config(tmp_path, "cut", epochs=3)
+    with pytest.raises(TrainingInterrupted) as info:
+        Trainer(tiny_task(data, augment=_aug()), cut, on_step=stop_mid_epoch).run()
+    assert info.value.exit_code == 130 and info.value.checkpoint_path.is_file()
+    assert not cut.out.exists()
+    resumed = tiny_config(tmp_path, "cut", epochs=3, resume=True)
+    train(tiny_task(data, augment=_aug()), resumed)
+    assert _same(_state(whole.out), _state(cut.out))
+
+
+def test_resume_without_checkpoint_is_a_config_error(data, tmp_path):
+    from cnntool.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        train(tiny_task(data), tiny_config(tmp_path, "none", resume=True))
+
+
+def test_onecycle_schedule_shape():
+    cfg = TrainConfig(out="x.safetensors", lr=0.1, warmup=0.2, schedule="onecycle")
+    assert learning_rate(cfg, 0, 100) == pytest.approx(0.004)
+    assert learning_rate(cfg, 20, 100) == pytest.approx(0.1)
+    assert learning_rate(cfg, 99, 100) < 0.001
+    assert learning_rate(TrainConfig(out="x.safetensors", schedule="constant", lr=0.3), 50, 100) == 0.3
+
+
+def test_crop_pad_and_flip_are_exact_pixel_moves():
+    from cnntool.augment import AugmentConfig, warp
+
+    torch.manual_seed(0)
+    pixels = torch.arange(2 * 36, dtype=torch.float32).view(2, 1, 6, 6) + 1
+    out = warp(pixels, AugmentConfig(crop_pad=2))
+    for src, dst in zip(pixels, out):  # each image is its own copy shifted by whole pixels, zero-filled
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if torch.equal(torch.roll(src, (dy, dx), (1, 2))[:, max(dy, 0):6 + min(dy, 0), max(dx, 0):6 + min(dx, 0)],
+                                dst[:, max(dy, 0):6 + min(dy, 0), max(dx, 0):6 + min(dx, 0)])]
+        assert found
+    flipped = warp(pixels, AugmentConfig(hflip=True))
+    for src, dst in zip(pixels, flipped):
+        assert torch.equal(dst, src) or torch.equal(dst, src.flip(2))
+
+
+def test_checkpoint_round_trip_keeps_adam_state(tmp_path):
+    from cnntool import checkpoint
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    model(torch.ones(4, 3)).sum().backward()
+    opt.step()
+    checkpoint.save(tmp_path / "c.safetensors", model.state_dict(), opt, {"epoch": 1, "step": 2})
+    state, opt_state, progress = checkpoint.load(tmp_path / "c.safetensors")
+    fresh = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters(), lr=0.01)
+    fresh.load_state_dict(opt_state)
+    for key in ("exp_avg", "exp_avg_sq", "step"):
+        assert torch.equal(fresh.state_dict()["state"][0][key], opt.state_dict()["state"][0][key])
+    assert progress == {"epoch": 1, "step": 2} and torch.equal(state["weight"], model.weight)
