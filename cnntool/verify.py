@@ -1,0 +1,527 @@
+"""verify-face's driver: 1:1 comparison, 1:N identification against a gallery, calibration.
+
+Pair- and gallery-shaped, so it has its own small loop instead of cnntool.predict, but the same parts:
+sources.expand for inputs, preprocess for images, loading for models, records/writers for output, and
+the same exit codes (0 all done, 1 some inputs failed with error records, 2 usage).
+
+An image becomes an embedding as: open → (detect faces, take the largest or the K-th largest, 5 points,
+dlib's aligned 150×150 chip) → the model's own preprocessing → the embedding network. `detect=False`
+skips the face steps for images that already are crops (or are not faces at all).
+
+Thresholds, first found wins: --threshold; a --calibration FILE; the calibration in the weights' own
+metadata (our safetensors files); the sidecar calibration JSON in the cache directory (models that are not
+a safetensors of ours, such as dlib's: `cnntool verify-face calibrate` writes it there); dlib's published
+0.6 for its Euclidean distance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+from cnntool import sources, weights
+from cnntool.data.builtin import cache_dir
+from cnntool.errors import ConfigError
+from cnntool.preprocess import DEFAULT_MAX_PIXELS, Preprocessor, open_image
+from cnntool.records import OutputFormat, Record, make_writer
+from cnntool.tasks.verify import METRICS
+
+if TYPE_CHECKING:
+    import torch
+
+    from cnntool.loading import LoadedModel
+
+TASK = "verify-face"
+DLIB_MODEL = "dlib-face-resnet"
+CALIBRATION_VERSION = 1
+
+
+class NoFaceError(ValueError):
+    """The face detector found no face (or fewer than --face asks for) in an image."""
+
+
+@dataclass
+class VerifyOptions:
+    model: str | None = None
+    weights: str | None = None
+    metric: str | None = None  # default: the one the model was trained/calibrated for, else euclidean
+    threshold: float | None = None
+    calibration: Path | None = None
+    detect: bool = True
+    face: int = 1  # 1 = the largest face, K = the K-th largest
+    upsample: int = 1  # detector upsampling: 1 finds faces down to ~40 px
+    gallery: Path | None = None
+    gallery_cache: Path | None = None
+    format: OutputFormat | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    recursive: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    quiet: bool = False
+
+
+# --- images → embeddings ------------------------------------------------------------------------------
+
+class Embedder:
+    """One image file → one embedding (1-D tensor), through the face steps unless detect is off."""
+
+    def __init__(self, loaded: "LoadedModel", opts: VerifyOptions) -> None:
+        self.loaded, self.opts = loaded, opts
+        self.pre = Preprocessor(loaded.input)
+        self.head = getattr(loaded.module, "head", None)
+        self.sizes: dict[str, tuple[int, int]] = {}  # path → (width, height), for the records
+
+    def image_to_input(self, path: str) -> "torch.Tensor":
+        img = open_image(path, max_pixels=self.opts.max_pixels, channels=3)
+        self.sizes[path] = img.size
+        if self.opts.detect:
+            img = self._face_chip(img, path)
+        tensor, _ = self.pre(img)
+        return tensor
+
+    def _face_chip(self, img, path: str):
+        from cnntool.faces.api import FaceDetector, ShapePredictor, align_chip
+
+        found = FaceDetector(upsample=self.opts.upsample).detect(img)
+        found.sort(key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]), reverse=True)
+        if len(found) < self.opts.face:
+            what = "no face" if not found else f"{len(found)} face(s), not the {self.opts.face}th asked for"
+            raise NoFaceError(f"{what} found in {sources.display_name(path)}")
+        box = found[self.opts.face - 1].box
+        return align_chip(img, ShapePredictor("5").predict(img, box))
+
+    def embed_inputs(self, inputs: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        with torch.inference_mode():
+            return self.loaded.module(inputs.to(self.opts.device)).float().cpu()
+
+    def __call__(self, path: str) -> "torch.Tensor":
+        return self.embed_inputs(self.image_to_input(path)[None])[0]
+
+    def distances(self, a: "torch.Tensor", b: "torch.Tensor", metric: str) -> "torch.Tensor":
+        """Row-wise distances of embeddings a[i], b[i] (the learned metric runs on the model's device)."""
+        import torch
+
+        from cnntool.tasks.verify import pair_distances
+
+        if metric == "learned" and self.head is not None:
+            device = next(self.head.parameters()).device
+            a, b = a.to(device), b.to(device)
+        with torch.inference_mode():
+            return pair_distances(a, b, metric, self.head).float().cpu()
+
+
+def load(opts: VerifyOptions) -> "LoadedModel":
+    import torch
+
+    from cnntool.loading import load_model
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    if opts.face < 1:
+        raise ConfigError("--face counts from 1 (the largest face)")
+    return load_model(opts.model, opts.weights, task="face-embed", device=opts.device)
+
+
+# --- thresholds and calibration -----------------------------------------------------------------------
+
+def weights_file(loaded: "LoadedModel", weights_arg: str | None) -> Path | None:
+    """The safetensors file the model came from, when it is one of ours (calibration goes into it)."""
+    if weights_arg is not None:
+        path = weights.resolve(weights_arg)
+        return path if path.suffix == ".safetensors" else None
+    source = loaded.spec.weights or ""
+    return weights.resolve(source.split(":", 1)[1]) if source.startswith("embedded:") else None
+
+
+def sidecar_path(model_name: str) -> Path:
+    return cache_dir() / "verify-face" / f"{model_name.replace('/', '_')}.calibration.json"
+
+
+def stored_calibration(loaded: "LoadedModel", opts: VerifyOptions) -> tuple[dict[str, Any], str]:
+    """(calibration document {"metric", "thresholds": {metric: {...}}}, where it came from)."""
+    if opts.calibration is not None:
+        return _read_json(opts.calibration), str(opts.calibration)
+    if "verification" in loaded.metadata:
+        return loaded.metadata["verification"], "the weights' metadata"
+    side = sidecar_path(loaded.name)
+    if side.is_file():
+        return _read_json(side), str(side)
+    return {}, ""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the calibration: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: not a calibration document")
+    return document
+
+
+def resolve_metric_threshold(loaded: "LoadedModel", opts: VerifyOptions) -> tuple[str, float, str]:
+    """(metric, threshold, where the threshold came from)."""
+    calibration, where = stored_calibration(loaded, opts)
+    metric = opts.metric or calibration.get("metric") or "euclidean"
+    if metric not in METRICS:
+        raise ConfigError(f"--metric must be one of {', '.join(METRICS)}, not {metric!r}")
+    if opts.threshold is not None:
+        return metric, opts.threshold, "--threshold"
+    entry = calibration.get("thresholds", {}).get(metric)
+    if entry is not None:
+        return metric, float(entry["threshold"]), where
+    if loaded.spec.name == DLIB_MODEL and metric == "euclidean":
+        from cnntool.faces.api import SAME_PERSON_DISTANCE
+
+        return metric, SAME_PERSON_DISTANCE, "dlib's published threshold"
+    raise ConfigError(f"no {metric} threshold for {loaded.name}: run `cnntool verify-face calibrate` or pass --threshold")
+
+
+def write_calibration(loaded: "LoadedModel", opts: VerifyOptions, metric: str, entry: dict[str, Any],
+                      out: Path | None) -> Path:
+    """Merge one metric's calibration into its home: `out`, else the weights file, else the sidecar."""
+    target = out or weights_file(loaded, opts.weights) or sidecar_path(loaded.name)
+    if target.suffix == ".safetensors":
+        state, meta = weights.load(target)
+        meta.pop("format_version", None)
+        document = dict(meta.get("verification", {}))
+    else:
+        document = _read_json(target) if target.is_file() else {"model": loaded.name, "version": CALIBRATION_VERSION}
+    document.setdefault("thresholds", {})[metric] = entry
+    document["metric"] = metric
+    if target.suffix == ".safetensors":
+        weights.save(target, state, {**meta, "verification": document})
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        weights.atomic_write_bytes(target, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
+    return target
+
+
+def _size(embedder: Embedder, path: str) -> dict[str, int]:
+    width, height = embedder.sizes[path]
+    return {"width": width, "height": height}
+
+
+# --- 1:1 ---------------------------------------------------------------------------------------------
+
+class _Memo:
+    """Each distinct path embedded once; a failure is remembered as its exception."""
+
+    def __init__(self, embed: Callable[[str], "torch.Tensor"]) -> None:
+        self.embed, self.done = embed, {}
+
+    def __call__(self, path: str):
+        if path not in self.done:
+            try:
+                self.done[path] = self.embed(path)
+            except (ValueError, OSError) as exc:  # ImageError and NoFaceError are ValueErrors
+                self.done[path] = exc
+        return self.done[path]
+
+
+def compare(inputs: Iterable[str], opts: VerifyOptions, loaded: "LoadedModel") -> Iterator[Record]:
+    """The first input against each of the others: one record per pair."""
+    metric, threshold, _ = resolve_metric_threshold(loaded, opts)
+    embedder = Embedder(loaded, opts)
+    memo = _Memo(embedder)
+    items = list(sources.expand(inputs, recursive=opts.recursive))
+    if len(items) < 2:
+        raise ConfigError("verify-face compares two or more images (the first against each other), or pass --gallery")
+    reference, probes = items[0], items[1:]
+    for probe in probes:
+        failed = next((p for p in (reference, probe) if isinstance(p, sources.MissingSource)), None)
+        if failed is not None:
+            yield Record(source=sources.display_name(failed.source), task=TASK, model=loaded.name,
+                         error={"type": "MissingSource", "message": failed.reason})
+            continue
+        a, b = memo(reference), memo(probe)
+        bad = next(((p, e) for p, e in ((reference, a), (probe, b)) if isinstance(e, Exception)), None)
+        if bad is not None:
+            yield Record.failure(sources.display_name(bad[0]), TASK, loaded.name, bad[1])
+            continue
+        d = float(embedder.distances(a[None], b[None], metric)[0])
+        yield Record(source=sources.display_name(probe), task=TASK, model=loaded.name, **_size(embedder, probe),
+                     fields={"a": sources.display_name(reference), "b": sources.display_name(probe), "metric": metric,
+                             "distance": d, "threshold": threshold, "same": d <= threshold})
+
+
+# --- 1:N: the gallery ---------------------------------------------------------------------------------
+
+def gallery_files(root: Path) -> list[tuple[Path, str]]:
+    """(path, identity): a folder per person (images anywhere inside it), or files named person_N.ext
+    (the identity is the name before the last underscore, or the whole stem)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"--gallery {root}: not a directory")
+    out: list[tuple[Path, str]] = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            out += [(Path(p), entry.name) for p in sources.expand([str(entry)], recursive=True)
+                    if not isinstance(p, sources.MissingSource)]
+        elif entry.suffix.lower() in sources.IMAGE_SUFFIXES:
+            stem = entry.stem
+            out.append((entry, stem.rsplit("_", 1)[0] if "_" in stem else stem))
+    if not out:
+        raise ConfigError(f"--gallery {root}: no images (a folder per person, or files named person_1.jpg)")
+    return out
+
+
+@dataclass
+class Gallery:
+    identities: list[str]
+    paths: list[str]
+    embeddings: "torch.Tensor"  # (N, D)
+    embedded_now: int  # how many files this build had to embed (the rest came from the cache)
+
+
+def gallery_cache_path(root: Path, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha1(json.dumps([str(Path(root).resolve()), key], sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir() / "verify-face" / f"gallery-{digest}.safetensors"
+
+
+def build_gallery(root: Path, embed: Callable[[str], "torch.Tensor"], key: dict[str, Any], cache: Path,
+                  warn: Callable[[str], None] = lambda message: None) -> Gallery:
+    """Gallery embeddings, re-embedding only files whose size or mtime changed since the cached build
+    (and all of them when `key`, the model and face settings, changed). Files that fail are reported
+    through `warn` and remembered, so they are retried only once they change."""
+    import torch
+
+    index, rows = {}, None
+    if cache.is_file():
+        try:
+            state, meta = weights.load(cache)
+            if meta.get("key") == key:
+                index, rows = meta.get("files", {}), state.get("embeddings")
+        except ConfigError:
+            pass  # a corrupt cache is rebuilt
+    new_index: dict[str, Any] = {}
+    vectors: list["torch.Tensor"] = []
+    identities, paths, embedded_now = [], [], 0
+    for path, identity in gallery_files(root):
+        st = path.stat()
+        name = str(path.resolve())
+        old = index.get(name)
+        entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "identity": identity}
+        if old and old["size"] == st.st_size and old["mtime_ns"] == st.st_mtime_ns and \
+                ("error" in old or (rows is not None and old.get("row", -1) < len(rows))):
+            vector = rows[old["row"]] if "row" in old else None
+            error = old.get("error")
+        else:
+            embedded_now += 1
+            try:
+                vector, error = embed(str(path)), None
+            except (ValueError, OSError) as exc:
+                vector, error = None, str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        if vector is None:
+            entry["error"] = error
+            warn(f"gallery: {sources.display_name(path)} skipped: {error}")
+        else:
+            entry["row"] = len(vectors)
+            vectors.append(vector)
+            identities.append(identity)
+            paths.append(sources.display_name(path))
+        new_index[name] = entry
+    if not vectors:
+        raise ConfigError(f"--gallery {root}: no usable image (every one failed)")
+    embeddings = torch.stack(vectors)
+    if embedded_now or set(new_index) != set(index):
+        weights.save(cache, {"embeddings": embeddings}, {"key": key, "files": new_index})
+    return Gallery(identities, paths, embeddings, embedded_now)
+
+
+def identify(inputs: Iterable[str], opts: VerifyOptions, loaded: "LoadedModel",
+             warn: Callable[[str], None]) -> Iterator[Record]:
+    """Each input named as its nearest gallery identity, or "unknown" beyond the threshold."""
+    import torch
+
+    metric, threshold, _ = resolve_metric_threshold(loaded, opts)
+    embedder = Embedder(loaded, opts)
+    key = {"model": loaded.name, "weights": str(weights_file(loaded, opts.weights) or loaded.spec.weights),
+           "detect": opts.detect, "face": opts.face, "upsample": opts.upsample}
+    cache = opts.gallery_cache or gallery_cache_path(opts.gallery, key)
+    gallery = build_gallery(opts.gallery, embedder, key, cache, warn)
+    names = sorted(set(gallery.identities))
+    member = torch.tensor([names.index(i) for i in gallery.identities])
+    for item in sources.expand(inputs, recursive=opts.recursive):
+        if isinstance(item, sources.MissingSource):
+            yield Record(source=sources.display_name(item.source), task=TASK, model=loaded.name,
+                         error={"type": "MissingSource", "message": item.reason})
+            continue
+        try:
+            emb = embedder(item)
+        except (ValueError, OSError) as exc:
+            yield Record.failure(sources.display_name(item), TASK, loaded.name, exc)
+            continue
+        d = embedder.distances(emb[None].expand(len(gallery.embeddings), -1), gallery.embeddings, metric)
+        # Per identity its closest gallery photo (one-shot: one photo is enough).
+        best = torch.full((len(names),), float("inf")).scatter_reduce(0, member, d, reduce="amin")
+        order = best.argsort()
+        nearest, distance = names[int(order[0])], float(best[order[0]])
+        yield Record(source=sources.display_name(item), task=TASK, model=loaded.name, **_size(embedder, item), fields={
+            "identity": nearest if distance <= threshold else "unknown", "nearest": nearest, "distance": distance,
+            "threshold": threshold, "metric": metric,
+            "matches": [{"identity": names[int(i)], "distance": float(best[i])} for i in order[:3]],
+        })
+
+
+# --- the command -----------------------------------------------------------------------------------------
+
+def run(inputs: list[str], opts: VerifyOptions) -> int:
+    """Write the records; 0 when every input was done, 1 when some failed (their error records written)."""
+    loaded = load(opts)
+
+    def warn(message: str) -> None:
+        if not opts.quiet:
+            sys.stderr.write(f"cnntool: {message}\n")
+
+    records = identify(inputs, opts, loaded, warn) if opts.gallery else compare(inputs, opts, loaded)
+    writer = make_writer(opts.format)
+    failed = 0
+    try:
+        for record in records:
+            writer.write(record)
+            failed += not record.ok
+    finally:
+        writer.close()
+    return 1 if failed else 0
+
+
+# --- calibration and evaluation -----------------------------------------------------------------------------
+
+def read_pairs(path: Path) -> list[tuple[str, str, bool]]:
+    """Labelled pairs, one a line: `A B 1|0|same|different` (whitespace or commas); paths relative to the
+    file's folder; # comments."""
+    out = []
+    truth = {"1": True, "same": True, "true": True, "0": False, "different": False, "false": False}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"--pairs {path}: {exc.strerror or exc}") from None
+    for n, line in enumerate(lines, 1):
+        words = line.split("#", 1)[0].replace(",", " ").split()
+        if not words:
+            continue
+        if len(words) != 3 or words[2].lower() not in truth:
+            raise ConfigError(f"{path}:{n}: expected `A B same|different`, got {line.strip()!r}")
+        a, b = (w if os.path.isabs(w) else str(Path(path).parent / w) for w in words[:2])
+        out.append((a, b, truth[words[2].lower()]))
+    if not out:
+        raise ConfigError(f"--pairs {path}: no pairs")
+    return out
+
+
+@dataclass
+class PairScores:
+    distances: dict[str, list[float]]  # metric → one distance per usable pair
+    same: list[bool]
+    failed: list[str]  # inputs that could not be embedded
+    description: str
+
+
+def score_pairs(pairs: list[tuple[str, str, bool]], embedder: Embedder, metrics: Iterable[str]) -> PairScores:
+    import torch
+
+    memo = _Memo(embedder)
+    usable = [(a, b, s) for a, b, s in pairs if not isinstance(memo(a), Exception) and not isinstance(memo(b), Exception)]
+    failed = sorted(p for p, e in memo.done.items() if isinstance(e, Exception))
+    if not usable:
+        raise ConfigError("no pair could be embedded")
+    a = torch.stack([memo(p) for p, _, _ in usable])
+    b = torch.stack([memo(p) for _, p, _ in usable])
+    distances = {m: embedder.distances(a, b, m).tolist() for m in metrics}
+    return PairScores(distances, [s for _, _, s in usable], failed, f"{len(usable)} labelled pairs")
+
+
+def score_identity_folder(root: Path, embedder: Embedder, metrics: Iterable[str]) -> PairScores:
+    """Every pair of the images of a folder of identities (as for --gallery)."""
+    import torch
+
+    from cnntool.tasks.verify import all_pair_distances
+
+    vectors, identities, failed = [], [], []
+    for path, identity in gallery_files(root):
+        try:
+            vectors.append(embedder(str(path)))
+            identities.append(identity)
+        except (ValueError, OSError):
+            failed.append(sources.display_name(path))
+    if len(set(identities)) < 2:
+        raise ConfigError(f"{root}: calibration needs at least two identities with usable images")
+    emb = torch.stack(vectors)
+    i, j = torch.triu_indices(len(emb), len(emb), 1)
+    same = [identities[x] == identities[y] for x, y in zip(i.tolist(), j.tolist())]
+    distances = {}
+    for m in metrics:
+        with torch.inference_mode():
+            distances[m] = all_pair_distances(emb, m, embedder.head)[i, j].tolist()
+    return PairScores(distances, same, failed, f"every pair of {len(emb)} images of {len(set(identities))} identities in {root}")
+
+
+def usable_metrics(loaded: "LoadedModel") -> list[str]:
+    return [m for m in METRICS if m != "learned" or getattr(loaded.module, "head", None) is not None]
+
+
+def calibrate(opts: VerifyOptions, *, pairs: Path | None, data: Path | None, far: float, choose: str,
+              out: Path | None, write: bool = True) -> dict[str, Any]:
+    """ROC, EER and TAR@FAR per metric from labelled pairs or an identity folder; the threshold of the
+    chosen metric (at the EER, or at --far) is written where later runs find it."""
+    from cnntool.tasks.verify_metrics import roc_report
+
+    if (pairs is None) == (data is None):
+        raise ConfigError("calibrate needs exactly one of --pairs FILE or --data DIR (a folder per identity)")
+    if choose not in ("eer", "far"):
+        raise ConfigError(f"--choose must be eer or far, not {choose!r}")
+    loaded = load(opts)
+    embedder = Embedder(loaded, opts)
+    metrics = [opts.metric] if opts.metric else usable_metrics(loaded)
+    scores = (score_pairs(read_pairs(pairs), embedder, metrics) if pairs is not None
+              else score_identity_folder(data, embedder, metrics))
+    fars = sorted({1e-3, 1e-2, 1e-1, far})
+    try:
+        reports = {m: roc_report(scores.distances[m], scores.same, fars) for m in metrics}
+    except ValueError as exc:
+        raise ConfigError(f"cannot calibrate: {exc}") from None
+    metric = opts.metric or max(reports, key=lambda m: reports[m]["auc"])
+    chosen = reports[metric]
+    threshold = chosen["eer_threshold"] if choose == "eer" else chosen["tar_at_far"][f"{far:g}"]["threshold"]
+    entry = {"threshold": threshold, "chosen_at": "eer" if choose == "eer" else f"far {far:g}",
+             "auc": chosen["auc"], "eer": chosen["eer"], "data": scores.description,
+             "detect": opts.detect}
+    report = {"model": loaded.name, "data": scores.description, "failed_inputs": scores.failed,
+              "metric": metric, "threshold": threshold, "chosen_at": entry["chosen_at"], "metrics": reports}
+    if write:
+        report["written_to"] = str(write_calibration(loaded, opts, metric, entry, out))
+    return report
+
+
+def write_report(report: dict[str, Any], fmt: str, stream=None) -> None:
+    """A calibration or evaluation report: JSON, or a short table per metric."""
+    stream = stream or sys.stdout
+    if fmt == "json":
+        stream.write(json.dumps(report, indent=2) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream, highlight=False)
+    console.print(f"{report['model']} on {report['data']}")
+    if report.get("failed_inputs"):
+        console.print(f"{len(report['failed_inputs'])} inputs could not be embedded (left out), e.g. {report['failed_inputs'][0]}")
+    fars = list(next(iter(report["metrics"].values()))["tar_at_far"])
+    table = Table("metric", "pairs (same/diff)", "ROC AUC", "EER", "EER threshold", *[f"TAR@FAR {f}" for f in fars])
+    for metric, r in report["metrics"].items():
+        table.add_row(metric, f"{r['same_pairs']}/{r['different_pairs']}", f"{r['auc']:.4f}", f"{r['eer']:.4f}",
+                      f"{r['eer_threshold']:.4f}", *[f"{r['tar_at_far'][f]['tar']:.4f}" for f in fars])
+    console.print(table)
+    if "threshold" in report:
+        where = f", written to {report['written_to']}" if report.get("written_to") else ""
+        console.print(f"chosen: {report['metric']} threshold {report['threshold']:.4f} ({report['chosen_at']}){where}")
