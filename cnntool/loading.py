@@ -140,6 +140,10 @@ def _from_torchvision(spec: ModelSpec, name: str) -> LoadedModel:
                            resize="center-crop", crop_fraction=crop / resize)
     spec = replace(spec, input=input_spec, classes=tuple(enum.meta.get("categories", spec.classes)))
     module = spec.build(num_classes=len(spec.classes)) if spec.classes else spec.build()
+    own = module.state_dict()
+    # GoogLeNet's published weights carry its training-only auxiliary classifiers; a model built
+    # without them drops those tensors, as torchvision's own builder does.
+    state = {k: v for k, v in state.items() if k in own or not k.startswith(("aux1.", "aux2."))}
     weights.load_into(module, state, source=f"torchvision {enum}")
     return LoadedModel(f"{spec.name}@{enum.name}", spec, module, {"torchvision_weights": str(enum)})
 

@@ -112,3 +112,14 @@ def test_metadata_carries_classes_input_and_kwargs(tmp_path):
     assert loaded.classes == ("a", "b", "c")
     assert loaded.input.resize == "letterbox" and loaded.input.mean == (0.1,)
     assert weights.read_metadata(path)["format_version"] == weights.FORMAT_VERSION
+
+
+def test_googlenet_weights_with_aux_heads_load_into_the_aux_free_model(hub):
+    import torchvision
+
+    enum = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1
+    published = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False).state_dict()
+    hub.mkdir(parents=True)
+    torch.save(published, hub / os.path.basename(enum.url))
+    loaded = loading.load_model("googlenet", "DEFAULT", task="classify")
+    assert torch.equal(loaded.module.state_dict()["fc.weight"], published["fc.weight"])
