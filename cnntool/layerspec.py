@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from cnntool.errors import ConfigError
-from cnntool.shapes import Window, drop_warning, output_size
+from cnntool.shapes import DIM_NAMES, Window, drop_warning, format_shape, output_size, per_dim
 
 PLAIN_LAYERS = ("relu", "tanh", "sigmoid", "softmax", "bn", "gap", "flatten")
 
@@ -204,6 +204,8 @@ def _windowed(text: str, match: re.Match, pos: int) -> Layer:
         at = option.end()
     padding = options.get("p", "0")
     channels = match.groupdict().get("channels")
+    if channels is not None:
+        _require_channels(int(channels), text, pos)
     return Layer(
         text,
         kind,
@@ -219,7 +221,14 @@ def _windowed(text: str, match: re.Match, pos: int) -> Layer:
 
 
 def _fc(text: str, match: re.Match, pos: int) -> Layer:
-    return Layer(text, "fc", out_channels=int(match.group("features")), bias=not match.group("b0"))
+    features = _require_channels(int(match.group("features")), text, pos)
+    return Layer(text, "fc", out_channels=features, bias=not match.group("b0"))
+
+
+def _require_channels(count: int, text: str, pos: int) -> int:
+    if count < 1:
+        raise ConfigError(f"layer spec: '{text}' at character {pos + 1} needs at least 1 output channel")
+    return count
 
 
 def _aap(text: str, match: re.Match, pos: int) -> Layer:
@@ -376,7 +385,7 @@ def _apply(layer: Layer, state: _State) -> tuple[_State, int, int, tuple[str, ..
     if layer.kind == "gap":
         return _adaptive(_spatial(state), tuple(1 for _ in state.spatial)), 0, 0, ()
     if layer.kind == "aap":
-        return _adaptive(_spatial(state), _per_dim(layer.size, state, "size")), 0, 0, ()
+        return _adaptive(_spatial(state), per_dim(layer.size, len(state.spatial), "size")), 0, 0, ()
     if layer.kind == "flatten":
         return _flatten(state), 0, 0, ()
     if layer.kind == "fc":
@@ -395,28 +404,14 @@ def _spatial(state: _State) -> _State:
     return state
 
 
-def _per_dim(values: tuple[int, ...], state: _State, what: str) -> tuple[int, ...]:
-    """One value per spatial dimension: a single number applies to all."""
-    dims = len(state.spatial)
-    if len(values) == 1:
-        return values * dims
-    if len(values) != dims:
-        raise ConfigError(f"{what} {'x'.join(map(str, values))} has {len(values)} values "
-                          f"but the input has {dims} spatial dimension(s)")
-    return values
-
-
-DIM_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
-
-
 def _apply_windowed(layer: Layer, state: _State) -> tuple[_State, int, int, tuple[str, ...]]:
-    kernel = _per_dim(layer.kernel, state, "kernel")
-    stride = _per_dim(layer.stride, state, "stride") if layer.stride else \
-        (kernel if layer.kind in ("max", "avg", "l2") else (1,) * len(kernel))
-    padding = layer.padding if isinstance(layer.padding, str) else _per_dim(layer.padding, state, "padding")
-    dilation = _per_dim(layer.dilation, state, "dilation")
-    output_padding = _per_dim(layer.output_padding, state, "output padding")
     dims = len(state.spatial)
+    kernel = per_dim(layer.kernel, dims, "kernel")
+    stride = per_dim(layer.stride, dims, "stride") if layer.stride else \
+        (kernel if layer.kind in ("max", "avg", "l2") else (1,) * len(kernel))
+    padding = layer.padding if isinstance(layer.padding, str) else per_dim(layer.padding, dims, "padding")
+    dilation = per_dim(layer.dilation, dims, "dilation")
+    output_padding = per_dim(layer.output_padding, dims, "output padding")
     sizes, rf, jump, warnings = [], [], [], []
     for i, n in enumerate(state.spatial):
         p = padding if isinstance(padding, str) else padding[i]
@@ -436,16 +431,7 @@ def _apply_windowed(layer: Layer, state: _State) -> tuple[_State, int, int, tupl
         # a conv computes every output from a kernel; a transposed conv spreads every input over one
         positions = math.prod(sizes) if layer.kind == "conv" else math.prod(state.spatial)
         macs = positions * per_filter * channels
-    return new_state, params, macs, tuple(merge_dim_warnings(warnings))
-
-
-def merge_dim_warnings(warnings: list[str]) -> list[str]:
-    """"H: x", "W: x" → "H, W: x": a square input would otherwise say everything twice."""
-    by_message: dict[str, list[str]] = {}
-    for warning in warnings:
-        dim, message = warning.split(": ", 1)
-        by_message.setdefault(message, []).append(dim)
-    return [f"{', '.join(dims)}: {message}" for message, dims in by_message.items()]
+    return new_state, params, macs, tuple(warnings)
 
 
 def _adaptive(state: _State, target: tuple[int, ...]) -> _State:
@@ -467,8 +453,3 @@ def _flatten(state: _State) -> _State:
     rf = tuple(r + (n - 1) * j for n, r, j in zip(state.spatial, state.rf, state.jump))
     jump = tuple(j * n for n, j in zip(state.spatial, state.jump))
     return _State(state.channels * math.prod(state.spatial), state.spatial, rf, jump, flat=True)
-
-
-def format_shape(shape: tuple[int, ...]) -> str:
-    """(C, H, W) in the lecture's order n_H×n_W×n_C; a flat vector as its length."""
-    return "×".join(str(v) for v in (*shape[1:], shape[0]))

@@ -19,6 +19,7 @@ KINDS = CONV_KINDS + POOL_KINDS
 PADDING_WORDS = ("same", "valid")
 
 Padding = int | str  # an int, "same" or "valid"
+DIM_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,21 @@ def _transposed_same(window: Window) -> tuple[int, int]:
         f"{window.d} would need asymmetric padding; give --p and --output-padding instead",
     )
     return p, op
+
+
+def per_dim(values: tuple[int, ...], dims: int, what: str) -> tuple[int, ...]:
+    """One value per spatial dimension: a single number applies to all of them."""
+    if len(values) == 1:
+        return values * dims
+    if len(values) != dims:
+        raise ConfigError(f"{what} {'x'.join(map(str, values))} has {len(values)} values "
+                          f"but the input has {dims} spatial dimension(s)")
+    return values
+
+
+def format_shape(shape: tuple[int, ...]) -> str:
+    """(C, H, W) in the lecture's order n_H×n_W×n_C; a flat vector as its length."""
+    return "×".join(str(v) for v in (*shape[1:], shape[0]))
 
 
 # --- solving for a missing value ---------------------------------------------------------------

@@ -153,7 +153,7 @@ def test_repeat_expands_the_group():
 @pytest.mark.parametrize("spec", [
     "", "conv3", "conv3:", "conv:5", "max", "conv3q:4", "conv3s2s2:4", "max2b0", "avg2d2", "l22",
     "dropout1.5", "relu)", "(relu)", "foo", "res(conv3:4", "cat()", "cat(relu|)", "2*(relu", "0*(relu)",
-    "2*(relu | tanh)", "res(relu | relu | relu)", "conv3:4 $",
+    "2*(relu | tanh)", "res(relu | relu | relu)", "conv3:4 $", "conv3:0", "fc:0", "aap0",
 ])
 def test_bad_spec_strings_are_config_errors(spec):
     with pytest.raises(ConfigError):
