@@ -15,7 +15,8 @@ from cnntool.preprocess import IMAGE_FORMATS, ImageError, Preprocessor, open_ima
 from cnntool.registry import InputSpec
 from cnntool.sources import IMAGE_SUFFIXES, MissingSource, display_name, expand
 
-from .corpus import ERROR, OK, build_corpus, good_paths, bad_paths
+from .corpus import ASYMMETRIC, ERROR, OK, bad_paths, blocks, build_corpus, exif_bytes, good_paths, jpeg, \
+    stored_for_orientation
 from .deadline import time_limit
 
 SPECS = {
@@ -159,6 +160,22 @@ def test_orientations_differ_on_disk_but_open_identically(corpus):
     for o, pixels in enumerate(upright, start=1):
         corners = pixels[[0, 0, -1, -1], [0, -1, 0, -1]].astype(np.int64)
         assert np.abs(corners - [[255, 0, 0], [0, 0, 255], [255, 255, 0], [0, 0, 0]]).max() <= 4, o
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_draft_decoding_keeps_orientation_and_full_size(tmp_path, orientation):
+    """A JPEG big enough for draft mode (decoded at 1/4 scale for a 32x32 input) still comes out upright,
+    and the Geometry still speaks in full-resolution upright pixels."""
+    upright = blocks(ASYMMETRIC, block=64)  # 192x128
+    path = tmp_path / f"big-{orientation}.jpg"
+    path.write_bytes(jpeg(stored_for_orientation(upright, orientation), exif=exif_bytes(orientation)))
+    preprocessor = Preprocessor(SPECS[3])
+    img, full_size = preprocessor.open(path)
+    assert full_size == (192, 128) and img.size == (48, 32)
+    tensor, geometry = preprocessor.load(path)
+    assert (geometry.width, geometry.height) == (192, 128)
+    corners = tensor[:, [0, 0, -1, -1], [0, -1, 0, -1]].T.numpy() * 127.5 + 127.5
+    assert np.abs(corners - [[255, 0, 0], [0, 0, 255], [255, 255, 0], [0, 0, 0]]).max() <= 6
 
 
 def test_non_utf8_name_opens_as_str_and_as_bytes(corpus):
