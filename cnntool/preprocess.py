@@ -21,6 +21,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from cnntool.registry import InputSpec
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 # 50 megapixels: a 8000x6000 photo passes, a 50k×50k header does not. Overridable per call.
@@ -267,15 +268,21 @@ class Preprocessor:
         out = resized.crop((left, top, left + tw, top + th))
         return out, Geometry(W, H, nw / W, nh / H, crop_x=left * W / nw, crop_y=top * H / nh)
 
+    @staticmethod
+    def to_uint8(img: Image.Image) -> "np.ndarray":
+        """A PIL image already at the input size → uint8 array (C, H, W); cheap to pass between processes."""
+        import numpy as np
+
+        arr = np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy refuses read-only views
+        if arr.ndim == 2:
+            return arr[None]
+        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
     def to_tensor(self, img: Image.Image) -> "torch.Tensor":
         """A PIL image already at the input size → normalized float32 tensor (C, H, W)."""
-        import numpy as np
         import torch
 
-        arr = np.asarray(img, dtype=np.uint8)
-        if arr.ndim == 2:
-            arr = arr[:, :, None]
-        return self.normalize(torch.from_numpy(arr.copy()).permute(2, 0, 1))
+        return self.normalize(torch.from_numpy(self.to_uint8(img)))
 
     def normalize(self, uint8: "torch.Tensor") -> "torch.Tensor":
         """uint8 (…, C, H, W) in 0..255 → float32 normalized with the spec's mean/std."""
@@ -289,14 +296,21 @@ class Preprocessor:
         resized, geometry = self.geometry_and_resized(img)
         return self.to_tensor(resized), geometry
 
-    def load(self, path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple["torch.Tensor", Geometry]:
-        """Open, orient and preprocess one file. Geometry maps back to the full-resolution upright image
-        even when JPEG draft mode decoded it smaller."""
+    def load_uint8(self, path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple["np.ndarray", Geometry]:
+        """Open, orient and resize one file to a uint8 (C, H, W) array. The Geometry maps back to the
+        full-resolution upright image even when JPEG draft mode decoded it smaller."""
         img, original_size = self.open(path, max_pixels=max_pixels)
-        tensor, geometry = self(img)
+        resized, geometry = self.geometry_and_resized(img)
         if original_size != (geometry.width, geometry.height):
             geometry = rescale_geometry(geometry, original_size)
-        return tensor, geometry
+        return self.to_uint8(resized), geometry
+
+    def load(self, path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple["torch.Tensor", Geometry]:
+        """load_uint8, normalized to a float tensor."""
+        import torch
+
+        arr, geometry = self.load_uint8(path, max_pixels=max_pixels)
+        return self.normalize(torch.from_numpy(arr)), geometry
 
 
 def rescale_geometry(g: Geometry, original_size: tuple[int, int]) -> Geometry:

@@ -45,8 +45,16 @@ def _walk_dir(directory: str, recursive: bool) -> Iterator[str]:
         yield from sorted(found)
     else:
         with os.scandir(directory) as it:
-            entries = sorted(e.path for e in it if _is_image_name(e.name) and not e.is_dir())
+            entries = sorted(e.path for e in it if _is_image_name(e.name) and not _is_dir_entry(e))
         yield from entries
+
+
+def _is_dir_entry(entry: os.DirEntry) -> bool:
+    # A symlink loop raises ELOOP here; it is listed, and the opener reports it like any bad file.
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _read_list(stream: TextIO) -> Iterator[str]:

@@ -205,7 +205,7 @@ def test_corpus_has_every_kind_and_helpers_split_it(tmp_path):
 
 @pytest.fixture(scope="module")
 def listable_corpus(tmp_path_factory):
-    """The corpus without its symlink loop, which sources.expand cannot list yet (see the xfail below)."""
+    """The corpus without its symlink loop (listed on its own below)."""
     directory = tmp_path_factory.mktemp("listable")
     items = [i for i in build_corpus(directory) if i.name != "symlink_loop"]
     os.remove(os.path.join(directory, "loop-a.png"))
@@ -237,8 +237,6 @@ def test_every_listed_path_meets_its_expectation_in_the_opener(listable_corpus):
             assert open_image(path).size == item.size
 
 
-@pytest.mark.xfail(strict=True, raises=OSError,
-                   reason="sources._walk_dir: DirEntry.is_dir() raises ELOOP on a symlink loop (reported)")
 def test_expand_lists_a_directory_holding_a_symlink_loop(corpus):
     directory, items = corpus
     loop = next(i for i in items if i.name == "symlink_loop")
