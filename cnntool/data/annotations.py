@@ -1,0 +1,156 @@
+"""Annotation files for localize and landmarks (JSON or CSV), read into in-memory training sets.
+
+JSON: a list of objects, image paths relative to the file:
+  localize   {"image": "a.png", "label": "7", "box": [x1, y1, x2, y2]}  (label and box null: no object)
+             or {"image": "a.png", "objects": [{"label", "box"}, …]}   (at most one object for localize)
+  landmarks  {"image": "a.png", "points": [[x, y], …], "point_names": [...], "box": [...] (optional)}
+CSV with a header row:
+  localize   image,label,x1,y1,x2,y2          (empty label and box: no object)
+  landmarks  image,x1,y1,x2,y2,…,xN,yN        (the point columns in order)
+Coordinates are pixels of the image file. A dataset directory holds train.json (or .csv), optionally
+val and test, and optionally classes.txt (one class per line, in index order).
+
+Every image goes through cnntool.preprocess (the one image → tensor path) once; the cache holds uint8
+tensors at the model's input size and the annotations mapped into that frame.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from cnntool.errors import ConfigError
+from cnntool.preprocess import Geometry, ImageError, Preprocessor, rescale_geometry
+from cnntool.registry import InputSpec
+
+if TYPE_CHECKING:
+    import torch
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass
+class Annotation:
+    image: Path
+    label: str | None = None
+    box: list[float] | None = None
+    points: list[list[float]] | None = None
+    point_names: list[str] | None = None
+
+
+def read_annotations(path: str | Path) -> list[Annotation]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"annotation file {path} not found")
+    base = path.parent
+    if path.suffix.lower() == ".csv":
+        return _read_csv(path, base)
+    try:
+        entries = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: expected a JSON list of annotations")
+    return [_from_json(entry, base, path, i) for i, entry in enumerate(entries)]
+
+
+def _from_json(entry: Any, base: Path, path: Path, i: int) -> Annotation:
+    if not isinstance(entry, dict) or "image" not in entry:
+        raise ConfigError(f"{path}: entry {i} has no 'image'")
+    label, box = entry.get("label"), entry.get("box")
+    if "objects" in entry:
+        objects = entry["objects"] or []
+        if len(objects) > 1:
+            raise ConfigError(f"{path}: entry {i} has {len(objects)} objects; localize takes at most one")
+        label, box = (objects[0].get("label"), objects[0].get("box")) if objects else (None, None)
+    if box is not None and len(box) != 4:
+        raise ConfigError(f"{path}: entry {i}: a box needs 4 numbers [x1, y1, x2, y2]")
+    return Annotation(base / entry["image"], None if label is None else str(label),
+                      None if box is None else [float(v) for v in box],
+                      entry.get("points"), entry.get("point_names"))
+
+
+def _read_csv(path: Path, base: Path) -> list[Annotation]:
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for i, row in enumerate(rows):
+        if "image" not in row:
+            raise ConfigError(f"{path}: needs an 'image' column")
+        try:
+            if "label" in row:
+                has_box = row.get("x1", "") not in ("", None)
+                box = [float(row[k]) for k in ("x1", "y1", "x2", "y2")] if has_box else None
+                out.append(Annotation(base / row["image"], row["label"] or None, box))
+            else:
+                n = sum(1 for k in row if k.startswith("x"))
+                points = [[float(row[f"x{j}"]), float(row[f"y{j}"])] for j in range(1, n + 1)]
+                out.append(Annotation(base / row["image"], points=points))
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(f"{path}: row {i + 2}: {exc}") from None
+    return out
+
+
+def find_split(directory: Path, split: str) -> Path | None:
+    for suffix in (".json", ".csv"):
+        candidate = directory / f"{split}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_classes(directory: Path, annotations: Sequence[Annotation]) -> tuple[str, ...]:
+    listed = directory / "classes.txt"
+    if listed.is_file():
+        return tuple(line.strip() for line in listed.read_text().splitlines() if line.strip())
+    return tuple(sorted({a.label for a in annotations if a.label is not None}))
+
+
+class CachedImages:
+    """uint8 images (N, C, H, W) at input size + float targets (N, T): the engine's in-memory dataset."""
+
+    def __init__(self, images: "torch.Tensor", targets: "torch.Tensor") -> None:
+        self.images, self.targets = images, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        return self.images[index], self.targets[index]
+
+    def batch(self, indices: "torch.Tensor"):
+        return self.images[indices], self.targets[indices]
+
+    def subset(self, indices: Sequence[int]) -> "CachedImages":
+        import torch
+
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        return CachedImages(self.images[idx], self.targets[idx])
+
+
+def cache(annotations: Sequence[Annotation], spec: InputSpec,
+          target: Callable[[Annotation, Geometry], Sequence[float]]) -> CachedImages:
+    """Preprocess every image once; `target` maps an annotation into the input frame."""
+    import torch
+
+    pre = Preprocessor(spec)
+    h, w = spec.size
+    images = torch.empty(len(annotations), spec.channels, h, w, dtype=torch.uint8)
+    targets = []
+    for i, a in enumerate(annotations):
+        try:
+            img, original_size = pre.open(a.image)
+        except ImageError as exc:
+            raise ConfigError(f"{a.image}: {exc}") from None
+        resized, geometry = pre.geometry_and_resized(img)
+        if original_size != (geometry.width, geometry.height):  # JPEG draft mode decoded it smaller
+            geometry = rescale_geometry(geometry, original_size)
+        arr = np.asarray(resized, dtype=np.uint8)
+        images[i] = torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
+        targets.append(list(target(a, geometry)))
+    return CachedImages(images, torch.tensor(targets, dtype=torch.float32))

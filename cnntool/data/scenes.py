@@ -1,0 +1,231 @@
+"""Scenes for localization and detection: real objects pasted onto real photos, with their boxes.
+
+Objects are OpenCV's handwritten digits or Fashion-MNIST items. Their grey intensity becomes an alpha mask
+and they are recoloured, so an object is a shape in a colour that stands out from the photo under it.
+Backgrounds are random crops of the bundled photos (`photo_paths()`). A scene holds 0..max_objects
+objects; the box of each is the tight box of its visible mask, in pixels of the scene image
+([x1, y1, x2, y2], pixel i covering [i, i + 1), torchvision's convention).
+
+Held-out split: the test split draws objects from a fixed held-out index range (the last 10% of each
+digit class; Fashion-MNIST's official test set) and backgrounds from held-out photos (every fifth photo by
+sorted name), so test scores measure objects and photos the model never saw.
+
+Scene i of a split is drawn from its own generator seeded by (seed, split, i): any scene can be
+regenerated alone and the output does not depend on how many scenes are made.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cnntool.data.builtin import DIGIT_CLASSES, FASHION_CLASSES, load_fashion_mnist, load_opencv_digits, photo_paths
+
+SPLITS = ("train", "val", "test")
+OBJECT_SOURCES = ("digits", "fashion")
+# Photos are shrunk once to this shorter side: crops stay sharp at scene sizes up to ~256 px.
+_PHOTO_SIDE = 384
+_HELD_OUT_EVERY = 5  # every fifth photo (by sorted index) is a test-only background
+_DIGITS_HELD_OUT_FROM = 450  # per class, digits 450..499 are test-only
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    size: int = 128  # scene side in pixels (square)
+    objects: str = "digits"  # digits | fashion
+    max_objects: int = 1
+    empty_fraction: float = 0.2  # share of scenes with no object at all
+    scale: tuple[float, float] = (0.3, 0.7)  # object's longer side relative to the scene side
+    aspect_jitter: float = 0.2  # width/height stretched by up to ±20%
+    opacity: tuple[float, float] = (0.8, 1.0)
+    min_contrast: float = 120.0  # least RGB distance between object colour and the photo under it
+    max_overlap: float = 0.1  # multi-object scenes: largest IoU allowed between two objects
+
+    def __post_init__(self) -> None:
+        if self.objects not in OBJECT_SOURCES:
+            raise ValueError(f"objects must be one of {', '.join(OBJECT_SOURCES)}, not {self.objects!r}")
+        if self.max_objects < 1:
+            raise ValueError("max_objects must be at least 1")
+        if not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ValueError("scale must satisfy 0 < low <= high <= 1")
+        if not 0 <= self.empty_fraction <= 1:
+            raise ValueError("empty_fraction must be within 0..1")
+
+
+@dataclass
+class Scene:
+    image: Image.Image
+    objects: list[dict[str, Any]] = field(default_factory=list)  # {"label": str, "box": [x1, y1, x2, y2]}
+
+
+# --- pools ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ObjectPool:
+    images: np.ndarray  # (N, h, w) uint8, bright object on black
+    labels: np.ndarray  # (N,) int64
+    classes: tuple[str, ...]
+
+
+def _split_rows(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    return "test" if split == "test" else "train"  # val shares the training pools; test is held out
+
+
+@lru_cache(maxsize=4)
+def object_pool(source: str, split: str) -> ObjectPool:
+    part = _split_rows(split)
+    if source == "digits":
+        images, labels = load_opencv_digits()
+        held_out = (np.arange(len(labels)) % 500) >= _DIGITS_HELD_OUT_FROM  # 500 per class, in order
+        keep = held_out if part == "test" else ~held_out
+        return ObjectPool(images[keep], labels[keep], DIGIT_CLASSES)
+    if source == "fashion":
+        images, labels = load_fashion_mnist(part)
+        return ObjectPool(images, labels, FASHION_CLASSES)
+    raise ValueError(f"objects must be one of {', '.join(OBJECT_SOURCES)}, not {source!r}")
+
+
+def split_paths(paths: list[Path], split: str) -> list[Path]:
+    """The photos a split may use: every fifth one is held out for test."""
+    part = _split_rows(split)
+    return [p for i, p in enumerate(paths) if (i % _HELD_OUT_EVERY == _HELD_OUT_EVERY - 1) == (part == "test")]
+
+
+@lru_cache(maxsize=256)
+def load_photo(path: Path) -> Image.Image:
+    img = Image.open(path)
+    img = img.convert("RGB")
+    scale = _PHOTO_SIDE / min(img.size)
+    if scale < 1:
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+    return img
+
+
+def background_paths(split: str) -> list[Path]:
+    paths = split_paths(photo_paths(), split)
+    if not paths:
+        raise ValueError("no background photos found (scikit-image, scikit-learn or opencv-doc provide them)")
+    return paths
+
+
+def random_crop(rng: np.random.Generator, photo: Image.Image, size: tuple[int, int],
+                fraction: tuple[float, float] = (0.35, 1.0)) -> Image.Image:
+    """A random window of the photo (a share `fraction` of its shorter side, the output's aspect), resized."""
+    w, h = size
+    side = rng.uniform(*fraction) * min(photo.width / w, photo.height / h)
+    cw, ch = max(1, int(side * w)), max(1, int(side * h))
+    x = int(rng.integers(0, photo.width - cw + 1))
+    y = int(rng.integers(0, photo.height - ch + 1))
+    crop = photo.crop((x, y, x + cw, y + ch)).resize((w, h), Image.BILINEAR)
+    return crop.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else crop
+
+
+# --- one scene -----------------------------------------------------------------------------------
+
+def _pick_colour(rng: np.random.Generator, under: np.ndarray, min_contrast: float) -> np.ndarray:
+    """A random colour at least min_contrast away from the mean colour under the object."""
+    mean = under.reshape(-1, 3).mean(0)
+    for _ in range(32):
+        colour = rng.integers(0, 256, 3).astype(np.float64)
+        if np.linalg.norm(colour - mean) >= min_contrast:
+            return colour
+    return np.zeros(3) if mean.mean() > 127 else np.full(3, 255.0)
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def paste_object(rng: np.random.Generator, canvas: np.ndarray, patch: np.ndarray, config: SceneConfig,
+                 avoid: list[list[float]]) -> list[float] | None:
+    """Paste one grey patch (bright = object) into the float RGB canvas in place; returns its tight box,
+    or None when no place free of `avoid` boxes was found."""
+    size = canvas.shape[0]
+    side = rng.uniform(*config.scale) * size
+    aspect = np.exp(rng.uniform(-1, 1) * np.log1p(config.aspect_jitter))
+    ph, pw = patch.shape
+    longer = max(ph, pw)
+    h = max(4, min(size, round(side / longer * ph / np.sqrt(aspect))))
+    w = max(4, min(size, round(side / longer * pw * np.sqrt(aspect))))
+    alpha = np.asarray(Image.fromarray(patch).resize((w, h), Image.BILINEAR), dtype=np.float64) / 255.0
+    rows, cols = np.nonzero(alpha > 0.1)
+    if rows.size == 0:
+        return None
+    for _ in range(20):
+        x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
+        box = [float(x + cols.min()), float(y + rows.min()), float(x + cols.max() + 1), float(y + rows.max() + 1)]
+        if all(_iou(box, other) <= config.max_overlap for other in avoid):
+            break
+    else:
+        return None
+    region = canvas[y:y + h, x:x + w]
+    colour = _pick_colour(rng, region, config.min_contrast)
+    a = (alpha * rng.uniform(*config.opacity))[..., None]
+    region[:] = region * (1 - a) + colour * a
+    return box
+
+
+def make_scene(rng: np.random.Generator, *, backgrounds: list[Path], pool: ObjectPool,
+               config: SceneConfig) -> Scene:
+    photo = load_photo(backgrounds[int(rng.integers(len(backgrounds)))])
+    canvas = np.asarray(random_crop(rng, photo, (config.size, config.size)), dtype=np.float64).copy()
+    count = 0 if rng.random() < config.empty_fraction else int(rng.integers(1, config.max_objects + 1))
+    objects: list[dict[str, Any]] = []
+    for _ in range(count):
+        index = int(rng.integers(len(pool.labels)))
+        box = paste_object(rng, canvas, pool.images[index], config, [o["box"] for o in objects])
+        if box is not None:
+            objects.append({"label": pool.classes[int(pool.labels[index])], "box": box})
+    image = Image.fromarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8), "RGB")
+    return Scene(image, objects)
+
+
+def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, SPLITS.index(split), index])
+
+
+# --- writing a dataset ---------------------------------------------------------------------------
+
+def annotation_entry(image: str, objects: list[dict[str, Any]], *, single: bool) -> dict[str, Any]:
+    """One annotation: {"image", "label", "box"} (label/box null when empty) for single-object data,
+    {"image", "objects": [...]} otherwise."""
+    if single:
+        first = objects[0] if objects else {"label": None, "box": None}
+        return {"image": image, "label": first["label"], "box": first["box"]}
+    return {"image": image, "objects": objects}
+
+
+def write_split(out: Path, split: str, n: int, *, seed: int, config: SceneConfig) -> Path:
+    """Write n scenes as out/<split>/NNNNNN.png and their annotations as out/<split>.json."""
+    pool = object_pool(config.objects, split)
+    backgrounds = background_paths(split)
+    (out / split).mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i in range(n):
+        scene = make_scene(scene_rng(seed, split, i), backgrounds=backgrounds, pool=pool, config=config)
+        name = f"{split}/{i:06d}.png"
+        scene.image.save(out / name, compress_level=1)  # fast; files stay small at this size
+        entries.append(annotation_entry(name, scene.objects, single=config.max_objects == 1))
+    path = out / f"{split}.json"
+    path.write_text(json.dumps(entries, indent=0) + "\n")
+    return path
+
+
+def write_dataset(out: Path, counts: dict[str, int], *, seed: int, config: SceneConfig) -> list[Path]:
+    """All splits plus classes.txt (one class name per line, in index order)."""
+    out.mkdir(parents=True, exist_ok=True)
+    classes = object_pool(config.objects, "train").classes
+    (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+    return [write_split(out, split, n, seed=seed, config=config) for split, n in counts.items() if n > 0]

@@ -1,0 +1,154 @@
+"""Landmarks as a training task for the engine (cnntool.train; interface in tasks/classify_train.py).
+
+Data: a directory with train/val/test annotation files holding "points" (cnntool.data.annotations),
+e.g. the output of `cnntool data documents`. test is the held-out split. Augmentation is point-aware:
+torchvision.transforms.v2 moves the image and its tv_tensors.KeyPoints together (rotation, shift,
+scale; no flips, which would swap left and right points), plus batched brightness/contrast jitter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnntool import registry
+from cnntool.data import annotations as ann
+from cnntool.errors import ConfigError
+from cnntool.tasks import landmarks
+from cnntool.tasks.classify_train import TaskData
+from cnntool.tasks.localize_train import jitter
+
+if TYPE_CHECKING:
+    import torch
+
+    from cnntool.preprocess import Geometry
+
+
+@dataclass
+class LandmarksConfig:
+    data: str
+    model: str = "landmarker-corners"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    loss: str = "l1"
+    augment: bool = True
+    rotate: float = 8.0  # ± degrees
+    shift: float = 0.05  # ± share of the frame
+    scale: float = 0.08  # ± share
+    jitter: float = 0.3  # brightness and contrast factors within 1 ± jitter
+    tolerance: float = landmarks.DEFAULT_TOLERANCE
+
+    def __post_init__(self) -> None:
+        if self.loss not in landmarks.LOSSES:
+            raise ConfigError(f"--loss must be one of {', '.join(landmarks.LOSSES)}, not {self.loss!r}")
+
+
+def point_target(a: ann.Annotation, geometry: "Geometry", size: tuple[int, int], count: int) -> list[float]:
+    """[l_1x, l_1y, …] relative to the input frame."""
+    if not a.points or len(a.points) != count:
+        raise ConfigError(f"{a.image}: expected {count} points, found {len(a.points or [])}")
+    h, w = size
+    out: list[float] = []
+    for x, y in a.points:
+        ix, iy = geometry.point_to_input(float(x), float(y))
+        out += [ix / w, iy / h]
+    return out
+
+
+class LandmarksTask:
+    name = "landmarks"
+
+    def __init__(self, cfg: LandmarksConfig) -> None:
+        self.cfg = cfg
+        self.spec = registry.get(cfg.model, task="landmarks")
+        self.input = self.spec.input
+        self.point_names: tuple[str, ...] = self.spec.classes
+        self.data_description = ""
+        self._augment = None
+
+    def prepare(self, seed: int) -> TaskData:
+        root = Path(self.cfg.data)
+        files = {s: ann.find_split(root, s) for s in ann.SPLIT_NAMES}
+        if files["train"] is None or files["val"] is None or files["test"] is None:
+            raise ConfigError(f"{root}: needs train, val and test annotation files (.json or .csv)")
+        loaded = {s: ann.read_annotations(p) for s, p in files.items()}
+        first = loaded["train"][0]
+        count = len(first.points or [])
+        if first.point_names:
+            self.point_names = tuple(first.point_names)
+        size = self.input.size
+        data = {s: ann.cache(a, self.input, lambda a, g: point_target(a, g, size, count)) for s, a in loaded.items()}
+        self.data_description = (f"{root.name}: {len(data['train'])} train, {len(data['val'])} validation "
+                                 f"(checkpoint selection) images, {count} points each")
+        return TaskData(data["train"], data["val"], data["test"],
+                        f"{root.name}/{files['test'].name}: {len(data['test'])} held-out images", True)
+
+    def extra_evaluations(self) -> list:
+        return []
+
+    def kwargs(self) -> dict[str, Any]:
+        return {**self.spec.kwargs, **self.cfg.kwargs, "num_points": len(self.point_names),
+                "in_channels": self.input.channels}
+
+    def build_model(self) -> "torch.nn.Module":
+        return self.spec.build(**self.kwargs())
+
+    def _normalize(self, pixels: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        mean = torch.tensor(self.input.mean, device=pixels.device).view(1, -1, 1, 1) * 255
+        std = torch.tensor(self.input.std, device=pixels.device).view(1, -1, 1, 1) * 255
+        return (pixels.float() - mean) / std
+
+    def augment_one(self, image: "torch.Tensor", target: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+        """One uint8 image and its points, moved together; a draw that pushes a point out of the frame keeps
+        the original."""
+        import torch
+        from torchvision import tv_tensors
+        from torchvision.transforms import v2
+
+        if self._augment is None:
+            c = self.cfg
+            self._augment = v2.RandomAffine(degrees=c.rotate, translate=(c.shift, c.shift),
+                                            scale=(1 - c.scale, 1 + c.scale), fill=self.input.fill)
+        h, w = image.shape[-2:]
+        scale = torch.tensor([w, h], dtype=torch.float32)
+        points = tv_tensors.KeyPoints(target.view(-1, 2) * scale, canvas_size=(h, w))
+        out_image, out_points = self._augment(tv_tensors.Image(image), points)
+        moved = out_points.as_subclass(torch.Tensor).float() / scale
+        if bool(((moved < 0) | (moved > 1)).any()):
+            return image, target
+        return out_image.as_subclass(torch.Tensor), moved.flatten()
+
+    def train_batch(self, images: "torch.Tensor", targets: "torch.Tensor"):
+        import torch
+
+        if not self.cfg.augment:
+            return self._normalize(images), targets
+        pairs = [self.augment_one(i, t) for i, t in zip(images.cpu(), targets.cpu())]
+        images = torch.stack([p[0] for p in pairs]).to(targets.device)
+        targets = torch.stack([p[1] for p in pairs]).to(targets.device)
+        return self._normalize(jitter(images.float(), self.cfg.jitter)), targets
+
+    def eval_batch(self, images: "torch.Tensor") -> "torch.Tensor":
+        return self._normalize(images)
+
+    def forward_eval(self, model, inputs: "torch.Tensor", *, tta: bool = False) -> "torch.Tensor":
+        return model(inputs)
+
+    def loss(self, outputs: "torch.Tensor", targets: "torch.Tensor") -> "torch.Tensor":
+        return landmarks.loss(outputs, targets, self.cfg.loss)
+
+    def new_metrics(self) -> landmarks.LandmarkMetrics:
+        return landmarks.LandmarkMetrics(self.input.size, self.cfg.tolerance)
+
+    def metadata(self) -> dict[str, Any]:
+        spec_input = asdict(self.input)
+        spec_input["size"] = list(spec_input["size"])
+        kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.kwargs().items()}
+        c = self.cfg
+        augment = (f"v2.RandomAffine rotate={c.rotate}, shift={c.shift}, scale={c.scale}; brightness/contrast "
+                   f"jitter={c.jitter}") if c.augment else "none"
+        return {"task": "landmarks", "model": self.spec.name, "kwargs": kwargs, "classes": list(self.point_names),
+                "point_names": list(self.point_names), "input": spec_input, "data": self.data_description,
+                "augment": augment, "loss": c.loss, "nme_normalized_by": "image diagonal"}

@@ -1,0 +1,115 @@
+"""Scene and document generators: deterministic by seed, held-out pools disjoint from training ones, and
+every box really encloses the pasted object's pixels."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cnntool.data import documents, scenes
+from cnntool.data.builtin import photo_paths
+
+CONFIG = scenes.SceneConfig(size=96)
+
+
+def test_the_same_seed_gives_the_same_files(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    scenes.write_dataset(a, {"train": 4, "test": 3}, seed=5, config=CONFIG)
+    scenes.write_dataset(b, {"train": 4, "test": 3}, seed=5, config=CONFIG)
+    for name in ("train.json", "test.json", "classes.txt", "train/000003.png", "test/000002.png"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    other = scenes.make_scene(scenes.scene_rng(6, "train", 0), backgrounds=scenes.background_paths("train"),
+                              pool=scenes.object_pool("digits", "train"), config=CONFIG)
+    first = np.asarray(__import__("PIL.Image", fromlist=["open"]).open(a / "train/000000.png"))
+    assert not np.array_equal(first, np.asarray(other.image))
+
+
+def test_a_scene_does_not_depend_on_how_many_are_made(tmp_path):
+    scenes.write_split(tmp_path / "few", "val", 2, seed=1, config=CONFIG)
+    scenes.write_split(tmp_path / "more", "val", 5, seed=1, config=CONFIG)
+    few = json.loads((tmp_path / "few/val.json").read_text())
+    more = json.loads((tmp_path / "more/val.json").read_text())
+    assert few == more[:2]
+    assert (tmp_path / "few/val/000001.png").read_bytes() == (tmp_path / "more/val/000001.png").read_bytes()
+
+
+def test_annotation_format_single_and_multi(tmp_path):
+    scenes.write_split(tmp_path, "train", 6, seed=0, config=CONFIG)
+    for entry in json.loads((tmp_path / "train.json").read_text()):
+        assert set(entry) == {"image", "label", "box"}
+        assert (entry["box"] is None) == (entry["label"] is None)
+        if entry["box"] is not None:
+            x1, y1, x2, y2 = entry["box"]
+            assert 0 <= x1 < x2 <= 96 and 0 <= y1 < y2 <= 96 and entry["label"] in "0123456789"
+    multi = scenes.SceneConfig(size=96, max_objects=4, empty_fraction=0.0, scale=(0.2, 0.35))
+    scenes.write_split(tmp_path / "m", "train", 4, seed=0, config=multi)
+    entries = json.loads((tmp_path / "m/train.json").read_text())
+    assert all(set(e) == {"image", "objects"} and 1 <= len(e["objects"]) <= 4 for e in entries)
+    assert any(len(e["objects"]) > 1 for e in entries)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_pasted_object_lies_inside_its_box_and_touches_every_side(seed):
+    rng = np.random.default_rng(seed)
+    canvas = np.full((96, 96, 3), 128.0)
+    patch = scenes.object_pool("digits", "train").images[seed * 37]
+    box = scenes.paste_object(rng, canvas, patch, CONFIG, [])
+    changed = np.abs(canvas - 128.0).max(axis=2) > 0.12 * 255  # visibly changed pixels (alpha above ~0.1)
+    rows, cols = np.nonzero(changed)
+    x1, y1, x2, y2 = (int(v) for v in box)
+    assert rows.size > 20
+    assert x1 <= cols.min() and cols.max() < x2 and y1 <= rows.min() and rows.max() < y2
+    # Tight: the box is no more than a pixel or two wider than what is visibly there.
+    assert cols.min() - x1 <= 2 and x2 - 1 - cols.max() <= 2 and rows.min() - y1 <= 2 and y2 - 1 - rows.max() <= 2
+
+
+def test_held_out_objects_and_photos_are_disjoint_from_training():
+    train, test = scenes.object_pool("digits", "train"), scenes.object_pool("digits", "test")
+    assert len(train.labels) == 4500 and len(test.labels) == 500
+    assert np.bincount(test.labels).tolist() == [50] * 10
+    train_bytes = {img.tobytes() for img in train.images}
+    assert sum(img.tobytes() in train_bytes for img in test.images) < 5  # the sheet may repeat a blank cell
+    photos = photo_paths()
+    bg_train, bg_test = set(scenes.background_paths("train")), set(scenes.background_paths("test"))
+    assert bg_train.isdisjoint(bg_test) and bg_train | bg_test == set(photos) and len(bg_test) >= 5
+    assert set(scenes.background_paths("val")) == bg_train
+    docs_train = set(scenes.split_paths(documents.document_paths(), "train"))
+    docs_test = set(scenes.split_paths(documents.document_paths(), "test"))
+    assert docs_train.isdisjoint(docs_test) and len(docs_test) >= 5
+
+
+def test_document_scenes_are_deterministic_and_corners_are_in_frame(tmp_path):
+    cfg = documents.DocumentConfig(size=96)
+    documents.write_dataset(tmp_path / "a", {"train": 3}, seed=2, config=cfg)
+    documents.write_dataset(tmp_path / "b", {"train": 3}, seed=2, config=cfg)
+    assert (tmp_path / "a/train.json").read_bytes() == (tmp_path / "b/train.json").read_bytes()
+    for entry in json.loads((tmp_path / "a/train.json").read_text()):
+        pts = np.array(entry["points"])
+        assert pts.shape == (4, 2) and (pts > 0).all() and (pts < 96).all()
+        assert entry["point_names"] == list(documents.CORNER_NAMES)
+        # Top-left is left of top-right and above bottom-left (rotation stays within ±20° + jitter).
+        assert pts[0, 0] < pts[1, 0] and pts[0, 1] < pts[3, 1]
+
+
+def test_document_corners_are_where_the_document_is():
+    """A white page on a black background: the pixels inside the annotated quadrilateral are bright, a
+    ring just outside it is dark."""
+    from PIL import Image, ImageDraw
+
+    cfg = documents.DocumentConfig(size=96, margin=0.0)
+    rng = np.random.default_rng(3)
+    quad = documents._quad(rng, 0.8, cfg)
+    page = Image.new("RGB", (80, 100), (255, 255, 255))
+    coefficients = documents.perspective_coefficients(quad, [(0, 0), (80, 0), (80, 100), (0, 100)])
+    warped = np.asarray(page.transform((96, 96), Image.PERSPECTIVE, coefficients, Image.BILINEAR).convert("L"))
+    inside = Image.new("L", (96, 96), 0)
+    ImageDraw.Draw(inside).polygon([tuple(p) for p in quad], fill=255)
+    inner = np.asarray(inside) > 0
+    grown = np.asarray(inside.resize((96, 96)).point(lambda v: v)) > 0
+    assert warped[inner].mean() > 240
+    ring = np.zeros_like(inner)
+    from scipy.ndimage import binary_dilation, binary_erosion  # scikit-image depends on scipy
+
+    ring = binary_dilation(grown, iterations=3) & ~binary_dilation(grown, iterations=1)
+    assert warped[ring].mean() < 15
+    assert warped[binary_erosion(inner, iterations=1)].min() > 200
