@@ -87,7 +87,8 @@ class VerifyMetrics:
         if same.any() and not same.all():
             from sklearn.metrics import roc_auc_score
 
-            self.batch_auc += np.array([roc_auc_score(same, -d), 1.0])
+            self.batch_auc[0] += float(roc_auc_score(same, -d))
+            self.batch_auc[1] += 1
 
     def tensors(self) -> list["torch.Tensor"]:
         return [self.batch_auc]
