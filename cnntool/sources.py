@@ -57,11 +57,22 @@ def _is_dir_entry(entry: os.DirEntry) -> bool:
         return False
 
 
-def _read_list(stream: TextIO) -> Iterator[str]:
+def _read_list(stream: Iterable[str]) -> Iterator[str]:
     for line in stream:
         line = line.rstrip("\r\n")
         if line.strip():
             yield line
+
+
+def _stdin_paths() -> Iterator[str]:
+    """stdin's lines, undecodable bytes kept as surrogate escapes (as os.listdir gives file names): in a
+    UTF-8 locale sys.stdin decodes strictly, and one Latin-1 file name would end the run."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # replaced by a text-only stream (tests, embedding)
+        yield from sys.stdin
+        return
+    for raw in buffer:
+        yield raw.decode(sys.getfilesystemencoding(), "surrogateescape")
 
 
 def expand(inputs: Iterable[str], *, recursive: bool = False, stdin: TextIO | None = None) -> Iterator[str | MissingSource]:
@@ -69,7 +80,7 @@ def expand(inputs: Iterable[str], *, recursive: bool = False, stdin: TextIO | No
     streams)."""
     for item in inputs:
         if item == "-":
-            yield from _expand_listed(_read_list(stdin if stdin is not None else sys.stdin), recursive)
+            yield from _expand_listed(_read_list(stdin if stdin is not None else _stdin_paths()), recursive)
         elif item.startswith("@") and len(item) > 1:
             list_path = item[1:]
             try:
