@@ -67,9 +67,9 @@ def triplet_loss(emb: "Tensor", labels: "Tensor", margin: float = 0.2, mining: s
     a, p, n = mine_triplets(emb, labels, margin, mining)
     if len(a) == 0:
         return emb.sum() * 0.0  # no valid triplet in this batch: a zero that still has a graph
-    d_ap = (emb[a] - emb[p]).pow(2).sum(1)
-    d_an = (emb[a] - emb[n]).pow(2).sum(1)
-    losses = (d_ap - d_an + margin).clamp(min=0)
+    # Indexing the (N, N) distance matrix, not the embeddings: batch-all has ~N³ triplets.
+    d = squared_distances(emb)
+    losses = (d[a, p] - d[a, n] + margin).clamp(min=0)
     if mining == "batch-all":  # averaging over every triplet would drown the few informative ones
         active = (losses > 1e-12).sum()
         return losses.sum() / active.clamp(min=1)
