@@ -1,0 +1,271 @@
+"""Detection datasets on disk: the scene generator's JSON, YOLO txt and COCO JSON, read into one form and
+written from it; plus the closely cropped objects and background windows a sliding-window classifier
+trains on (the lecture's car example).
+
+The one in-memory form is a list of `Sample(image, objects)`, objects `{"label": str, "box": [x1, y1, x2,
+y2]}` in pixels of the image file (torchvision's convention). Layouts, per split (train, val, test):
+  scenes  DIR/<split>.json: [{"image": "train/000001.png", "objects": [...]}, …]  (cnntool.data.scenes)
+  coco    DIR/<split>.json: {"images": [{id, file_name, width, height}], "annotations": [{id, image_id,
+          category_id, bbox: [x, y, w, h], area, iscrowd}], "categories": [{id, name}]}
+  yolo    DIR/images/<split>/NAME.png + DIR/labels/<split>/NAME.txt, lines "class cx cy w h" relative to
+          the image size (Ultralytics' layout); class names in DIR/classes.txt
+classes.txt (one name per line, in index order) sits in DIR for every layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from PIL import Image
+
+from cnntool.errors import ConfigError
+
+SPLITS = ("train", "val", "test")
+FORMATS = ("scenes", "coco", "yolo")
+
+
+@dataclass
+class Sample:
+    image: Path
+    objects: list[dict[str, Any]] = field(default_factory=list)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header."""
+    with Image.open(path) as img:
+        return img.size
+
+
+# --- classes -------------------------------------------------------------------------------------------
+
+def read_classes(root: Path) -> tuple[str, ...] | None:
+    listed = root / "classes.txt"
+    if not listed.is_file():
+        return None
+    return tuple(line.strip() for line in listed.read_text().splitlines() if line.strip())
+
+
+def write_classes(root: Path, classes: Sequence[str]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+
+
+# --- scenes JSON ---------------------------------------------------------------------------------------
+
+def read_scenes(path: Path) -> list[Sample]:
+    entries = _json(path)
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: expected a JSON list of scenes")
+    out = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or "image" not in entry:
+            raise ConfigError(f"{path}: entry {i} has no 'image'")
+        objects = entry.get("objects")
+        if objects is None:  # the single-object form: label/box, null when empty
+            objects = [] if entry.get("box") is None else [{"label": entry["label"], "box": entry["box"]}]
+        out.append(Sample(path.parent / entry["image"], [_object(o, path, i) for o in objects]))
+    return out
+
+
+def write_scenes(path: Path, samples: Sequence[Sample]) -> None:
+    base = path.parent
+    entries = [{"image": os.path.relpath(s.image, base), "objects": s.objects} for s in samples]
+    path.write_text(json.dumps(entries, indent=0) + "\n")
+
+
+def _object(o: Any, path: Path, i: int) -> dict[str, Any]:
+    if not isinstance(o, dict) or "box" not in o or len(o["box"]) != 4:
+        raise ConfigError(f"{path}: entry {i}: an object needs a label and a box [x1, y1, x2, y2]")
+    return {"label": str(o["label"]), "box": [float(v) for v in o["box"]]}
+
+
+# --- COCO JSON -----------------------------------------------------------------------------------------
+
+def write_coco(path: Path, samples: Sequence[Sample], classes: Sequence[str]) -> None:
+    """Category ids are 1-based class indices (0 is COCO's customary background)."""
+    images, annotations = [], []
+    for image_id, s in enumerate(samples, start=1):
+        w, h = image_size(s.image)
+        images.append({"id": image_id, "file_name": os.path.relpath(s.image, path.parent), "width": w, "height": h})
+        for o in s.objects:
+            x1, y1, x2, y2 = o["box"]
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": classes.index(o["label"]) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                                "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+    categories = [{"id": i + 1, "name": c} for i, c in enumerate(classes)]
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}) + "\n")
+
+
+def read_coco(path: Path) -> tuple[list[Sample], tuple[str, ...]]:
+    doc = _json(path)
+    try:
+        names = {c["id"]: str(c["name"]) for c in doc["categories"]}
+        samples = {im["id"]: Sample(path.parent / im["file_name"]) for im in doc["images"]}
+        for a in doc["annotations"]:
+            if a.get("iscrowd"):
+                continue
+            x, y, w, h = (float(v) for v in a["bbox"])
+            samples[a["image_id"]].objects.append({"label": names[a["category_id"]], "box": [x, y, x + w, y + h]})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a COCO detection file ({exc.__class__.__name__}: {exc})") from None
+    return list(samples.values()), tuple(names[k] for k in sorted(names))
+
+
+# --- YOLO txt ------------------------------------------------------------------------------------------
+
+def write_yolo(root: Path, split: str, samples: Sequence[Sample], classes: Sequence[str]) -> None:
+    """Copies the images into DIR/images/<split>/ and writes one label file per image."""
+    images, labels = root / "images" / split, root / "labels" / split
+    images.mkdir(parents=True, exist_ok=True)
+    labels.mkdir(parents=True, exist_ok=True)
+    for s in samples:
+        target = images / s.image.name
+        if target.resolve() != s.image.resolve():
+            shutil.copyfile(s.image, target)
+        w, h = image_size(s.image)
+        lines = []
+        for o in s.objects:
+            x1, y1, x2, y2 = o["box"]
+            lines.append(f"{classes.index(o['label'])} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
+                         f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n")
+        (labels / f"{s.image.stem}.txt").write_text("".join(lines))
+
+
+def read_yolo(root: Path, split: str, classes: Sequence[str]) -> list[Sample]:
+    """An image without a label file has no objects (YOLO's convention)."""
+    out = []
+    for image in sorted((root / "images" / split).iterdir()):
+        if image.name.startswith("."):
+            continue
+        sample = Sample(image)
+        label_file = root / "labels" / split / f"{image.stem}.txt"
+        if label_file.is_file():
+            w, h = image_size(image)
+            for n, line in enumerate(label_file.read_text().splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    c, cx, cy, bw, bh = line.split()
+                    cx, cy, bw, bh = float(cx) * w, float(cy) * h, float(bw) * w, float(bh) * h
+                    label = classes[int(c)]
+                except (ValueError, IndexError):
+                    raise ConfigError(f"{label_file}:{n}: expected 'class cx cy w h' with a class below {len(classes)}") from None
+                sample.objects.append({"label": label, "box": [cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2]})
+        out.append(sample)
+    return out
+
+
+# --- any layout ----------------------------------------------------------------------------------------
+
+def detect_format(root: Path) -> str:
+    if (root / "images").is_dir() and (root / "labels").is_dir():
+        return "yolo"
+    for split in SPLITS:
+        path = root / f"{split}.json"
+        if path.is_file():
+            return "coco" if isinstance(_json(path), dict) else "scenes"
+    raise ConfigError(f"{root}: no detection data (train.json, or images/ + labels/ in YOLO's layout)")
+
+
+def read_dataset(root: str | Path) -> tuple[dict[str, list[Sample]], tuple[str, ...]]:
+    """Every split present, in any of the three layouts, and the class names (classes.txt, else COCO's
+    categories, else the sorted labels)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"--data {root}: not a directory")
+    fmt = detect_format(root)
+    classes = read_classes(root)
+    splits: dict[str, list[Sample]] = {}
+    for split in SPLITS:
+        if fmt == "yolo":
+            if (root / "images" / split).is_dir():
+                if classes is None:
+                    raise ConfigError(f"{root}: YOLO layout needs classes.txt (one class name per line)")
+                splits[split] = read_yolo(root, split, classes)
+        elif (root / f"{split}.json").is_file():
+            if fmt == "coco":
+                splits[split], coco_classes = read_coco(root / f"{split}.json")
+                classes = classes or coco_classes
+            else:
+                splits[split] = read_scenes(root / f"{split}.json")
+    if classes is None:
+        classes = tuple(sorted({o["label"] for samples in splits.values() for s in samples for o in s.objects}))
+    return splits, classes
+
+
+def convert(source: str | Path, out: str | Path, fmt: str) -> Path:
+    """Rewrite a dataset (any layout) in another; images are referenced (scenes, coco) or copied (yolo)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    splits, classes = read_dataset(source)
+    out = Path(out)
+    write_classes(out, classes)
+    for split, samples in splits.items():
+        if fmt == "yolo":
+            write_yolo(out, split, samples, classes)
+        elif fmt == "coco":
+            write_coco(out / f"{split}.json", samples, classes)
+        else:
+            write_scenes(out / f"{split}.json", samples)
+    return out
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read JSON ({exc})") from None
+
+
+# --- crops for a window classifier ---------------------------------------------------------------------
+
+def write_crops(samples: Iterable[Sample], out: Path, *, size: int, negatives_per_image: int = 2,
+                max_iou: float = 0.1, margin: float = 0.1, seed: int = 0) -> dict[str, int]:
+    """Class-per-folder crops (cnntool.data.classify reads them): each object cut out as a square around
+    its box (the longer side plus `margin` on each side), resized to size×size; and background windows of
+    the same scales that overlap no object by more than `max_iou`, in out/background/. Returns counts."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    counts: dict[str, int] = {}
+
+    def save(img: Image.Image, label: str) -> None:
+        folder = out / label.replace("/", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        n = counts.get(label, 0)
+        img.resize((size, size), Image.BILINEAR).save(folder / f"{n:06d}.png", compress_level=1)
+        counts[label] = n + 1
+
+    for s in samples:
+        img = Image.open(s.image).convert("RGB")
+        sides = []
+        for o in s.objects:
+            x1, y1, x2, y2 = o["box"]
+            side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            save(img.crop((round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))),
+                 o["label"])
+            sides.append(side)
+        for _ in range(negatives_per_image):
+            for _attempt in range(20):
+                side = float(rng.choice(sides)) if sides else float(rng.uniform(0.25, 0.6)) * min(img.size)
+                side = min(side, *img.size)
+                x, y = rng.uniform(0, img.width - side), rng.uniform(0, img.height - side)
+                window = [x, y, x + side, y + side]
+                if all(_iou(window, o["box"]) <= max_iou for o in s.objects):
+                    save(img.crop((round(x), round(y), round(x + side), round(y + side))), "background")
+                    break
+    return counts
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

@@ -1,0 +1,105 @@
+"""Object detection: every detector's candidates → thresholded, NMS'd boxes in original pixels.
+
+The contract every registered detector keeps (YOLO-style grid, sliding windows, torchvision's Faster
+R-CNN / RetinaNet / SSDlite / FCOS): in eval mode the module returns one dict per image, torchvision's
+{"boxes": (n, 4) xyxy in the model's input frame, "scores": (n,), "labels": (n,) class indices}. So the
+prediction pipeline stays as it is, and post-processing (--conf, --classes, class-wise NMS at --iou,
+--max-det) happens once, here, for all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from cnntool.preprocess import Geometry
+
+TASK = "detect"
+
+
+@dataclass(frozen=True)
+class PostProcess:
+    conf: float = 0.25  # least score kept
+    iou: float = 0.45  # NMS: a box overlapping a better one of its class by more than this is dropped
+    max_det: int = 100  # most detections per image
+    classes: tuple[int, ...] | None = None  # class indices kept (None: all)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], classes: Sequence[str]) -> "PostProcess":
+        given = {k: options[k] for k in ("conf", "iou", "max_det") if options.get(k) is not None}
+        wanted = options.get("classes")
+        return cls(**given, classes=None if not wanted else class_indices(wanted, classes))
+
+
+def class_indices(wanted: str | Sequence[str], classes: Sequence[str]) -> tuple[int, ...]:
+    """--classes "cat,dog" or "3,7" → indices; an unknown name is an error that lists the valid ones."""
+    from cnntool.errors import ConfigError
+
+    items = [w.strip() for w in wanted.split(",")] if isinstance(wanted, str) else [str(w) for w in wanted]
+    out = []
+    for item in filter(None, items):
+        if item in classes:
+            out.append(classes.index(item))
+        elif item.isdigit() and int(item) < len(classes):
+            out.append(int(item))
+        else:
+            valid = ", ".join(c for c in classes if c not in ("__background__", "N/A"))
+            raise ConfigError(f"--classes: unknown class {item!r}; valid: {valid}")
+    return tuple(out)
+
+
+def postprocess(candidates: Mapping[str, "torch.Tensor"], p: PostProcess) -> dict[str, "torch.Tensor"]:
+    """One image's candidates → kept detections, best first."""
+    import torch
+    from torchvision.ops import batched_nms
+
+    boxes, scores, labels = (candidates[k].detach().float().cpu() if k != "labels" else candidates[k].detach().cpu()
+                             for k in ("boxes", "scores", "labels"))
+    keep = scores >= p.conf
+    if p.classes is not None:
+        keep &= torch.isin(labels, torch.tensor(p.classes, dtype=labels.dtype))
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    kept = batched_nms(boxes, scores, labels, p.iou)[: p.max_det]
+    return {"boxes": boxes[kept], "scores": scores[kept], "labels": labels[kept]}
+
+
+def decode(outputs: Sequence[Mapping[str, "torch.Tensor"]], geometries: Sequence["Geometry"], *,
+           classes: Sequence[str], options: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """{"detections": [{"label", "score", "box": [x1, y1, x2, y2]}, …]} per image, original pixels."""
+    p = PostProcess.from_options(options, classes)
+    out = []
+    for candidates, geometry in zip(outputs, geometries):
+        kept = postprocess(candidates, p)
+        out.append({"detections": [
+            {"label": classes[i] if i < len(classes) else str(i), "score": round(s, 5),
+             "box": [round(v, 2) for v in geometry.box_to_original(b)]}
+            for b, s, i in zip(kept["boxes"].tolist(), kept["scores"].tolist(), kept["labels"].tolist())
+        ]})
+    return out
+
+
+def draw(image: "Image.Image", fields: Mapping[str, Any]) -> "Image.Image":
+    """Labelled boxes (torchvision.utils.draw_bounding_boxes), one colour per label."""
+    import zlib
+
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torchvision.utils import draw_bounding_boxes
+
+    detections = fields.get("detections") or []
+    pixels = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1).contiguous()
+    if not detections:
+        return image.convert("RGB")
+    boxes = torch.tensor([d["box"] for d in detections], dtype=torch.float32)
+    labels = [f"{d['label']} {d['score']:.2f}" for d in detections]
+    palette = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
+               "#fabebe", "#008080", "#e6beff"]
+    colours = [palette[zlib.crc32(d["label"].encode()) % len(palette)] for d in detections]  # stable per label
+    width = max(1, round(min(image.size) / 200))
+    drawn = draw_bounding_boxes(pixels, boxes, labels=labels, colors=colours, width=width)
+    return Image.fromarray(drawn.permute(1, 2, 0).numpy())

@@ -1,0 +1,67 @@
+"""Detection metrics with a kept library: torchmetrics' MeanAveragePrecision (COCO's protocol through
+pycocotools): mAP50-95, mAP50, mAP75, recall, and AP per class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class DetectOutputs:
+    """What the detect task's forward_eval returns: the raw head output when the model has one (for the
+    validation loss) and every image's candidates (torchvision's dict format, input pixels)."""
+
+    raw: "torch.Tensor | None"
+    detections: list[dict[str, "torch.Tensor"]]
+
+
+class DetectMetrics:
+    """Accumulates candidates (after the task's post-processing) against ground truth; `compute` runs
+    COCO's evaluation once over everything seen. Training steps are not scored (their outputs are raw
+    heads or loss dicts, and mAP is not an average of per-batch values)."""
+
+    primary = "map50_95"
+
+    def __init__(self, classes: Sequence[str], postprocess) -> None:
+        from torchmetrics.detection import MeanAveragePrecision
+
+        self.classes = list(classes)
+        self.postprocess = postprocess
+        self.metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True,
+                                           backend="pycocotools")
+        self.images = 0
+        self._summary: dict[str, float] = {}
+
+    def update(self, outputs: Any, targets: "torch.Tensor") -> None:
+        if not isinstance(outputs, DetectOutputs):
+            return
+        preds = [self.postprocess(d) for d in outputs.detections]
+        truth = [{"boxes": t[t[:, 0] >= 0, 1:].float().cpu(), "labels": t[t[:, 0] >= 0, 0].long().cpu()}
+                 for t in targets.view(len(targets), -1, 5)]
+        self.metric.update(preds, truth)
+        self.images += len(preds)
+
+    def tensors(self) -> list["torch.Tensor"]:
+        return []  # not summable across processes: under torchrun each rank reports its own share
+
+    def load_tensors(self, values: Sequence[Any]) -> None:
+        pass
+
+    def summary(self) -> dict[str, float]:
+        return dict(self._summary)
+
+    def compute(self) -> dict[str, Any]:
+        result = self.metric.compute()
+        self._summary = {"map50_95": float(result["map"]), "map50": float(result["map_50"])}
+        per_class = {}
+        present = result["classes"].reshape(-1).tolist()
+        for index, ap, recall in zip(present, result["map_per_class"].reshape(-1).tolist(),
+                                     result["mar_100_per_class"].reshape(-1).tolist()):
+            name = self.classes[index] if index < len(self.classes) else str(index)
+            per_class[name] = {"ap50_95": ap, "recall100": recall}
+        return {"images": self.images, **self._summary, "map75": float(result["map_75"]),
+                "mar100": float(result["mar_100"]), "per_class": per_class}

@@ -1,0 +1,222 @@
+"""Detection as a training task for the engine (cnntool.train; interface in tasks/classify_train.py).
+
+Data: a directory in any layout cnntool.data.detect_formats reads (scene JSON, COCO JSON, YOLO txt) with
+train and test splits (test is held out) and optionally val (else a tenth of train is set aside).
+Images are cached at the model's input size; each target is (M, 5) rows [class, x1, y1, x2, y2] in
+input pixels, padded with class −1 to the most objects any image has.
+
+Two model families train here: our grid detector (cnntool.models.yolo: raw head → its own loss) and
+torchvision's detectors (cnntool.models.tv_detection: they take targets in training mode and return
+their loss dict; class 0 is their background, so our classes shift by one).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnntool import registry
+from cnntool.data import annotations as ann
+from cnntool.data import detect_formats as formats
+from cnntool.errors import ConfigError
+from cnntool.tasks import detect
+from cnntool.tasks.classify_train import TaskData
+from cnntool.tasks.detect_metrics import DetectMetrics, DetectOutputs
+
+if TYPE_CHECKING:
+    import torch
+
+    from cnntool.preprocess import Geometry
+
+BACKGROUND = "__background__"
+
+
+@dataclass
+class DetectConfig:
+    data: str
+    model: str = "yolo-digits"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    input_size: tuple[int, int] | None = None
+    val_split: float = 0.1  # used only when the data has no val split
+    shift: float = 0.1  # random translation, ± share of the frame, never pushing an object out
+    conf: float = 0.001  # evaluation keeps low-score detections: AP integrates over the whole ranking
+    iou: float = 0.6
+    max_det: int = 100
+
+
+def _is_torchvision(spec) -> bool:
+    return spec.builder.startswith("cnntool.models.tv_detection:")
+
+
+class DetectTask:
+    name = "detect"
+
+    def __init__(self, cfg: DetectConfig) -> None:
+        self.cfg = cfg
+        self.spec = registry.get(cfg.model, task="detect")
+        self.torchvision = _is_torchvision(self.spec)
+        self.input = replace(self.spec.input, size=tuple(cfg.input_size)) if cfg.input_size else self.spec.input
+        self.classes: tuple[str, ...] = ()  # the data's classes (the model's, less torchvision's background)
+        self.data_description = ""
+        self.post = detect.PostProcess(conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det)
+        self._grid: tuple | None = None  # the grid detector's (anchors, stride), set by build_model
+
+    @classmethod
+    def for_loaded(cls, loaded, cfg: DetectConfig) -> "DetectTask":
+        """The task around an already loaded model (cnntool evaluate): its input, classes and grid."""
+        task = cls(replace(cfg, model=loaded.spec.name))
+        task.spec, task.input = loaded.spec, loaded.input
+        task.torchvision = _is_torchvision(loaded.spec)
+        task.classes = tuple(c for c in loaded.classes if c != BACKGROUND) if task.torchvision else loaded.classes
+        if not task.torchvision:
+            task._grid = (loaded.module.anchors, loaded.module.stride)
+        return task
+
+    # --- data ---------------------------------------------------------------------------------------
+
+    def prepare(self, seed: int) -> TaskData:
+        import torch
+
+        root = Path(self.cfg.data)
+        splits, self.classes = formats.read_dataset(root)
+        if "train" not in splits or "test" not in splits:
+            raise ConfigError(f"{root}: needs a train and a test (held-out) split")
+        most = max(1, max(len(s.objects) for samples in splits.values() for s in samples))
+        loaded = {name: self.cache(samples, most) for name, samples in splits.items()}
+        train, test = loaded["train"], loaded["test"]
+        if "val" in loaded:
+            val = loaded["val"]
+        else:
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
+            cut = max(1, round(self.cfg.val_split * len(train)))
+            train, val = train.subset(order[cut:]), train.subset(order[:cut])
+        objects = sum(len(s.objects) for s in splits["test"])
+        self.data_description = (f"{root.name} ({formats.detect_format(root)} layout): {len(train)} train, "
+                                 f"{len(val)} validation (checkpoint selection) images")
+        return TaskData(train, val, test, f"{root.name}/test: {len(test)} held-out images, {objects} objects", True)
+
+    def cache(self, samples: list[formats.Sample], most: int) -> ann.CachedImages:
+        """Images at the input size and their padded (class, box) rows in input pixels."""
+        for s in samples:
+            for o in s.objects:
+                if o["label"] not in self.classes:
+                    raise ConfigError(f"{s.image}: label {o['label']!r} is not one of {', '.join(self.classes)}")
+        return ann.cache(samples, self.input, partial(self._target, most=most))
+
+    def _target(self, sample: formats.Sample, geometry: "Geometry", *, most: int) -> list[float]:
+        rows = []
+        for o in sample.objects:
+            x1, y1 = geometry.point_to_input(*o["box"][:2])
+            x2, y2 = geometry.point_to_input(*o["box"][2:])
+            rows += [float(self.classes.index(o["label"])), x1, y1, x2, y2]
+        return rows + [-1.0, 0.0, 0.0, 0.0, 0.0] * (most - len(sample.objects))
+
+    def extra_evaluations(self) -> list:
+        return []
+
+    # --- model and batches --------------------------------------------------------------------------
+
+    @property
+    def model_classes(self) -> tuple[str, ...]:
+        return (BACKGROUND, *self.classes) if self.torchvision else self.classes
+
+    def kwargs(self) -> dict[str, Any]:
+        return {**self.spec.kwargs, **self.cfg.kwargs, "num_classes": len(self.model_classes)}
+
+    def build_model(self) -> "torch.nn.Module":
+        model = self.spec.build(**self.kwargs())
+        self._grid = None if self.torchvision else (model.anchors, model.stride)  # what the loss needs
+        return model
+
+    def _normalize(self, pixels: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        mean = torch.tensor(self.input.mean, device=pixels.device).view(1, -1, 1, 1) * 255
+        std = torch.tensor(self.input.std, device=pixels.device).view(1, -1, 1, 1) * 255
+        return (pixels.float() - mean) / std
+
+    def _shift(self, images: "torch.Tensor", targets: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+        """Each image moved by a random whole-pixel offset within ±shift of the frame and within what
+        keeps every object fully inside; the gap is the letterbox fill."""
+        import torch
+
+        n, _, h, w = images.shape
+        out = torch.full_like(images, self.input.fill)
+        targets = targets.clone()
+        for k in range(n):
+            valid = targets[k, :, 0] >= 0
+            boxes = targets[k, valid, 1:]
+            lo_x, hi_x = -int(self.cfg.shift * w), int(self.cfg.shift * w)
+            lo_y, hi_y = -int(self.cfg.shift * h), int(self.cfg.shift * h)
+            if len(boxes):
+                lo_x, hi_x = max(lo_x, -int(boxes[:, 0].min())), min(hi_x, int(w - boxes[:, 2].max()))
+                lo_y, hi_y = max(lo_y, -int(boxes[:, 1].min())), min(hi_y, int(h - boxes[:, 3].max()))
+            dx = int(torch.randint(lo_x, hi_x + 1, ()) if hi_x > lo_x else 0)
+            dy = int(torch.randint(lo_y, hi_y + 1, ()) if hi_y > lo_y else 0)
+            out[k, :, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+                images[k, :, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+            targets[k, valid, 1:] += torch.tensor([dx, dy, dx, dy], dtype=targets.dtype, device=targets.device)
+        return out, targets
+
+    def train_batch(self, images: "torch.Tensor", targets: "torch.Tensor"):
+        targets = targets.view(len(targets), -1, 5)
+        if self.cfg.shift:
+            images, targets = self._shift(images, targets)
+        inputs = self._normalize(images)
+        if self.torchvision:
+            # torchvision's detectors compute their loss inside: they get (images, targets) as their input.
+            return (inputs, self._torchvision_targets(targets)), targets
+        return inputs, targets
+
+    @staticmethod
+    def _torchvision_targets(targets: "torch.Tensor") -> list[dict[str, "torch.Tensor"]]:
+        out = []
+        for t in targets:
+            t = t[t[:, 0] >= 0]
+            out.append({"boxes": t[:, 1:].float(), "labels": t[:, 0].long() + 1})
+        return out
+
+    def eval_batch(self, images: "torch.Tensor") -> "torch.Tensor":
+        return self._normalize(images)
+
+    def forward_eval(self, model, inputs: "torch.Tensor", *, tta: bool = False) -> DetectOutputs:
+        if self.torchvision:
+            return DetectOutputs(None, _shift_labels(model(inputs), -1))
+        from cnntool.models import yolo
+
+        raw = model.raw(inputs)
+        return DetectOutputs(raw, yolo.decode(raw, model.anchors, model.stride))
+
+    def loss(self, outputs: Any, targets: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        if isinstance(outputs, dict):  # torchvision's training losses
+            return sum(outputs.values())
+        if isinstance(outputs, DetectOutputs):
+            if outputs.raw is None:  # torchvision's detectors give no loss in eval mode
+                return torch.zeros(())
+            outputs = outputs.raw
+        from cnntool.models import yolo
+
+        anchors, stride = self._grid
+        return yolo.loss(outputs, targets.view(len(targets), -1, 5), anchors, stride)
+
+    def new_metrics(self) -> DetectMetrics:
+        return DetectMetrics(self.classes, partial(detect.postprocess, p=self.post))
+
+    def metadata(self) -> dict[str, Any]:
+        spec_input = asdict(self.input)
+        spec_input["size"] = list(spec_input["size"])
+        kwargs = json.loads(json.dumps(self.kwargs()))  # tuples → lists, as the JSON header stores them
+        return {"task": "detect", "model": self.spec.name, "kwargs": kwargs, "classes": list(self.model_classes),
+                "input": spec_input, "data": self.data_description,
+                "augment": f"shift ±{self.cfg.shift} of the frame, objects kept inside" if self.cfg.shift else "none",
+                "evaluation": f"COCO mAP (torchmetrics MeanAveragePrecision, pycocotools) on detections with "
+                              f"score ≥ {self.cfg.conf}, class-wise NMS IoU {self.cfg.iou}, at most {self.cfg.max_det}"}
+
+
+def _shift_labels(detections: list[dict[str, "torch.Tensor"]], by: int) -> list[dict[str, "torch.Tensor"]]:
+    return [{**d, "labels": d["labels"] + by} for d in detections]

@@ -1,0 +1,157 @@
+"""Detection core: the grid detector's target encoding/decoding and loss, post-processing back to original
+pixels through a letterbox Geometry, and mAP through the kept library (torchmetrics + pycocotools)."""
+
+import math
+from functools import partial
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnntool.models import yolo
+from cnntool.preprocess import Geometry
+from cnntool.registry import InputSpec
+from cnntool.tasks import detect
+from cnntool.tasks.detect_metrics import DetectMetrics, DetectOutputs
+
+ANCHORS = ((28.0, 36.0),)
+STRIDE = 8
+GRID = (12, 12)
+
+
+def hand_boxes():
+    # Two digits far apart, one near the border (its neighbour cell falls off the grid), one tiny.
+    boxes = torch.tensor([[10.0, 12.0, 40.0, 50.0], [50.0, 47.0, 81.0, 91.0], [0.0, 70.0, 9.0, 95.0],
+                          [60.0, 5.0, 70.0, 17.0]])
+    labels = torch.tensor([3, 7, 1, 0])
+    return boxes, labels
+
+
+def test_assignment_is_the_centre_cell_and_its_nearer_neighbours():
+    # Centre (25, 31) → cell column 3 (frac 0.125 → left neighbour 2), row 3 (frac 0.875 → lower neighbour 4).
+    cells = yolo.assign(torch.tensor([[10.0, 12.0, 40.0, 50.0]]), ANCHORS, STRIDE, GRID)
+    assert sorted(cells) == [(0, 0, 3, 2), (0, 0, 3, 3), (0, 0, 4, 3)]
+    # At exactly half a cell the neighbour cannot reach the centre: only the centre cell.
+    assert yolo.assign(torch.tensor([[28.0, 28.0, 44.0, 44.0]]), ANCHORS, STRIDE, GRID) == [(0, 0, 4, 4)]
+
+
+def test_encoding_then_decoding_gives_the_hand_made_boxes_back():
+    boxes, labels = hand_boxes()
+    raw = yolo.encode(boxes, labels, ANCHORS, STRIDE, GRID, num_classes=10)
+    (candidates,) = yolo.decode(raw[None], ANCHORS, STRIDE)
+    kept = detect.postprocess(candidates, detect.PostProcess(conf=0.5, iou=0.5))
+    order = kept["boxes"][:, 0].argsort()
+    expected = boxes[boxes[:, 0].argsort()]
+    assert torch.allclose(kept["boxes"][order], expected, atol=1e-3)
+    assert kept["labels"][order].tolist() == labels[boxes[:, 0].argsort()].tolist()
+    assert (kept["scores"] > 0.99).all()
+
+
+def test_the_loss_on_a_hand_computed_case():
+    # One image, a 2×2 grid at stride 8, one anchor 8×8, two classes; one object [4, 4, 12, 12] (class 1),
+    # centre (8, 8): exactly on a cell corner → cell (1, 1) only (both fractions are 0, far from 0.5: the
+    # nearer neighbours (0, 1) and (1, 0) are also responsible).
+    anchors, stride = ((8.0, 8.0),), 8
+    raw = torch.zeros(1, 1, 2, 2, 7)
+    raw[..., 4] = torch.tensor([[-1.0, 2.0], [0.5, 3.0]])  # objectness logits
+    raw[0, 0, 1, 1, 5:] = torch.tensor([0.0, 1.0])
+    targets = torch.tensor([[[1.0, 4.0, 4.0, 12.0, 12.0]]])
+    cells = yolo.assign(targets[0, :, 1:], anchors, stride, (2, 2))
+    assert sorted(cells) == [(0, 0, 0, 1), (0, 0, 1, 0), (0, 0, 1, 1)]
+    # By hand. Every box decodes from t = 0: centre (cell + 2·σ(0) − 0.5)·8 = (cell + 0.5)·8, size 8×8.
+    #   cell (1, 1): centre (12, 12) → [8, 8, 16, 16]; (0, 1): (12, 4) → [8, 0, 16, 8]; (1, 0): [0, 8, 8, 16].
+    #   GIoU with [4, 4, 12, 12]: intersection 16, union 112, hull 12×12 = 144 → 1/7 − 32/144 for all three.
+    giou = 16 / 112 - (144 - 112) / 144
+    bce = lambda z, y: -(y * math.log(1 / (1 + math.exp(-z))) + (1 - y) * math.log(1 - 1 / (1 + math.exp(-z))))  # noqa: E731
+    obj = bce(-1.0, 0) + bce(2.0, 1) + bce(0.5, 1) + bce(3.0, 1)
+    ce_11 = -math.log(math.exp(1) / (1 + math.exp(1)))  # logits (0, 1), class 1
+    ce_other = math.log(2)  # logits (0, 0)
+    expected = obj + (ce_11 + 2 * ce_other) + 5.0 * 3 * (1 - giou)
+    got = yolo.loss(raw, targets, anchors, stride)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_padding_rows_are_ignored_by_the_loss():
+    raw = torch.randn(2, 1, 12, 12, 15)
+    targets = torch.tensor([[[3.0, 10, 12, 40, 50], [-1, 0, 0, 0, 0]], [[-1.0, 0, 0, 0, 0], [-1, 0, 0, 0, 0]]])
+    loss = yolo.loss(raw, targets, ANCHORS, STRIDE)
+    ref = (yolo.loss(raw[:1], targets[:1, :1], ANCHORS, STRIDE) + yolo.loss(raw[1:], targets[1:, :0], ANCHORS, STRIDE)) / 2
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+
+
+def test_a_perfect_head_has_near_zero_loss_and_training_reduces_it():
+    boxes, labels = hand_boxes()
+    raw = yolo.encode(boxes, labels, ANCHORS, STRIDE, GRID, num_classes=10)[None]
+    targets = torch.cat([labels[:, None].float(), boxes], 1)[None]
+    assert yolo.loss(raw, targets, ANCHORS, STRIDE).item() < 1e-2
+    torch.manual_seed(0)
+    model = yolo.grid_detector(num_classes=10, anchors=ANCHORS)
+    x = torch.randn(1, 3, 96, 96)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = None
+    for _ in range(15):
+        loss = yolo.loss(model(x), targets, ANCHORS, STRIDE)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first / 2
+    model.eval()
+    (out,) = model(x)
+    assert out["boxes"].shape == (144, 4) and out["scores"].shape == (144,)
+
+
+def test_decode_applies_nms_conf_classes_and_maps_through_a_letterbox():
+    # A 200×100 photo letterboxed into 96×96: scale 0.48, padded 24 px above and below.
+    from PIL import Image
+
+    from cnntool.preprocess import Preprocessor
+
+    _, g = Preprocessor(InputSpec(size=(96, 96), resize="letterbox"))(Image.new("RGB", (200, 100)))
+    assert g == Geometry(200, 100, 0.48, 0.48, pad_x=0, pad_y=24)
+    candidates = {
+        "boxes": torch.tensor([[24.0, 36.0, 48.0, 60.0], [25.0, 36.0, 49.0, 61.0], [60.0, 30.0, 90.0, 70.0],
+                               [0.0, 30.0, 10.0, 40.0]]),
+        "scores": torch.tensor([0.9, 0.8, 0.7, 0.1]),
+        "labels": torch.tensor([2, 2, 5, 2]),
+    }
+    classes = tuple("0123456789")
+    (fields,) = detect.decode([candidates], [g], classes=classes, options={"conf": 0.25, "iou": 0.45})
+    found = fields["detections"]
+    assert [d["label"] for d in found] == ["2", "5"]  # the overlapping "2" suppressed, the 0.1 one under --conf
+    assert found[0]["box"] == pytest.approx([50.0, 25.0, 100.0, 75.0])  # (x − pad) / 0.48
+    assert found[0]["score"] == pytest.approx(0.9)
+    # The last box reaches into the padding: clipped to the image.
+    assert found[1]["box"] == pytest.approx([125.0, 12.5, 187.5, 95.83], abs=0.01)
+    only_five = detect.decode([candidates], [g], classes=classes, options={"classes": "5"})[0]["detections"]
+    assert [d["label"] for d in only_five] == ["5"]
+    top = detect.decode([candidates], [g], classes=classes, options={"max_det": 1})[0]["detections"]
+    assert len(top) == 1 and top[0]["score"] == pytest.approx(0.9)
+    with pytest.raises(Exception, match="unknown class 'cat'"):
+        detect.decode([candidates], [g], classes=classes, options={"classes": "cat"})
+
+
+def test_perfect_predictions_have_map_one_and_a_miss_lowers_it():
+    truth = torch.tensor([[[3.0, 10, 12, 40, 50], [7, 50, 50, 80, 90], [-1, 0, 0, 0, 0]],
+                          [[1.0, 5, 5, 20, 30], [-1, 0, 0, 0, 0], [-1, 0, 0, 0, 0]]])
+
+    def metrics_for(predictions):
+        m = DetectMetrics(tuple("0123456789"), partial(detect.postprocess, p=detect.PostProcess(conf=0.001)))
+        m.update(DetectOutputs(None, predictions), truth.view(2, -1))
+        return m.compute()
+
+    perfect = [{"boxes": truth[0, :2, 1:], "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([3, 7])},
+               {"boxes": truth[1, :1, 1:], "scores": torch.tensor([0.7]), "labels": torch.tensor([1])}]
+    result = metrics_for(perfect)
+    assert result["map50_95"] == 1.0 and result["map50"] == 1.0
+    assert set(result["per_class"]) == {"1", "3", "7"} and result["per_class"]["7"]["ap50_95"] == 1.0
+    shifted = [dict(perfect[0]), perfect[1]]
+    shifted[0]["boxes"] = perfect[0]["boxes"] + torch.tensor([8.0, 0, 8, 0])  # IoU 0.58 for the "3"
+    worse = metrics_for(shifted)
+    assert worse["map50"] == 1.0 and worse["map50_95"] < 0.9
+
+
+def test_training_outputs_are_not_scored():
+    m = DetectMetrics(("a",), partial(detect.postprocess, p=detect.PostProcess()))
+    m.update(torch.zeros(1, 1, 2, 2, 6, requires_grad=True), torch.zeros(1, 5))
+    assert m.images == 0 and m.summary() == {}
