@@ -20,10 +20,13 @@ KIND = "cnntool-train-checkpoint"
 
 
 def save(path: str | os.PathLike, model_state: Mapping[str, "torch.Tensor"], optimizer: "torch.optim.Optimizer",
-         progress: Mapping[str, Any]) -> None:
+         progress: Mapping[str, Any], *, extra: Mapping[str, Mapping[str, "torch.Tensor"]] = {}) -> None:
+    """extra: other named state dicts (e.g. "ema"), stored as "<name>/<key>"."""
     import torch
 
     tensors = {f"model/{k}": v for k, v in model_state.items()}
+    for name, state_dict in extra.items():
+        tensors.update({f"{name}/{k}": v for k, v in state_dict.items()})
     opt = optimizer.state_dict()
     scalars: dict[str, dict[str, Any]] = {}
     for index, state in opt["state"].items():
@@ -36,18 +39,22 @@ def save(path: str | os.PathLike, model_state: Mapping[str, "torch.Tensor"], opt
                                  "optimizer": {"param_groups": opt["param_groups"], "scalars": scalars}})
 
 
-def load(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"], dict[str, Any], dict[str, Any]]:
-    """(model state, optimizer state_dict, progress) from a checkpoint written by `save`."""
+def load(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"], dict[str, Any], dict[str, Any], dict[str, dict]]:
+    """(model state, optimizer state_dict, progress, extra state dicts) from a checkpoint written by `save`."""
     tensors, meta = weights.load(path)
     if meta.get("kind") != KIND:
         raise ConfigError(f"{path}: not a cnntool training checkpoint")
     model_state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     state: dict[int, dict[str, Any]] = {}
+    extra: dict[str, dict[str, "torch.Tensor"]] = {}
     for key, value in tensors.items():
         if key.startswith("optim/"):
             _, index, name = key.split("/", 2)
             state.setdefault(int(index), {})[name] = value
+        elif not key.startswith("model/"):
+            group, name = key.split("/", 1)
+            extra.setdefault(group, {})[name] = value
     for index, values in meta["optimizer"]["scalars"].items():
         state.setdefault(int(index), {}).update(values)
     optimizer_state = {"state": state, "param_groups": meta["optimizer"]["param_groups"]}
-    return model_state, optimizer_state, meta["progress"]
+    return model_state, optimizer_state, meta["progress"], extra

@@ -49,6 +49,7 @@ class TrainConfig:
     threads: int | None = None
     bf16: bool = False
     channels_last: bool = False
+    ema: float = 0.0  # decay of an exponential moving average of the weights; the average is what ships
     resume: bool = False
     run_dir: Path | None = None  # checkpoints; default runs/<out stem>
     eval_batch_size: int = 500
@@ -195,6 +196,7 @@ class Trainer:
             if cfg.channels_last:
                 model = model.to(memory_format=torch.channels_last)
             self.model = model
+            self.ema = _copy_frozen(model) if cfg.ema else None
             self.optimizer = _optimizer(model, cfg)
             state = self._resume() if cfg.resume else _State()
             train_model = model
@@ -214,6 +216,11 @@ class Trainer:
                 return self._finish(data, state)
         finally:
             distributed.shutdown(dist)
+
+    @property
+    def shipped(self):
+        """The weights that are validated, selected and written: the moving average when there is one."""
+        return self.ema if self.ema is not None else self.model
 
     def _metric_name(self) -> str:
         return self.task.new_metrics().primary
@@ -256,6 +263,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.ema is not None:
+                _ema_update(self.ema, self.model, cfg.ema, state.epoch * steps + step)
             batch_n = len(images)
             state.train_loss_sum += float(loss.detach()) * batch_n
             state.train_seen += batch_n
@@ -286,7 +295,7 @@ class Trainer:
         cfg, dist = self.cfg, self.dist
         loss_totals = torch.tensor([state.train_loss_sum, float(state.train_seen)], dtype=torch.float64)
         dist.sum_([loss_totals, *metrics.tensors()])
-        val = run_eval(self.model, data.val, self.task, device=self.device, batch_size=cfg.eval_batch_size,
+        val = run_eval(self.shipped, data.val, self.task, device=self.device, batch_size=cfg.eval_batch_size,
                        workers=cfg.workers, channels_last=cfg.channels_last, bf16=cfg.bf16, dist=dist)
         primary = self._metric_name()
         record = {"epoch": state.epoch + 1, "lr": lr, "train_loss": float(loss_totals[0] / loss_totals[1]),
@@ -302,7 +311,7 @@ class Trainer:
         state.train_seconds = 0.0
         if dist.main:
             if improved:
-                weights.save(cfg.checkpoint_dir / "best.safetensors", self.model.state_dict(),
+                weights.save(cfg.checkpoint_dir / "best.safetensors", self.shipped.state_dict(),
                              {"kind": "best", "epoch": state.epoch, primary: score})
             self._write_reports(state, final=None)
             self.progress.log(f"epoch {state.epoch}/{cfg.epochs}: train loss {record['train_loss']:.4f}, "
@@ -315,7 +324,8 @@ class Trainer:
     def _save_last(self, state: _State) -> Path:
         path = self.cfg.checkpoint_dir / "last.safetensors"
         if self.dist.main:
-            checkpoint.save(path, self.model.state_dict(), self.optimizer, asdict(state))
+            extra = {"ema": self.ema.state_dict()} if self.ema is not None else {}
+            checkpoint.save(path, self.model.state_dict(), self.optimizer, asdict(state), extra=extra)
         self.dist.barrier()
         return path
 
@@ -323,8 +333,10 @@ class Trainer:
         path = self.cfg.checkpoint_dir / "last.safetensors"
         if not path.is_file():
             raise ConfigError(f"--resume: no checkpoint at {path}")
-        model_state, optimizer_state, progress = checkpoint.load(path)
+        model_state, optimizer_state, progress, extra = checkpoint.load(path)
         weights.load_into(self.model, model_state, source=str(path))
+        if self.ema is not None:
+            weights.load_into(self.ema, extra.get("ema", model_state), source=f"{path} (ema)")
         self.optimizer.load_state_dict(optimizer_state)
         return _State(**progress)
 
@@ -340,14 +352,14 @@ class Trainer:
                 box = [best]
                 tdist.broadcast_object_list(box, src=0)
                 best = box[0]
-            self.model.load_state_dict(best)
+            self.shipped.load_state_dict(best)
             chosen = f"best validation epoch ({state.best_epoch})"
         else:
             chosen = f"last epoch ({state.epoch}); the held-out split is not used for selection"
         primary = self._metric_name()
 
         def evaluate(dataset, tta: bool = False):
-            return run_eval(self.model, dataset, task, device=self.device, batch_size=cfg.eval_batch_size,
+            return run_eval(self.shipped, dataset, task, device=self.device, batch_size=cfg.eval_batch_size,
                             workers=cfg.workers, channels_last=cfg.channels_last, bf16=cfg.bf16, tta=tta, dist=dist)
 
         heldout = evaluate(data.heldout)
@@ -376,7 +388,7 @@ class Trainer:
                       if k not in ("out", "run_dir", "command", "quiet", "resume")},
         }
         if dist.main:
-            weights.save(cfg.out, self.model.state_dict(), meta)
+            weights.save(cfg.out, self.shipped.state_dict(), meta)
             self._write_reports(state, final=meta)
             self.progress.log(f"held-out {primary} {heldout.summary[primary]:.4f} on {heldout.images} images "
                               f"→ {cfg.out}")
@@ -390,6 +402,29 @@ class Trainer:
             document["final"] = {k: final[k] for k in ("metrics", "images_per_second", "created")}
         write_metrics_json(self.cfg.sidecar(".metrics.json"), document)
         draw_curves(self.cfg.sidecar(".curve.png"), state.history, self._metric_name())
+
+
+def _copy_frozen(model):
+    import copy
+
+    ema = copy.deepcopy(model)
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    return ema
+
+
+def _ema_update(ema, model, decay: float, step: int) -> None:
+    """ema ← d·ema + (1−d)·model; d ramps up over the first steps so early averages forget the random
+    initialization. Integer buffers (BatchNorm's counter) are copied."""
+    import torch
+
+    d = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+            if e.dtype.is_floating_point:
+                e.lerp_(m, 1 - d)
+            else:
+                e.copy_(m)
 
 
 def _to(obj, device: str):

@@ -70,19 +70,19 @@ def _aug():
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(data, tmp_path):
-    whole = tiny_config(tmp_path, "whole", epochs=3)
+    whole = tiny_config(tmp_path, "whole", epochs=3, ema=0.9)  # the moving average resumes too
     train(tiny_task(data, augment=_aug()), whole)
 
     def stop_mid_epoch(trainer, epoch, step):
         if (epoch, step) == (1, 2):
             trainer.request_stop(signal.SIGINT)
 
-    cut = tiny_config(tmp_path, "cut", epochs=3)
+    cut = tiny_config(tmp_path, "cut", epochs=3, ema=0.9)
     with pytest.raises(TrainingInterrupted) as info:
         Trainer(tiny_task(data, augment=_aug()), cut, on_step=stop_mid_epoch).run()
     assert info.value.exit_code == 130 and info.value.checkpoint_path.is_file()
     assert not cut.out.exists()
-    resumed = tiny_config(tmp_path, "cut", epochs=3, resume=True)
+    resumed = tiny_config(tmp_path, "cut", epochs=3, ema=0.9, resume=True)
     train(tiny_task(data, augment=_aug()), resumed)
     assert _same(_state(whole.out), _state(cut.out))
 
@@ -126,9 +126,25 @@ def test_checkpoint_round_trip_keeps_adam_state(tmp_path):
     model(torch.ones(4, 3)).sum().backward()
     opt.step()
     checkpoint.save(tmp_path / "c.safetensors", model.state_dict(), opt, {"epoch": 1, "step": 2})
-    state, opt_state, progress = checkpoint.load(tmp_path / "c.safetensors")
+    state, opt_state, progress, extra = checkpoint.load(tmp_path / "c.safetensors")
     fresh = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters(), lr=0.01)
     fresh.load_state_dict(opt_state)
     for key in ("exp_avg", "exp_avg_sq", "step"):
         assert torch.equal(fresh.state_dict()["state"][0][key], opt.state_dict()["state"][0][key])
     assert progress == {"epoch": 1, "step": 2} and torch.equal(state["weight"], model.weight)
+    assert extra == {}
+
+
+def test_training_streams_a_folder_tree_through_the_dataloader(tmp_path):
+    from PIL import Image
+    from train_helpers import shapes
+
+    images, labels = shapes(30, seed=2)
+    for i, (img, label) in enumerate(zip(images, labels)):
+        folder = tmp_path / "tree" / ["bar", "column", "square"][label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).resize((24, 24)).save(folder / f"{i}.png")
+    meta = train(tiny_task(tmp_path / "tree", augment=_aug()), tiny_config(tmp_path, "tree", epochs=1))
+    assert meta["classes"] == ["bar", "column", "square"]
+    assert "stratified held-out split" in meta["metrics"]["heldout_data"]  # no test/ folder: val is held out
+    assert meta["metrics"]["heldout"]["images"] == 6

@@ -58,6 +58,7 @@ DDP_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # two fresh interpreters importing torch: ~90 s on a busy 2-core machine
 def test_ddp_two_processes_end_with_identical_weights(tmp_path):
     data = tiny_idx(tmp_path)
     script = tmp_path / "ddp_train.py"
