@@ -25,6 +25,8 @@ METADATA_KEY = "cnntool"
 FORMAT_VERSION = 1
 # A header larger than this is not a weights file we wrote; refuse before reading it into memory.
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
+# State dicts users bring from torch.save: read with weights_only=True, never unpickled freely.
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
 def weights_dir() -> Path:
@@ -76,7 +78,9 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """Our metadata document from a safetensors file ({} when it carries none)."""
+    """Our metadata document from a safetensors file ({} when it carries none, as torch files never do)."""
+    if Path(path).suffix in TORCH_SUFFIXES:
+        return {}
     meta = read_header(path).get("__metadata__") or {}
     text = meta.get(METADATA_KEY)
     if text is None:
@@ -124,7 +128,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def load(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
     """(state_dict, metadata) from a safetensors file, or from a .pt/.pth a user brings (weights_only)."""
     path = Path(path)
-    if path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
+    if path.suffix in TORCH_SUFFIXES:
         return _load_torch_file(path), {}
     metadata = read_metadata(path)  # validates the header first
     from safetensors import SafetensorError

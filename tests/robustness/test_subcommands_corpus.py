@@ -20,14 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnntool import registry, weights
-from cnntool.errors import ConfigError
-
 from .corpus import ERROR, OK, CorpusItem
+from .subcommands import default_model_reason, has_option, predict_subcommands
 
-# The design card's predict subcommands; the registry task of each one's default model.
-CARD = {"classify": "classify", "localize": "localize", "landmarks": "landmarks", "detect": "detect",
-        "verify-face": "face-embed"}
 # The field a result record of each subcommand carries (verify-face's 1:1 comparison: the distance).
 RESULT_FIELD = {"classify": "predictions", "localize": "object", "landmarks": "points", "detect": "detections",
                 "verify-face": "distance"}
@@ -37,56 +32,6 @@ NO_FACE = "NoFaceError"
 # verify-face's face detector raises RuntimeError on images under this many pixels a side (its first conv
 # is larger than the canvas) and the run dies with a traceback: reported, tested by the xfail below.
 FACE_DETECTOR_MIN_SIDE = 16
-
-
-def _cli_commands() -> dict:
-    from typer.main import get_command
-
-    from cnntool.cli import app
-
-    return get_command(app).commands
-
-
-def _takes_images(command) -> bool:
-    """A predict subcommand takes image inputs (a group like verify-face: its default `compare` does)."""
-    sub = getattr(command, "commands", None)
-    if sub is not None:
-        return "compare" in sub and _takes_images(sub["compare"])
-    return any(p.name == "inputs" for p in command.params)
-
-
-def predict_subcommands() -> list[str]:
-    """The card's predict subcommands plus any image-taking one the CLI has grown since."""
-    found = {name for name, command in _cli_commands().items() if _takes_images(command)}
-    return sorted(set(CARD) | found)
-
-
-def skip_reason(subcommand: str) -> str | None:
-    """Why a subcommand cannot be run here yet: not in the CLI, or its default model is not embedded."""
-    commands = _cli_commands()
-    if subcommand not in commands:
-        return f"{subcommand}: not in `cnntool --help` yet"
-    if not _takes_images(commands[subcommand]):
-        return None
-    try:
-        spec = registry.get(registry.default(CARD.get(subcommand, subcommand)))
-    except Exception as exc:  # UnknownModelError: the task has no default model yet
-        return f"{subcommand}: no default model: {exc}"
-    source = spec.weights or ""
-    if source.startswith("embedded:"):
-        try:
-            weights.resolve(source.split(":", 1)[1])
-        except ConfigError as exc:
-            return f"{subcommand}: default model {spec.name!r} not embedded yet ({exc})"
-    if source == "external:dlib":
-        from cnntool.dlib import model_path
-
-        try:
-            for key in ("detector", "face5", "embedding"):
-                model_path(key)
-        except (FileNotFoundError, KeyError) as exc:
-            return f"{subcommand}: dlib's face models are not installed ({exc})"
-    return None
 
 
 def printed(path: str) -> str:
@@ -203,7 +148,7 @@ def _small_for_face_detector(item: CorpusItem) -> bool:
 
 @pytest.mark.parametrize("subcommand", predict_subcommands())
 def test_corpus_through_subcommand(subcommand, corpus, good_images, tmp_path):
-    reason = skip_reason(subcommand)
+    reason = default_model_reason(subcommand)
     if reason:
         pytest.skip(reason)
     _, items = corpus
@@ -211,13 +156,9 @@ def test_corpus_through_subcommand(subcommand, corpus, good_images, tmp_path):
     if subcommand == "verify-face":
         return _verify_face_corpus([i for i in items if not _small_for_face_detector(i)], good_images, tmp_path)
     plan = plan_run(items, good_images["digits"] + good_images["faces"][:1])
-    options = ["--batch-size", "4"] if _has_option(subcommand, "--batch-size") else []
+    options = ["--batch-size", "4"] if has_option(subcommand, "--batch-size") else []
     proc = run_cnntool([subcommand, "--format", "jsonl", *options, *plan.argv], plan.stdin, tmp_path)
     check_run(proc, plan.expected, RESULT_FIELD.get(subcommand, "source"))
-
-
-def _has_option(subcommand: str, flag: str) -> bool:
-    return any(flag in p.opts for p in _cli_commands()[subcommand].params)
 
 
 def _verify_face_corpus(items: list[CorpusItem], good_images, cwd) -> None:
@@ -235,7 +176,7 @@ def _verify_face_corpus(items: list[CorpusItem], good_images, cwd) -> None:
 
 def test_verify_face_bad_reference_fails_every_pair(corpus, good_images, tmp_path):
     """(bad, good) pairs: each record is an error naming the unreadable first image; nothing else is lost."""
-    reason = skip_reason("verify-face")
+    reason = default_model_reason("verify-face")
     if reason:
         pytest.skip(reason)
     _, items = corpus
@@ -249,7 +190,7 @@ def test_verify_face_bad_reference_fails_every_pair(corpus, good_images, tmp_pat
                                        "than their kernels (RuntimeError) instead of finding no face; verify.py's "
                                        "_Memo catches only ValueError/OSError, so the run dies with a traceback")
 def test_verify_face_images_too_small_for_the_detector(corpus, good_images, tmp_path):
-    reason = skip_reason("verify-face")
+    reason = default_model_reason("verify-face")
     if reason:
         pytest.skip(reason)
     _, items = corpus
