@@ -1,0 +1,191 @@
+"""Localization: the lecture's loss against hand-computed values, IoU metrics, decoding back to original
+pixels, the annotation readers and box-aware augmentation, and the embedded model against its goals."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnntool.preprocess import Preprocessor
+from cnntool.registry import InputSpec
+from cnntool.tasks import localize
+
+
+def logit(p):
+    return math.log(p / (1 - p))
+
+
+def raw_from(y_hat):
+    """Network scores z whose interpretation is exactly ŷ (logits for p_c and the box, log-probabilities
+    for the classes)."""
+    return torch.tensor([[logit(v) for v in row[:5]] + [math.log(v) for v in row[5:]] for row in y_hat])
+
+
+Y_HAT = [[0.9, 0.5, 0.4, 0.2, 0.3, 0.7, 0.2, 0.1],
+         [0.9, 0.5, 0.4, 0.2, 0.3, 0.7, 0.2, 0.1]]
+# Targets [p_c, b_x, b_y, b_h, b_w, class]: an object of class 0, and no object (the rest is "don't care").
+TARGET = torch.tensor([[1.0, 0.5, 0.5, 0.25, 0.25, 0.0],
+                       [0.0, 0.3, 0.3, 0.6, 0.6, 2.0]])
+
+
+def test_lecture_loss_matches_the_hand_computed_example():
+    # p_c = 1: every term.  (0.9−1)² + (0.5−0.5)² + (0.4−0.5)² + (0.2−0.25)² + (0.3−0.25)²
+    #                       + (0.7−1)² + (0.2−0)² + (0.1−0)² = 0.01 + 0 + 0.01 + 0.0025 + 0.0025 + 0.09 + 0.04 + 0.01
+    with_object = 0.165
+    # p_c = 0: only (ŷ_1 − y_1)² = 0.9² = 0.81, whatever the box and class outputs are.
+    without = 0.81
+    y = localize.target_vector(TARGET, 3)
+    assert y.tolist()[1] == [0.0] * 8
+    y_hat = torch.tensor(Y_HAT)
+    assert float(localize.lecture_loss(y_hat[:1], y[:1])) == pytest.approx(with_object)
+    assert float(localize.lecture_loss(y_hat[1:], y[1:])) == pytest.approx(without)
+    assert float(localize.loss(raw_from(Y_HAT), TARGET, "lecture")) == pytest.approx((with_object + without) / 2, abs=1e-6)
+
+
+def test_modern_loss_ignores_box_and_class_without_an_object_and_prefers_better_boxes():
+    z = raw_from(Y_HAT)
+    only_absent = localize.loss(z[1:], TARGET[1:], "modern")
+    assert float(only_absent) == pytest.approx(-math.log(1 - 0.9), rel=1e-5)  # BCE of p_c alone
+    good = torch.tensor([[1.0, 0.5, 0.4, 0.2, 0.3, 0.0]])
+    worse = torch.tensor([[1.0, 0.2, 0.8, 0.2, 0.3, 0.0]])
+    assert float(localize.loss(z[:1], good, "modern")) < float(localize.loss(z[:1], worse, "modern"))
+    with pytest.raises(ValueError):
+        localize.loss(z, TARGET, "other")
+
+
+def test_iou_and_metrics_against_hand_computed_values():
+    a = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0]])
+    b = torch.tensor([[1.0, 1.0, 3.0, 3.0], [0.0, 0.0, 1.0, 1.0]])
+    assert localize.box_iou_pairs(a, b).tolist() == pytest.approx([1 / 7, 1.0])
+    # Image 1: object, predicted box centre (0.5, 0.4) size 0.2×0.3 vs truth centre (0.5, 0.5) 0.25×0.25:
+    # prediction x 0.35..0.65, y 0.3..0.5; truth 0.375..0.625, 0.375..0.625 → inter 0.25 × 0.125,
+    # union 0.06 + 0.0625 − 0.03125 → IoU 0.03125 / 0.09125. Class 0 is right; p_c 0.9 right.
+    # Image 2: no object, p_c 0.9 → presence wrong.
+    m = localize.LocalizeMetrics(["a", "b", "c"])
+    m.update(raw_from(Y_HAT), TARGET)
+    out = m.compute()
+    assert out["presence_accuracy"] == pytest.approx(0.5)
+    assert out["class_accuracy"] == pytest.approx(1.0)
+    assert out["mean_iou"] == pytest.approx(0.03125 / 0.09125, rel=1e-5)
+    assert out["iou50_accuracy"] == 0.0 and out["objects"] == 1 and out["images"] == 2
+
+
+@pytest.mark.parametrize("resize", ["stretch", "letterbox"])
+def test_decode_maps_the_box_back_to_original_pixels(resize):
+    spec = InputSpec(size=(64, 64), channels=3, resize=resize)
+    _, geometry = Preprocessor(spec)(Image.new("RGB", (200, 100)))
+    box = [40.0, 20.0, 120.0, 90.0]  # original pixels
+    (x1, y1), (x2, y2) = geometry.point_to_input(*box[:2]), geometry.point_to_input(*box[2:])
+    rel = [1.0, (x1 + x2) / 128, (y1 + y2) / 128, (y2 - y1) / 64, (x2 - x1) / 64, 0.1, 0.8, 0.1]
+    for options in ({}, {"input_size": (64, 64)}):
+        (fields,) = localize.decode(raw_from([[0.999999] + rel[1:]]), [geometry], classes=["a", "b", "c"], options=options)
+        obj = fields["object"]
+        assert obj["box"] == pytest.approx(box, abs=1e-3)
+        assert obj["label"] == "b" and obj["score"] == pytest.approx(0.8)
+    (absent,) = localize.decode(raw_from([[0.2] + rel[1:]]), [geometry], classes=["a", "b", "c"], options={})
+    assert absent["object"]["box"] is None and absent["object"]["present"] == pytest.approx(0.2)
+    drawn = localize.draw(Image.new("RGB", (200, 100)), fields)
+    assert drawn.size == (200, 100) and np.asarray(drawn).any()
+
+
+def _dataset(tmp_path):
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[20:90, 40:120] = 255
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(img[:, :, 0] * 0).save(tmp_path / "b.png")
+    return tmp_path
+
+
+def test_json_and_csv_annotations_give_the_same_targets(tmp_path):
+    from cnntool.data import annotations as ann
+    from cnntool.tasks.localize_train import box_target
+
+    root = _dataset(tmp_path)
+    (root / "l.json").write_text(json.dumps([{"image": "a.png", "label": "1", "box": [40, 20, 120, 90]},
+                                             {"image": "b.png", "objects": []}]))
+    (root / "l.csv").write_text("image,label,x1,y1,x2,y2\na.png,1,40,20,120,90\nb.png,,,,,\n")
+    spec = InputSpec(size=(64, 64), channels=3, resize="stretch")
+    target = lambda a, g: box_target(a, g, ("0", "1"), (64, 64))  # noqa: E731
+    from_json = ann.cache(ann.read_annotations(root / "l.json"), spec, target)
+    from_csv = ann.cache(ann.read_annotations(root / "l.csv"), spec, target)
+    assert torch.equal(from_json.targets, from_csv.targets) and torch.equal(from_json.images, from_csv.images)
+    # Stretch 200×100 → 64×64: box centre (80, 55) → (0.4, 0.55) of the frame, size 70/100 × 80/200.
+    assert from_json.targets[0].tolist() == pytest.approx([1, 0.4, 0.55, 0.7, 0.4, 1])
+    assert from_json.targets[1].tolist() == [0.0] * 6
+
+
+def test_box_aware_augmentation_moves_the_box_with_the_object():
+    from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
+
+    task = LocalizeTask(LocalizeConfig(data="unused", shift=0.1, scale=0.15))
+    image = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    image[:, 20:40, 16:32] = 255  # x 16..32, y 20..40
+    target = torch.tensor([1.0, 24 / 64, 30 / 64, 20 / 64, 16 / 64, 3.0])
+    moved_any = False
+    for seed in range(10):
+        torch.manual_seed(seed)
+        out, t = task.augment_one(image, target)
+        bright = (out[0] > 128).nonzero()
+        y_min, x_min = bright.min(0).values.tolist()
+        y_max, x_max = bright.max(0).values.tolist()
+        x1, y1, x2, y2 = (localize.cxcyhw_to_xyxy(t[1:5]) * 64).tolist()
+        assert abs(x1 - x_min) <= 1.5 and abs(x2 - (x_max + 1)) <= 1.5
+        assert abs(y1 - y_min) <= 1.5 and abs(y2 - (y_max + 1)) <= 1.5
+        assert t[0] == 1 and t[5] == 3
+        moved_any |= not torch.equal(out, image)
+    assert moved_any
+
+
+# --- the embedded model ---------------------------------------------------------------------------------
+
+GOALS = {"class_accuracy": 0.985, "mean_iou": 0.85, "presence_accuracy": 0.99}
+
+
+def test_embedded_localizer_metadata_records_the_held_out_goals():
+    from cnntool import weights
+
+    meta = weights.read_metadata(weights.resolve("localizer-digits"))
+    held = meta["metrics"]["heldout"]
+    assert meta["task"] == "localize" and meta["command"].startswith("cnntool train localize")
+    assert held["images"] == 2000
+    for key, goal in GOALS.items():
+        assert held[key] >= goal, f"{key} {held[key]:.4f} below the goal {goal}"
+
+
+def test_embedded_localizer_on_a_fresh_copy_of_held_out_scenes(tmp_path):
+    """The held-out split regenerated (scene i depends only on seed, split and i), scored again."""
+    from cnntool.data import scenes
+    from cnntool.evaluation import run_eval
+    from cnntool.loading import load_model
+    from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
+
+    scenes.write_dataset(tmp_path, {"train": 1, "test": 150}, seed=0, config=scenes.SceneConfig())
+    loaded = load_model(None, None, task="localize")
+    task = LocalizeTask(LocalizeConfig(data=str(tmp_path)))
+    data = task.prepare(0)
+    result = run_eval(loaded.module, data.heldout, task)
+    assert result.images == 150
+    assert result.summary["presence_accuracy"] >= 0.96
+    assert result.summary["class_accuracy"] >= 0.95
+    assert result.summary["mean_iou"] >= 0.8
+
+
+def test_cli_generates_scenes_and_localizes_them(tmp_path):
+    import subprocess
+    import sys
+
+    def cnntool(*args):
+        return subprocess.run([sys.executable, "-m", "cnntool", *args], capture_output=True, text=True, timeout=120)
+
+    gen = cnntool("data", "scenes", "--out", str(tmp_path / "s"), "--n", "2", "--val", "0", "--test", "2", "--quiet")
+    assert gen.returncode == 0, gen.stderr
+    assert json.loads((tmp_path / "s/test.json").read_text())[0]["image"] == "test/000000.png"
+    images = sorted(str(p) for p in (tmp_path / "s/test").glob("*.png"))
+    run = cnntool("localize", *images, "--format", "jsonl", "--device", "cpu", "--save", str(tmp_path / "drawn"))
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(records) == 2 and all(set(r["object"]) == {"present", "label", "score", "box"} for r in records)
+    assert len(list((tmp_path / "drawn").iterdir())) == 2
