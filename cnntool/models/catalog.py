@@ -201,26 +201,17 @@ register(ModelSpec(
 SCENES_64 = InputSpec(size=(64, 64), channels=3, resize="stretch")
 
 
-def _localizer(widths: tuple[int, ...], hidden: int, num_classes: int) -> str:
-    """cnntool.models.localizer: a 5×5/2 stem, per further width a 3×3/2 and a 3×3 conv, flatten, 2 fc."""
-    parts = [_conv_bn_relu(5, widths[0], stride=2, padding=2)]
-    for w in widths[1:]:
-        parts += [_conv_bn_relu(3, w, stride=2, padding=1), _conv_bn_relu(3, w, padding=1)]
-    return _join(*parts, f"flatten fc:{hidden} relu dropout fc:{5 + num_classes}")
-
-
 register(ModelSpec(
     name="localizer-digits", task="localize", builder="cnntool.models.localizer:localizer",
-    kwargs={"num_classes": 10, "in_channels": 3, "widths": (24, 48, 96, 128), "input_size": 64, "hidden": 256,
+    kwargs={"num_classes": 10, "in_channels": 3, "widths": (16, 32, 64, 128), "input_size": 64, "hidden": 256,
             "dropout": 0.1},
     input=SCENES_64, classes=DIGIT_CLASSES, weights="embedded:localizer-digits",
-    layers=_localizer((24, 48, 96, 128), 256, 10),
     summary="Classification with localization (y = [p_c, b_x, b_y, b_h, b_w, c_1..c_10]): handwritten "
-            "digits on photos; VGG-style strided convs, flatten, fc",
+            "digits on photos; VGG-style strided convs; p_c and class from global max-pooling, box from fc",
 ))
 register(ModelSpec(
     name="landmarker-corners", task="landmarks", builder="cnntool.models.landmarker:landmarker",
-    kwargs={"num_points": 4, "in_channels": 3, "widths": (32, 64), "dilations": (2, 4, 8, 1)},
+    kwargs={"num_points": 4, "in_channels": 3, "widths": (16, 32), "dilations": (2, 4, 8, 1)},
     input=SCENES_64, classes=("top_left", "top_right", "bottom_right", "bottom_left"),
     weights="embedded:landmarker-corners",
     summary="Four document corners (l-vector l_1x, l_1y … l_4x, l_4y): strided + dilated convs, one heatmap "
@@ -248,12 +239,91 @@ register(ModelSpec(
     summary="Any classify backbone with its last fc replaced by an L2-normalized embedding layer (+ optional "
             "similarity head σ(Σ w_k|f_i−f_j|_k + b)); train with `cnntool train verify-face`",
 ))
+# Fashion-MNIST's 28×28 grey images through LeNet-5's [-1, 1] scaling.
+GREY_28 = InputSpec(size=(28, 28), channels=1, mean=(0.5,), std=(0.5,), resize="stretch")
 register(ModelSpec(
     name="oneshot-fashion", task="face-embed", builder="cnntool.models.embedding:embedding_net",
-    kwargs={"backbone": "resnet-small", "dim": 64, "in_channels": 1, "similarity_head": False,
-            "backbone_kwargs": {"widths": (16, 32, 64), "blocks": (1, 1, 1)}},
-    input=FASHION_28, weights="embedded:oneshot-fashion",
-    summary="One-shot embedding trained on Fashion-MNIST classes 0-6 as identities (triplet loss, batch-hard); "
-            "verified on unseen classes 7-9 and OpenCV digits",
+    kwargs={"backbone": "lenet5-relu", "dim": 64, "in_channels": 1, "similarity_head": False,
+            "backbone_kwargs": {"input_size": (28, 28)}},
+    input=GREY_28, weights="embedded:oneshot-fashion",
+    summary="One-shot embedding, LeNet-5 (ReLU) backbone: Fashion-MNIST classes 0-6 as training identities, "
+            "verified on classes it never saw (7-9) and on OpenCV digits; see weights/README.md",
 ))
 set_default("face-embed", "dlib-face-resnet")
+
+# --- detect (issue: sliding windows, convolutional sliding windows, YOLO and Faster R-CNN) ------------------
+# Every detector's module returns, in eval mode, one {"boxes", "scores", "labels"} dict per image in its
+# input frame; cnntool.tasks.detect thresholds, NMSes and maps them back for all of them.
+
+# The scenes the embedded detectors were trained on are 96×96; letterbox keeps other photos' aspect.
+SCENES_96 = InputSpec(size=(96, 96), channels=3, resize="letterbox")
+# torchvision's detectors normalize inside their own transform: they take 0..1 RGB.
+UNIT_RGB = dict(channels=3, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), resize="letterbox")
+
+register(ModelSpec(
+    name="yolo-digits", task="detect", builder="cnntool.models.yolo:grid_detector",
+    kwargs={"num_classes": 10, "widths": (16, 32, 64), "extra_blocks": 1, "anchors": ((28.0, 36.0),)},
+    input=SCENES_96, classes=DIGIT_CLASSES, weights="embedded:yolo-digits",
+    summary="YOLO-style one-stage grid detector: small ResNet backbone (stride 8), per cell and anchor "
+            "objectness, class and box; handwritten digits on photos",
+))
+register(ModelSpec(
+    name="window-digits", task="classify", builder="cnntool.models.sliding:window_classifier",
+    kwargs={"num_classes": 11}, input=InputSpec(size=(32, 32), channels=3, resize="stretch"),
+    classes=(*DIGIT_CLASSES, "background"), weights="embedded:window-digits",
+    layers="conv5:16 relu max2 conv3:32 relu max2 conv3:64 relu flatten fc:128 relu fc:11",
+    summary="Sliding-window classifier: closely cropped digits + background windows, 32×32, valid convs "
+            "so its fc layers can become convolutions",
+))
+register(ModelSpec(
+    name="sliding-windows-digits", task="detect", builder="cnntool.models.sliding:sliding_windows",
+    kwargs={"classifier": "window-digits", "convolutional": False}, input=SCENES_96,
+    classes=DIGIT_CLASSES, weights="external:window-digits",
+    summary="Sliding windows: window-digits applied to every 32×32 window (stride 4) of an image pyramid",
+))
+register(ModelSpec(
+    name="conv-sliding-windows-digits", task="detect", builder="cnntool.models.sliding:sliding_windows",
+    kwargs={"classifier": "window-digits", "convolutional": True}, input=SCENES_96,
+    classes=DIGIT_CLASSES, weights="external:window-digits",
+    summary="Convolutional sliding windows: window-digits with its fc layers as convolutions (weights "
+            "reshaped), every window of a pyramid level in one forward pass",
+))
+for _name, _builder, _enum, _side, _summary in (
+    ("fasterrcnn-mobilenet", "fasterrcnn_mobilenet", "FasterRCNN_MobileNet_V3_Large_320_FPN_Weights", 320,
+     "Faster R-CNN, MobileNetV3-Large FPN backbone, 320 px (torchvision)"),
+    ("fasterrcnn-resnet50", "fasterrcnn_resnet50", "FasterRCNN_ResNet50_FPN_Weights", 640,
+     "Faster R-CNN, ResNet-50 FPN backbone (torchvision)"),
+    ("retinanet-resnet50", "retinanet_resnet50", "RetinaNet_ResNet50_FPN_Weights", 640,
+     "RetinaNet, ResNet-50 FPN backbone, focal loss (torchvision)"),
+    ("ssdlite320", "ssdlite320", "SSDLite320_MobileNet_V3_Large_Weights", 320,
+     "SSDlite, MobileNetV3-Large backbone, 320 px (torchvision)"),
+    ("fcos-resnet50", "fcos_resnet50", "FCOS_ResNet50_FPN_Weights", 640,
+     "FCOS, anchor-free, ResNet-50 FPN backbone (torchvision)"),
+):
+    register(ModelSpec(
+        name=_name, task="detect", builder=f"cnntool.models.tv_detection:{_builder}",
+        kwargs={"num_classes": 91}, input=InputSpec(size=(_side, _side), **UNIT_RGB),
+        weights=f"torchvision:{_enum}.COCO_V1",
+        summary=f"{_summary}; COCO weights where online, or train on your data",
+    ))
+
+# --- classify: embedded models trained with `cnntool train classify` (recipes in weights/README.md) -------
+
+register(ModelSpec(
+    name="lenet5-digits", task="classify", builder="cnntool.models.lenet:lenet5",
+    kwargs={"num_classes": 10, "in_channels": 1, "activation": "relu", "pool": "max"},
+    input=DIGITS_32, classes=DIGIT_CLASSES, layers=_lenet5("relu", "max", 10),
+    weights="embedded:lenet5-digits.safetensors",
+    summary="LeNet-5 (ReLU, max-pool) trained on OpenCV's 5,000 handwritten digits (white on black)",
+))
+# Fashion-MNIST's labels (cnntool.data.builtin.FASHION_CLASSES, restated: this file stays stdlib-only).
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+register(ModelSpec(
+    name="fashion-resnet-small", task="classify", builder="cnntool.models.resnet:resnet_small",
+    kwargs={"widths": (8, 16, 32), "blocks": (1, 1, 1), "num_classes": 10, "in_channels": 1, "dropout": 0.0},
+    input=FASHION_28, classes=FASHION_CLASSES, weights="embedded:fashion-resnet-small.safetensors",
+    layers=_join(_conv_bn_relu(3, 8, padding=1), _resnet_stages("basic", (8, 16, 32), (1, 1, 1), stem_width=8), "gap fc:10"),
+    summary="Small ResNet (widths 8/16/32, one basic block per stage) trained on Fashion-MNIST",
+))
+set_default("classify", "lenet5-digits")
