@@ -64,16 +64,27 @@ def mine_triplets(emb: "Tensor", labels: "Tensor", margin: float, mining: str) -
 
 
 def triplet_loss(emb: "Tensor", labels: "Tensor", margin: float = 0.2, mining: str = "batch-hard") -> "Tensor":
+    # Indexing the (N, N) distance matrix, not the embeddings.
+    d = squared_distances(emb)
+    if mining == "batch-all":
+        return _batch_all(d, labels, margin)
     a, p, n = mine_triplets(emb, labels, margin, mining)
     if len(a) == 0:
         return emb.sum() * 0.0  # no valid triplet in this batch: a zero that still has a graph
-    # Indexing the (N, N) distance matrix, not the embeddings: batch-all has ~N³ triplets.
-    d = squared_distances(emb)
-    losses = (d[a, p] - d[a, n] + margin).clamp(min=0)
-    if mining == "batch-all":  # averaging over every triplet would drown the few informative ones
-        active = (losses > 1e-12).sum()
-        return losses.sum() / active.clamp(min=1)
-    return losses.mean()
+    return (d[a, p] - d[a, n] + margin).clamp(min=0).mean()
+
+
+def _batch_all(d: "Tensor", labels: "Tensor", margin: float, chunk: int = 64) -> "Tensor":
+    """Every valid triplet, averaged over the active ones (averaging over all would drown the few
+    informative ones); dense over anchor chunks, as there are ~N³ triplets (500 images: 10⁸)."""
+    pos, neg = _masks(labels)
+    total, active = d.sum() * 0.0, 0
+    for s in range(0, len(d), chunk):
+        valid = pos[s:s + chunk, :, None] & neg[s:s + chunk, None, :]
+        losses = (d[s:s + chunk, :, None] - d[s:s + chunk, None, :] + margin).clamp(min=0) * valid
+        total = total + losses.sum()
+        active += int((losses > 1e-12).sum())
+    return total / max(active, 1)
 
 
 def _balanced(per_pair: "Tensor", same: "Tensor", upper: "Tensor") -> "Tensor":
