@@ -70,3 +70,17 @@ def default_model_reason(subcommand: str) -> str | None:
         except (FileNotFoundError, KeyError) as exc:
             return f"{subcommand}: dlib's face models are not installed ({exc})"
     return None
+
+
+# A small architecture of each subcommand's task, for random-initialised weights files of that task.
+ARCH = {"classify": "lenet5", "localize": "localizer-digits", "landmarks": "landmarker-corners",
+        "detect": "yolo-digits", "verify-face": "embedding-net"}
+
+
+def save_random_weights(path, arch: str, *, bare: bool = False, **meta) -> str:
+    """Seeded random weights of `arch`, with our metadata (its task and name, plus `meta`) unless bare."""
+    import torch
+
+    torch.manual_seed(0)
+    spec = registry.get(arch)
+    return str(weights.save(path, spec.build().state_dict(), {} if bare else {"task": spec.task, "model": arch, **meta}))

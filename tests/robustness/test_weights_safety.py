@@ -11,14 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from cnntool import registry, weights
+from cnntool import registry
 from cnntool.cli import main
 
-from .subcommands import CARD, absent_reason, predict_subcommands
+from .subcommands import ARCH, CARD, absent_reason, predict_subcommands, save_random_weights
 
-# A small architecture of each subcommand's task, to write weights files of that task.
-ARCH = {"classify": "lenet5", "localize": "localizer-digits", "landmarks": "landmarker-corners",
-        "detect": "yolo-digits", "verify-face": "embedding-net"}
 # Tasks whose metadata names classes (or points) the model's outputs must match; embeddings have none.
 HAS_CLASSES = {"classify", "localize", "landmarks", "detect"}
 
@@ -37,13 +34,6 @@ def _subcommand_params(with_classes: bool = False) -> list:
     names = [s for s in predict_subcommands() if not with_classes or s in HAS_CLASSES]
     return [pytest.param(s, marks=[pytest.mark.skip(reason=absent_reason(s))] if absent_reason(s) else [])
             for s in names]
-
-
-def _save(path, arch: str, *, bare: bool = False, **meta) -> str:
-    """Random weights of `arch`, with our metadata (its task and name, plus `meta`) unless bare."""
-    torch.manual_seed(0)
-    spec = registry.get(arch)
-    return str(weights.save(path, spec.build().state_dict(), {} if bare else {"task": spec.task, "model": arch, **meta}))
 
 
 def _arch(subcommand: str) -> str:
@@ -106,7 +96,7 @@ def test_a_plain_state_dict_pt_loads(tmp_path, image, capsys):
 @pytest.mark.parametrize("subcommand", _subcommand_params())
 def test_truncated_safetensors(subcommand, tmp_path, image, capsys):
     path = tmp_path / "cut.safetensors"
-    whole = open(_save(tmp_path / "whole.safetensors", _arch(subcommand)), "rb").read()
+    whole = open(save_random_weights(tmp_path / "whole.safetensors", _arch(subcommand)), "rb").read()
     path.write_bytes(whole[: len(whole) // 2])
     assert "truncated" in refused(capsys, subcommand, str(path), image)
 
@@ -114,7 +104,7 @@ def test_truncated_safetensors(subcommand, tmp_path, image, capsys):
 @pytest.mark.parametrize("subcommand", _subcommand_params())
 def test_weights_of_another_task(subcommand, tmp_path, image, capsys):
     other = "localize" if subcommand == "classify" else "classify"
-    path = _save(tmp_path / "other.safetensors", ARCH[other])
+    path = save_random_weights(tmp_path / "other.safetensors", ARCH[other])
     line = refused(capsys, subcommand, path, image)
     assert f"weights are for task {other!r}" in line
 
@@ -123,7 +113,7 @@ def test_weights_of_another_task(subcommand, tmp_path, image, capsys):
 def test_tensors_of_another_architecture(subcommand, tmp_path, image, capsys):
     """Bare tensors (no metadata) of another network, for this task's architecture."""
     other = "resnet-small" if subcommand == "classify" else "lenet5"
-    path = _save(tmp_path / "bare.safetensors", other, bare=True)
+    path = save_random_weights(tmp_path / "bare.safetensors", other, bare=True)
     line = refused(capsys, subcommand, path, image, "--model", _arch(subcommand))
     assert "do not fit this model" in line
 
@@ -131,5 +121,5 @@ def test_tensors_of_another_architecture(subcommand, tmp_path, image, capsys):
 @pytest.mark.parametrize("subcommand", _subcommand_params(with_classes=True))
 def test_class_count_differs_from_the_tensors(subcommand, tmp_path, image, capsys):
     """Metadata says 3 classes, the tensors have the architecture's own count: labels would be wrong."""
-    path = _save(tmp_path / "three.safetensors", _arch(subcommand), classes=["a", "b", "c"])
+    path = save_random_weights(tmp_path / "three.safetensors", _arch(subcommand), classes=["a", "b", "c"])
     assert "metadata names 3 classes" in refused(capsys, subcommand, path, image)
