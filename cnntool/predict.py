@@ -164,20 +164,30 @@ class Predictor:
         self.loaded = loaded
         self.device = torch.device(device)
         self.task = task_module(loaded.task)
-        self.task_options = task_options
+        given = {k: v for k, v in task_options.items() if v is not None}
+        self.task_options = {**loaded.spec.decode, **given}
         self.preprocessor = Preprocessor(loaded.input)
 
-    def __call__(self, batch: list[Item]) -> list[Record]:
+    def _forward(self, arrays: list["np.ndarray"]):
+        """One forward pass over a stack of same-size images; images kept at their own size (resize
+        "none") go one by one, their outputs joined as if batched (tensors concatenated, lists chained)."""
         import numpy as np
+        import torch
+
+        if len({a.shape for a in arrays}) == 1:
+            pixels = torch.from_numpy(np.stack(arrays))
+            return self.loaded.module(self.preprocessor.normalize(pixels).to(self.device))
+        outputs = [self._forward([a]) for a in arrays]
+        return torch.cat(outputs) if isinstance(outputs[0], torch.Tensor) else [o for out in outputs for o in out]
+
+    def __call__(self, batch: list[Item]) -> list[Record]:
         import torch
 
         good = [item for item in batch if item.error is None]
         fields_by_id: dict[int, dict[str, Any]] = {}
         if good:
-            pixels = torch.from_numpy(np.stack([item.pixels for item in good]))
-            inputs = self.preprocessor.normalize(pixels).to(self.device)
             with torch.inference_mode():
-                outputs = self.loaded.module(inputs)
+                outputs = self._forward([item.pixels for item in good])
             decoded = self.task.decode(outputs, [item.geometry for item in good], classes=self.loaded.classes,
                                        options=self.task_options)
             fields_by_id = {id(item): fields for item, fields in zip(good, decoded)}

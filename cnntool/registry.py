@@ -47,6 +47,8 @@ class InputSpec:
             raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, not {self.resize!r}")
 
     def describe(self) -> str:
+        if self.resize == "none":
+            return f"any x{self.channels}"
         h, w = self.size
         return f"{h}x{w}x{self.channels}"
 
@@ -65,6 +67,9 @@ class ModelSpec:
     # Torch-free layer description in shape-calc's grammar (cnntool.layerspec), or None when the
     # architecture is not a chain that grammar can express.
     layers: str | None = None
+    # Task options this model prefers (e.g. a detector's own score threshold); options the user gives
+    # override them, the task's defaults apply where neither says.
+    decode: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
 
     def __post_init__(self) -> None:
@@ -73,6 +78,7 @@ class ModelSpec:
         if ":" not in self.builder:
             raise ValueError(f"builder must be 'module:function', not {self.builder!r}")
         object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))
+        object.__setattr__(self, "decode", MappingProxyType(dict(self.decode)))
         object.__setattr__(self, "classes", tuple(self.classes))
 
     def build(self, **overrides: Any):

@@ -327,3 +327,34 @@ register(ModelSpec(
     summary="Small ResNet (widths 8/16/32, one basic block per stage) trained on Fashion-MNIST",
 ))
 set_default("classify", "lenet5-digits")
+
+# --- faces: dlib's CC0 models (face-recognition-models), run without dlib --------------------------------
+# The detector runs its own pyramid over the full-resolution photo: images keep their size, as raw
+# 0..255 RGB (mean 0, std 1/255 undoes preprocess's scaling).
+FULL_RES_RGB = InputSpec(size=(0, 0), channels=3, mean=(0.0, 0.0, 0.0), std=(1 / 255,) * 3, resize="none")
+_FACE68_NAMES = tuple(
+    f"{part}_{i}" for part, count in (("jaw", 17), ("right_eyebrow", 5), ("left_eyebrow", 5), ("nose_bridge", 4),
+                                      ("nose_lower", 5), ("right_eye", 6), ("left_eye", 6), ("outer_lip", 12),
+                                      ("inner_lip", 8))
+    for i in range(1, count + 1)
+)
+_FACE5_NAMES = ("right_eye_outer", "right_eye_inner", "left_eye_outer", "left_eye_inner", "nose_base")
+
+register(ModelSpec(
+    name="faces", task="detect", builder="cnntool.models.faces:face_detector", input=FULL_RES_RGB,
+    classes=("face",), weights="external:dlib", decode={"conf": 0.0},
+    summary="dlib's MMOD CNN face detector (CC0): faces down to ~80 px, or ~40 px with kwargs upsample=1; "
+            "scores are dlib's detection confidences (kept from 0 up)",
+))
+register(ModelSpec(
+    name="face5", task="landmarks", builder="cnntool.models.faces:face_landmarks", kwargs={"kind": "5"},
+    input=FULL_RES_RGB, classes=_FACE5_NAMES, weights="external:dlib",
+    summary="dlib's 5-point face landmarks (eye corners, nose base) on every face the detector finds (CC0)",
+))
+register(ModelSpec(
+    name="face68", task="landmarks", builder="cnntool.models.faces:face_landmarks", kwargs={"kind": "68"},
+    input=FULL_RES_RGB, classes=_FACE68_NAMES, weights="external:dlib",
+    summary="dlib's 68-point face landmarks (iBUG 300-W layout). NON-COMMERCIAL: trained on iBUG 300-W, "
+            "whose terms exclude commercial use",
+))
+set_default("detect", "faces")

@@ -90,6 +90,8 @@ def decode(outputs: "torch.Tensor", geometries: Sequence["Geometry"], *, classes
     """{"points": [[x, y], …] in original pixels, "point_names": the model's names, "box": the points'
     bounding box}. options["input_size"] = (height, width) gives the input frame when the geometry
     cannot."""
+    if isinstance(outputs, list):
+        return [_decode_instances(found, geometry, classes) for found, geometry in zip(outputs, geometries)]
     rows = outputs.detach().float().cpu().view(len(outputs), -1, 2).tolist()
     out = []
     for points, geometry in zip(rows, geometries):
@@ -107,19 +109,43 @@ def decode(outputs: "torch.Tensor", geometries: Sequence["Geometry"], *, classes
     return out
 
 
+def _decode_instances(found: Mapping[str, "torch.Tensor"], geometry: "Geometry",
+                      classes: Sequence[str]) -> dict[str, Any]:
+    """Models that find several objects (faces) and place points on each: {"boxes", "scores",
+    "points" (F, P, 2)} in input pixels → every instance under "faces", and the largest one's points and
+    box at the top level like any landmarks record (empty when nothing was found)."""
+    instances = []
+    for box, score, points in zip(found["boxes"].tolist(), found["scores"].tolist(), found["points"].tolist()):
+        instances.append({"box": geometry.box_to_original(box), "score": score,
+                          "points": geometry.points_to_original(points)})
+    instances.sort(key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]), reverse=True)
+    fields: dict[str, Any] = {"points": instances[0]["points"] if instances else [],
+                              "box": instances[0]["box"] if instances else None, "faces": instances}
+    if classes:
+        fields["point_names"] = list(classes)
+    return fields
+
+
 def draw(image: "Image.Image", fields: Mapping[str, Any]) -> "Image.Image":
-    """Numbered points; four points are joined as a quadrilateral (the document outline)."""
+    """Numbered points; four points are joined as a quadrilateral (the document outline); faces get
+    their box and unnumbered points when there are many."""
     from PIL import ImageDraw
 
     image = image.convert("RGB")
     pen = ImageDraw.Draw(image)
-    points = [tuple(p) for p in fields.get("points", [])]
     r = max(2, round(min(image.size) / 100))
-    if len(points) == 4:
-        pen.line(points + points[:1], fill=(40, 255, 40), width=max(1, r // 2))
-    for i, (x, y) in enumerate(points):
-        pen.ellipse((x - r, y - r, x + r, y + r), outline=(255, 40, 40), width=max(1, r // 2))
-        pen.text((x + r + 1, y - r), str(i + 1), fill=(255, 255, 0))
+    instances = fields["faces"] if "faces" in fields else [fields]
+    for instance in instances:
+        points = [tuple(p) for p in instance.get("points", [])]
+        if "faces" in fields:
+            pen.rectangle(instance["box"], outline=(40, 160, 255), width=max(1, r // 2))
+            r = max(1, round((instance["box"][2] - instance["box"][0]) / 60))
+        if len(points) == 4:
+            pen.line(points + points[:1], fill=(40, 255, 40), width=max(1, r // 2))
+        for i, (x, y) in enumerate(points):
+            pen.ellipse((x - r, y - r, x + r, y + r), outline=(255, 40, 40), width=max(1, r // 2))
+            if len(points) <= 10:  # numbers on 68 points would hide the face
+                pen.text((x + r + 1, y - r), str(i + 1), fill=(255, 255, 0))
     return image
 
 
