@@ -105,7 +105,7 @@ def parse(layers: str) -> tuple:
     tokens = _tokenize(layers.lower())
     nodes, end = _parse_sequence(tokens, 0)
     if end < len(tokens):
-        kind, text, pos = tokens[end]
+        _, text, pos = tokens[end]
         raise ConfigError(f"layer spec: unexpected '{text}' at character {pos + 1}")
     if not nodes:
         raise ConfigError("layer spec is empty")

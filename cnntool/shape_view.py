@@ -1,7 +1,7 @@
 """`cnntool shape-calc` behind the command line: turns its options into one of three questions (one layer,
 a chain of layers, a missing value), asks cnntool.shapes / cnntool.layerspec, and prints the answer as
-text or JSON. Only the chain table needs rich, and it is imported there, so the one-layer answer starts
-as fast as typer itself.
+text or JSON. layerspec, json and rich are imported only by the answers that need them, so the plain
+one-layer answer loads nothing but shapes.py.
 """
 
 from __future__ import annotations
@@ -75,8 +75,12 @@ def _write_json(stdout: TextIO, answer: dict[str, Any]) -> None:
 def _check_mode(query: ShapeQuery) -> None:
     if query.model and query.layers:
         raise ConfigError("give --model or --layers, not both")
-    if (query.model or query.layers) and (query.solve or query.f):
-        raise ConfigError("--solve and --f describe one layer; they do not combine with --layers or --model")
+    one_layer = {"--f": query.f, "--s": query.s, "--p": query.p, "--d": query.d != "1", "--pool": query.pool,
+                 "--ceil": query.ceil, "--transposed": query.transposed, "--output-padding": query.output_padding != "0",
+                 "--c-out": query.c_out, "--no-bias": not query.bias, "--solve": query.solve, "--out": query.out}
+    given = [name for name, value in one_layer.items() if value]
+    if (query.model or query.layers) and given:
+        raise ConfigError(f"one-layer options ({', '.join(given)}) do not combine with --layers or --model")
     if query.solve and query.out is None:
         raise ConfigError("--solve needs --out, the output size to reach")
     if query.out is not None and not query.solve:
@@ -97,7 +101,7 @@ def merge_dim_warnings(warnings: list[str]) -> list[str]:
 # --- reading option text -----------------------------------------------------------------------
 
 def parse_sizes(text: str, what: str) -> tuple[int, ...]:
-    """'64' or '64x48' (or '16x64x64') as whole numbers, each at least the minimum for `what`."""
+    """'64' or '64x48' (or '16x64x64') as whole numbers; ranges are checked where the numbers are used."""
     if not re.fullmatch(r"-?\d+(x-?\d+)*", text.strip().lower()):
         raise ConfigError(f"{what} must be a whole number or sizes like 64x48, not {text!r}")
     return tuple(int(v) for v in text.strip().lower().split("x"))
@@ -255,16 +259,16 @@ def _solve(query: ShapeQuery) -> SolveAnswer:
     unknown = query.solve
     if unknown == "f" and kind in ("max", "avg", "l2") and query.s is None:
         raise ConfigError("pooling's stride defaults to its kernel; give --s when solving for f")
-    if unknown == "s" and query.s is not None or unknown == "f" and query.f is not None or \
-            unknown == "n" and query.n is not None or unknown == "p" and query.p is not None:
+    if {"n": query.n, "f": query.f, "s": query.s, "p": query.p}[unknown] is not None:
         raise ConfigError(f"--{unknown} is given and also asked for by --solve {unknown}")
     if query.dims not in (None, 1):
         raise ConfigError("--solve works on one dimension at a time")
+    padding = query.p.strip().lower() if query.p else None
     known: dict[str, Any] = {
         "n": _scalar(query.n, "--n"),
         "f": _scalar(query.f, "--f"),
         "s": _scalar(query.s, "--s"),
-        "p": query.p.strip().lower() if query.p and query.p.strip().lower() in ("same", "valid") else _scalar(query.p, "--p"),
+        "p": padding if padding in ("same", "valid") else _scalar(query.p, "--p"),
     }
     if known["s"] is None and unknown != "s":
         known["s"] = known["f"] if kind in ("max", "avg", "l2") else 1
@@ -359,7 +363,7 @@ def _per_dim_text(values: tuple[Fraction, ...]) -> str:
 
 def _print_chain(chain: Chain, title: str, query: ShapeQuery, stdout: TextIO, stderr: TextIO) -> None:
     if query.fmt is ShapeFormat.json:
-        _write_json(stdout, chain_json(chain, query.model))
+        _write_json(stdout, _chain_json(chain, query.model))
     else:
         _chain_table(chain, title, stdout)
     if not query.quiet:
@@ -368,7 +372,7 @@ def _print_chain(chain: Chain, title: str, query: ShapeQuery, stdout: TextIO, st
                 stderr.write(f"cnntool: warning: layer {index} '{row.name}': {warning}\n")
 
 
-def chain_json(chain: Chain, model: str | None = None) -> dict[str, Any]:
+def _chain_json(chain: Chain, model: str | None = None) -> dict[str, Any]:
     return {
         "model": model,
         "input": list(chain.input_shape),

@@ -127,6 +127,7 @@ def test_solve(capsys, args, answer):
     ["--n", "64", "--f", "3", "--c-out", "8"],
     ["--model", "no-such-model"],
     ["--model", TINY, "--layers", "relu"],
+    ["--model", TINY, "--f", "3"],
     ["--n", "64", "--f", "3", "--solve", "p"],
     ["--n", "64", "--f", "3", "--out", "3"],
 ])
