@@ -23,11 +23,12 @@ class AugmentConfig:
     rotate: float = 0.0  # degrees, ±
     scale: float = 0.0  # ± fraction
     hflip: bool = False
+    elastic: float = 0.0  # elastic distortion (Simard et al. 2003): largest displacement, pixels
     erase: float = 0.0  # probability of random erasing per image
 
     @property
     def geometric(self) -> bool:
-        return bool(self.crop_pad or self.shift or self.rotate or self.scale or self.hflip)
+        return bool(self.crop_pad or self.shift or self.rotate or self.scale or self.hflip or self.elastic)
 
     @property
     def enabled(self) -> bool:
@@ -57,10 +58,32 @@ def warp(pixels: "torch.Tensor", cfg: AugmentConfig, fill: float = 0.0) -> "torc
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, list(pixels.shape), align_corners=False)
+    if cfg.elastic:
+        grid = grid + _elastic_field(n, h, w, cfg.elastic, dev)
     # Pure integer shifts and flips land on pixel centres: nearest keeps them exact and is cheaper.
-    mode = "bilinear" if (cfg.rotate or cfg.scale or cfg.shift) else "nearest"
+    mode = "bilinear" if (cfg.rotate or cfg.scale or cfg.shift or cfg.elastic) else "nearest"
     out = F.grid_sample(pixels - fill, grid, mode=mode, padding_mode="zeros", align_corners=False)
     return out + fill
+
+
+def _elastic_field(n: int, h: int, w: int, pixels: float, device) -> "torch.Tensor":
+    """Uniform noise smoothed by a Gaussian (sigma 1/7 of the image side, Simard's 4 px at 28 px), scaled so
+    each image's largest displacement is `pixels`; returned in grid units (N, H, W, 2)."""
+    import torch
+    import torch.nn.functional as F
+
+    sigma = max(h, w) / 7
+    radius = int(2 * sigma)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
+    g = torch.exp(-x**2 / (2 * sigma**2))
+    g = g / g.sum()
+    field = (torch.rand(n * 2, 1, h, w, device=device) * 2 - 1)
+    field = F.conv2d(F.pad(field, (radius, radius, 0, 0), mode="reflect"), g.view(1, 1, 1, -1))
+    field = F.conv2d(F.pad(field, (0, 0, radius, radius), mode="reflect"), g.view(1, 1, -1, 1))
+    field = field.view(n, 2, h, w)
+    field = field / field.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8) * pixels
+    scale = torch.tensor([2.0 / w, 2.0 / h], device=device)  # pixels → grid units
+    return field.permute(0, 2, 3, 1) * scale
 
 
 def erase(batch: "torch.Tensor", probability: float) -> "torch.Tensor":

@@ -46,7 +46,7 @@ def parse_floats(text: str | None, name: str) -> tuple[float, ...] | None:
 
 def classify(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_size: str | None,
              channels: int | None, mean: str | None, std: str | None, val_split: float, crop_pad: int,
-             shift: float, rotate: float, scale: float, hflip: bool, erase: float, label_smoothing: float,
+             shift: float, rotate: float, scale: float, hflip: bool, elastic: float, erase: float, label_smoothing: float,
              tta_flip: bool, cross_source: str | None, **engine: Any) -> int:
     """Train a classifier; returns the exit code (128 + signal when interrupted)."""
     from cnntool.augment import AugmentConfig
@@ -56,7 +56,8 @@ def classify(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_s
     task = ClassifyTask(ClassifyConfig(
         data=data, model=model, kwargs=parse_kwargs(kwargs), input_size=parse_size(input_size), channels=channels,
         mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"), val_split=val_split,
-        augment=AugmentConfig(crop_pad=crop_pad, shift=shift, rotate=rotate, scale=scale, hflip=hflip, erase=erase),
+        augment=AugmentConfig(crop_pad=crop_pad, shift=shift, rotate=rotate, scale=scale, hflip=hflip,
+                              elastic=elastic, erase=erase),
         label_smoothing=label_smoothing, tta_flip=tta_flip, cross_source=cross_source,
     ))
     return _run(task, TrainConfig(out=out, **engine))

@@ -148,3 +148,13 @@ def test_training_streams_a_folder_tree_through_the_dataloader(tmp_path):
     assert meta["classes"] == ["bar", "column", "square"]
     assert "stratified held-out split" in meta["metrics"]["heldout_data"]  # no test/ folder: val is held out
     assert meta["metrics"]["heldout"]["images"] == 6
+
+
+def test_elastic_field_moves_pixels_by_at_most_the_bound():
+    from cnntool.augment import _elastic_field
+
+    torch.manual_seed(0)
+    field = _elastic_field(4, 32, 32, 3.0, "cpu")  # grid units: 2/32 per pixel
+    pixels = field.abs() * 16
+    assert field.shape == (4, 32, 32, 2)
+    assert torch.allclose(pixels.amax(dim=(1, 2, 3)), torch.full((4,), 3.0))
