@@ -131,3 +131,49 @@ def verify_face(*, data: str | None, pairs, identities: str | None, model: str |
         reports[m] = roc_report(d, same)
     return {"task": "face-embed", "model": loaded.name, "data": f"{described}; every pair of up to 2,000 of its {len(dataset)} images",
             "failed_inputs": [], "metrics": reports}
+
+
+def detect(*, data: str, model: str | None, weights: str | None, split: str = "test", batch_size: int = 64,
+           device: str = "cpu", threads: int | None = None, conf: float = 0.001, iou: float = 0.6) -> dict[str, Any]:
+    """COCO mAP50-95, mAP50, mAP75, recall and per-class AP of a detector on one split of a detection
+    dataset (scene JSON, COCO JSON or YOLO txt), through the same loading and metric code as training."""
+    import torch
+
+    from cnntool.data import detect_formats
+    from cnntool.evaluation import run_eval
+    from cnntool.loading import load_model
+    from cnntool.tasks.detect_train import DetectConfig, DetectTask
+
+    if threads:
+        torch.set_num_threads(threads)
+    loaded = load_model(model, weights, task="detect", device=device)
+    splits, classes = detect_formats.read_dataset(data)
+    if split not in splits:
+        raise ConfigError(f"data {data!r} has no {split!r} split (has: {', '.join(splits)})")
+    task = DetectTask.for_loaded(loaded, DetectConfig(data=data, conf=conf, iou=iou))
+    if tuple(classes) != task.classes:
+        raise ConfigError(f"data {data!r} has classes {', '.join(classes)}; the model {', '.join(task.classes)}")
+    samples = splits[split]
+    dataset = task.cache(samples, max(1, max(len(s.objects) for s in samples)))
+    result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size)
+    objects = sum(len(s.objects) for s in samples)
+    return {"task": "detect", "model": loaded.name, "data": f"{data}: {split} split, {len(samples)} images, "
+            f"{objects} objects", "loss": result.loss, "images_per_second": round(result.images_per_second, 1),
+            **result.metrics}
+
+
+def write_detect_report(report: dict[str, Any], fmt: str, stream: TextIO = sys.stdout) -> None:
+    if fmt == "json":
+        stream.write(json.dumps(report, indent=2) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream)
+    console.print(f"{report['model']} on {report['data']}", highlight=False)
+    console.print(f"mAP50-95 {report['map50_95']:.4f}   mAP50 {report['map50']:.4f}   mAP75 {report['map75']:.4f}   "
+                  f"recall@100 {report['mar100']:.4f}   {report['images_per_second']} img/s", highlight=False)
+    per_class = Table("class", "AP50-95", "recall@100")
+    for name, row in report["per_class"].items():
+        per_class.add_row(name, f"{row['ap50_95']:.4f}", f"{row['recall100']:.4f}")
+    console.print(per_class)

@@ -126,11 +126,12 @@ def _from_torchvision(spec: ModelSpec, name: str) -> LoadedModel:
     try:
         enum = tvm.get_weight(f"{enum_name}.{name}") if "." not in name and name.upper() != "DEFAULT" else None
         if name.upper() == "DEFAULT":
-            enum = getattr(tvm, enum_name).DEFAULT
+            # get_weight also finds the enums of torchvision.models.detection, which getattr(tvm) does not.
+            enum = tvm.get_weight(f"{enum_name}.DEFAULT")
         elif enum is None:
             enum = tvm.get_weight(name)
     except (ValueError, AttributeError, KeyError):
-        members = [m.name for m in getattr(tvm, enum_name, [])] if enum_name else []
+        members = [m.name for m in type(tvm.get_weight(spec.weights.split(":", 1)[1]))] if enum_name else []
         raise ConfigError(f"unknown torchvision weights {name!r} for {spec.name}; valid: DEFAULT, {', '.join(members)}") from None
     state = fetch_torchvision_state_dict(enum.url)
     if spec.task == "detect":
