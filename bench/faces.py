@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("photos", ROOT / "tests" / "fixtures" / "dlib" / "photos.py")
 photos = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = photos  # dataclasses look their module up there
 _spec.loader.exec_module(photos)
 
 
