@@ -81,7 +81,7 @@ def test_similarity_head_loss():
     # logits: (0,1) −1 + 0.5 (same), (0,2) −2 + 0.5, (1,2) −3 + 0.5 (different); BCE, balanced.
     same = math.log1p(math.exp(0.5))
     different = (math.log1p(math.exp(-1.5)) + math.log1p(math.exp(-2.5))) / 2
-    assert float(verify.similarity_loss(head, emb, labels)) == pytest.approx((same + different) / 2, rel=1e-5)
+    assert float(verify.similarity_loss(head, emb, labels).detach()) == pytest.approx((same + different) / 2, rel=1e-5)
 
 
 def test_pair_distances_per_metric():
