@@ -162,30 +162,35 @@ def test_embedded_localizer_on_a_fresh_copy_of_held_out_scenes(tmp_path):
     from cnntool.loading import load_model
     from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
 
-    scenes.write_dataset(tmp_path, {"train": 1, "test": 150}, seed=0, config=scenes.SceneConfig())
+    scenes.write_dataset(tmp_path, {"train": 1, "test": 100}, seed=0, config=scenes.SceneConfig())
     loaded = load_model(None, None, task="localize")
     task = LocalizeTask(LocalizeConfig(data=str(tmp_path)))
     data = task.prepare(0)
     result = run_eval(loaded.module, data.heldout, task)
-    assert result.images == 150
+    assert result.images == 100
     assert result.summary["presence_accuracy"] >= 0.96
     assert result.summary["class_accuracy"] >= 0.95
     assert result.summary["mean_iou"] >= 0.8
 
 
-def test_cli_generates_scenes_and_localizes_them(tmp_path):
-    import subprocess
-    import sys
+def run_cli(args, capsys):
+    """The command line in this process (no second torch import): (exit code, stdout)."""
+    from cnntool.cli import main
 
-    def cnntool(*args):
-        return subprocess.run([sys.executable, "-m", "cnntool", *args], capture_output=True, text=True, timeout=120)
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    return stop.value.code, capsys.readouterr().out
 
-    gen = cnntool("data", "scenes", "--out", str(tmp_path / "s"), "--n", "2", "--val", "0", "--test", "2", "--quiet")
-    assert gen.returncode == 0, gen.stderr
+
+def test_cli_generates_scenes_and_localizes_them(tmp_path, capsys):
+    code, _ = run_cli(["data", "scenes", "--out", str(tmp_path / "s"), "--n", "2", "--val", "0", "--test", "2",
+                       "--quiet"], capsys)
+    assert code == 0
     assert json.loads((tmp_path / "s/test.json").read_text())[0]["image"] == "test/000000.png"
     images = sorted(str(p) for p in (tmp_path / "s/test").glob("*.png"))
-    run = cnntool("localize", *images, "--format", "jsonl", "--device", "cpu", "--save", str(tmp_path / "drawn"))
-    assert run.returncode == 0, run.stderr
-    records = [json.loads(line) for line in run.stdout.splitlines()]
+    code, out = run_cli(["localize", *images, "--format", "jsonl", "--device", "cpu", "--save", str(tmp_path / "drawn")],
+                        capsys)
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
     assert len(records) == 2 and all(set(r["object"]) == {"present", "label", "score", "box"} for r in records)
     assert len(list((tmp_path / "drawn").iterdir())) == 2
