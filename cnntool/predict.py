@@ -105,13 +105,15 @@ def _load_in_worker(path: str) -> tuple[Any, Any, Any]:
 
 
 def load_items(inputs: Iterable[str], preprocessor: Preprocessor, *, workers: int, in_flight: int,
-               max_pixels: int, recursive: bool = False) -> Iterator[Item]:
+               max_pixels: int, recursive: bool = False) -> Iterator[Item | None]:
     """Decode every input, in order, with `workers` processes (0 = here) and at most `in_flight` decoded
-    images held at once."""
-    expanded = sources.expand(inputs, recursive=recursive)
+    images held at once. None marks a pause in the input (stdin has nothing ready)."""
+    expanded = sources.expand(inputs, recursive=recursive, pauses=True)
     if workers <= 0:
         for entry in expanded:
-            if isinstance(entry, sources.MissingSource):
+            if isinstance(entry, sources.InputPause):
+                yield None
+            elif isinstance(entry, sources.MissingSource):
                 yield Item(entry.source, None, error=ImageError(entry.reason))
             else:
                 yield Item(sources.display_name(entry), entry, *_load(preprocessor, entry, max_pixels))
@@ -125,7 +127,7 @@ def load_items(inputs: Iterable[str], preprocessor: Preprocessor, *, workers: in
         for entry in expanded:
             slots.acquire()
             pending.append(entry)
-            if isinstance(entry, sources.MissingSource):
+            if isinstance(entry, (sources.MissingSource, sources.InputPause)):
                 yield ""  # placeholder so results stay aligned with `pending`
             else:
                 yield entry
@@ -135,17 +137,25 @@ def load_items(inputs: Iterable[str], preprocessor: Preprocessor, *, workers: in
         for pixels, geometry, error in pool.imap(_load_in_worker, paths(), chunksize=1):
             entry = pending.popleft()
             slots.release()
-            if isinstance(entry, sources.MissingSource):
+            if isinstance(entry, sources.InputPause):
+                yield None
+            elif isinstance(entry, sources.MissingSource):
                 yield Item(entry.source, None, error=ImageError(entry.reason))
             else:
                 yield Item(sources.display_name(entry), entry, pixels, geometry, error)
 
 
-def batched(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
-    """Groups of consecutive items holding `size` decodable images (errors ride along in place)."""
+def batched(items: Iterator[Item | None], size: int) -> Iterator[list[Item]]:
+    """Groups of consecutive items holding `size` decodable images (errors ride along in place); a pause
+    in the input (None) ends the batch early."""
     batch: list[Item] = []
     good = 0
     for item in items:
+        if item is None:
+            if batch:
+                yield batch
+                batch, good = [], 0
+            continue
         batch.append(item)
         good += item.error is None
         if good >= size:

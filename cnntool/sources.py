@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import select
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,30 +58,55 @@ def _is_dir_entry(entry: os.DirEntry) -> bool:
         return False
 
 
-def _read_list(stream: Iterable[str]) -> Iterator[str]:
+def _read_list(stream: Iterable[str | InputPause]) -> Iterator[str | InputPause]:
     for line in stream:
+        if isinstance(line, InputPause):
+            yield line
+            continue
         line = line.rstrip("\r\n")
         if line.strip():
             yield line
 
 
-def _stdin_paths() -> Iterator[str]:
+class InputPause:
+    """Marker from `expand(..., pauses=True)`: stdin has no further path ready yet. A consumer that
+    batches inputs finishes its batch here instead of waiting, so records flow as paths trickle in."""
+
+
+PAUSE = InputPause()
+
+
+def _stdin_paths(pauses: bool) -> Iterator[str | InputPause]:
     """stdin's lines, undecodable bytes kept as surrogate escapes (as os.listdir gives file names): in a
     UTF-8 locale sys.stdin decodes strictly, and one Latin-1 file name would end the run."""
-    buffer = getattr(sys.stdin, "buffer", None)
-    if buffer is None:  # replaced by a text-only stream (tests, embedding)
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a text-only stream (tests, embedding)
         yield from sys.stdin
         return
-    for raw in buffer:
-        yield raw.decode(sys.getfilesystemencoding(), "surrogateescape")
+    encoding = sys.getfilesystemencoding()
+    pending = b""
+    while True:
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            yield raw.decode(encoding, "surrogateescape")
+        if pauses and not select.select([fd], [], [], 0)[0]:
+            yield PAUSE
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        pending += chunk
+    if pending:
+        yield pending.decode(encoding, "surrogateescape")
 
 
-def expand(inputs: Iterable[str], *, recursive: bool = False, stdin: TextIO | None = None) -> Iterator[str | MissingSource]:
+def expand(inputs: Iterable[str], *, recursive: bool = False, stdin: TextIO | None = None,
+           pauses: bool = False) -> Iterator[str | MissingSource | InputPause]:
     """Yield image paths (str) and MissingSource markers, in a stable order, lazily (so a long stdin list
-    streams)."""
+    streams); with `pauses`, also PAUSE wherever stdin has nothing ready yet."""
     for item in inputs:
         if item == "-":
-            yield from _expand_listed(_read_list(stdin if stdin is not None else _stdin_paths()), recursive)
+            yield from _expand_listed(_read_list(stdin if stdin is not None else _stdin_paths(pauses)), recursive)
         elif item.startswith("@") and len(item) > 1:
             list_path = item[1:]
             try:
@@ -98,7 +124,9 @@ def expand(inputs: Iterable[str], *, recursive: bool = False, stdin: TextIO | No
 def _expand_listed(lines: Iterable[str], recursive: bool) -> Iterator[str | MissingSource]:
     # Paths from a list are taken literally (a file name may contain '*' or '['), directories expanded.
     for line in lines:
-        if os.path.isdir(line) and not _is_image_name(line):
+        if isinstance(line, InputPause):
+            yield line
+        elif os.path.isdir(line) and not _is_image_name(line):
             yield from _walk_dir(line, recursive)
         else:
             yield line

@@ -53,3 +53,18 @@ def test_display_name_escapes_undecodable_bytes():
     shown = display_name(name)
     shown.encode("utf-8")  # always printable
     assert shown.endswith(".png") and "\\x" in shown
+
+
+def test_stdin_pauses_where_no_path_is_ready_yet(monkeypatch):
+    import sys
+
+    from cnntool.sources import PAUSE
+
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"a.png\nb.png\n")
+    monkeypatch.setattr(sys, "stdin", os.fdopen(read_end))
+    paths = expand(["-"], pauses=True)
+    assert [next(paths), next(paths), next(paths)] == ["a.png", "b.png", PAUSE]
+    os.write(write_end, b"caf\xe9.png\n")
+    os.close(write_end)
+    assert list(paths) == [os.fsdecode(b"caf\xe9.png")]
