@@ -64,18 +64,16 @@ def test_offline_default_weights_fail_fast_and_clearly(hub):
     assert time.monotonic() - started < loading.DOWNLOAD_TIMEOUT_S + 5
 
 
+@pytest.mark.slow  # building and running a torchvision detector takes tens of seconds on a busy CPU
 def test_training_mode_takes_the_images_and_targets_pair():
+    # The engine calls model(inputs) with one argument; the pre-hook hands torchvision (images, targets).
     torch.manual_seed(0)
-    model = registry.get("fasterrcnn-mobilenet").build(num_classes=3).train()
-    images = torch.rand(2, 3, 96, 96)
+    model = registry.get("ssdlite320").build(num_classes=3).train()
+    images = torch.rand(2, 3, 64, 64)
     targets = [{"boxes": torch.tensor([[10.0, 10.0, 40.0, 50.0]]), "labels": torch.tensor([1])},
-               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}]
+               {"boxes": torch.tensor([[5.0, 5.0, 20.0, 30.0]]), "labels": torch.tensor([2])}]
     losses = model((images, targets))
-    assert {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"} <= set(losses)
-    model.eval()
-    with torch.inference_mode():
-        out = model(images)
-    assert len(out) == 2 and set(out[0]) == {"boxes", "scores", "labels"}
+    assert set(losses) == {"bbox_regression", "classification"} and all(v.isfinite() for v in losses.values())
 
 
 @pytest.mark.slow

@@ -62,7 +62,7 @@ class DetectTask:
         self.classes: tuple[str, ...] = ()  # the data's classes (the model's, less torchvision's background)
         self.data_description = ""
         self.post = detect.PostProcess(conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det)
-        self._grid: tuple | None = None  # the grid detector's (anchors, stride), set by build_model
+        self._grid: tuple | None = None  # the grid detector's (anchors, stride), once a model is built
 
     @classmethod
     def for_loaded(cls, loaded, cfg: DetectConfig) -> "DetectTask":
@@ -71,8 +71,7 @@ class DetectTask:
         task.spec, task.input = loaded.spec, loaded.input
         task.torchvision = _is_torchvision(loaded.spec)
         task.classes = tuple(c for c in loaded.classes if c != BACKGROUND) if task.torchvision else loaded.classes
-        if not task.torchvision:
-            task._grid = (loaded.module.anchors, loaded.module.stride)
+        task._grid = _grid_of(loaded.module)
         return task
 
     # --- data ---------------------------------------------------------------------------------------
@@ -128,7 +127,7 @@ class DetectTask:
 
     def build_model(self) -> "torch.nn.Module":
         model = self.spec.build(**self.kwargs())
-        self._grid = None if self.torchvision else (model.anchors, model.stride)  # what the loss needs
+        self._grid = _grid_of(model)
         return model
 
     def _normalize(self, pixels: "torch.Tensor") -> "torch.Tensor":
@@ -183,8 +182,9 @@ class DetectTask:
         return self._normalize(images)
 
     def forward_eval(self, model, inputs: "torch.Tensor", *, tta: bool = False) -> DetectOutputs:
-        if self.torchvision:
-            return DetectOutputs(None, _shift_labels(model(inputs), -1))
+        if self._grid is None:  # torchvision's detectors, sliding windows: candidates only
+            out = model(inputs)
+            return DetectOutputs(None, _shift_labels(out, -1) if self.torchvision else out)
         from cnntool.models import yolo
 
         raw = model.raw(inputs)
@@ -196,7 +196,7 @@ class DetectTask:
         if isinstance(outputs, dict):  # torchvision's training losses
             return sum(outputs.values())
         if isinstance(outputs, DetectOutputs):
-            if outputs.raw is None:  # torchvision's detectors give no loss in eval mode
+            if outputs.raw is None:  # no loss in eval mode (torchvision's detectors) or none at all
                 return torch.zeros(())
             outputs = outputs.raw
         from cnntool.models import yolo
@@ -216,6 +216,13 @@ class DetectTask:
                 "augment": f"shift ±{self.cfg.shift} of the frame, objects kept inside" if self.cfg.shift else "none",
                 "evaluation": f"COCO mAP (torchmetrics MeanAveragePrecision, pycocotools) on detections with "
                               f"score ≥ {self.cfg.conf}, class-wise NMS IoU {self.cfg.iou}, at most {self.cfg.max_det}"}
+
+
+def _grid_of(model) -> tuple | None:
+    """The grid detector's (anchors, stride), which its loss needs; None for other detectors."""
+    from cnntool.models.yolo import GridDetector
+
+    return (model.anchors, model.stride) if isinstance(model, GridDetector) else None
 
 
 def _shift_labels(detections: list[dict[str, "torch.Tensor"]], by: int) -> list[dict[str, "torch.Tensor"]]:
