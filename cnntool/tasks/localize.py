@@ -144,8 +144,10 @@ class LocalizeMetrics:
 
 
 def frame_size(geometry: "Geometry") -> tuple[float, float]:
-    """The model's input frame (width, height) as the geometry implies it: exact for stretch and
-    center-crop-free letterbox with even padding (the frame is the resized image plus both pads)."""
+    """The model's input frame (width, height) as the geometry implies it: the resized image plus padding
+    on both sides. Exact for stretch, and for letterbox unless the padding is odd (then one pixel short);
+    center-crop frames cannot be recovered: pass options["input_size"]. Geometry does not carry the
+    frame size itself."""
     return (geometry.width * geometry.scale_x + 2 * geometry.pad_x,
             geometry.height * geometry.scale_y + 2 * geometry.pad_y)
 
