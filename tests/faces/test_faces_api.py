@@ -12,8 +12,6 @@ from cnntool.faces.chips import pyramid_down2
 from cnntool.faces.pyramid import tile_layout
 from cnntool.faces.rects import Rect, lround, nms
 
-skimage_data = pytest.importorskip("skimage.data", reason="scikit-image supplies the test photos")
-
 
 def test_api_import_does_not_load_torch():
     code = "import sys, cnntool.faces.api; assert 'torch' not in sys.modules, 'torch imported'"
@@ -56,6 +54,7 @@ def test_pyramid_down2_is_a_binomial_blur_and_subsample():
 
 
 def test_same_person_close_different_people_far():
+    skimage_data = pytest.importorskip("skimage.data", reason="scikit-image supplies the test photo")
     astronaut = skimage_data.astronaut()
     rotated = np.asarray(Image.fromarray(astronaut).rotate(15, resample=Image.Resampling.BILINEAR))
     other = np.ascontiguousarray(astronaut[:, ::-1])  # mirror image: still the same person
