@@ -265,6 +265,7 @@ def train_classify_cmd(
     rotate: Annotated[float, typer.Option("--rotate", min=0.0, help="Random rotation, ± degrees.")] = 0.0,
     scale: Annotated[float, typer.Option("--scale", min=0.0, help="Random scale, ± fraction.")] = 0.0,
     hflip: Annotated[bool, typer.Option("--hflip", help="Random horizontal flips.")] = False,
+    elastic: Annotated[float, typer.Option("--elastic", min=0.0, help="Elastic distortion, largest displacement in pixels.")] = 0.0,
     erase: Annotated[float, typer.Option("--erase", min=0.0, max=1.0, help="Random-erasing probability.")] = 0.0,
     label_smoothing: Annotated[float, typer.Option("--label-smoothing", min=0.0, max=0.5, help="Label smoothing of the cross-entropy.")] = 0.0,
     tta_flip: Annotated[bool, typer.Option("--tta-flip", help="Also report held-out figures with flip test-time augmentation.")] = False,
@@ -287,7 +288,7 @@ def train_classify_cmd(
 
     code = train_commands.classify(
         data=data, model=model, out=out, kwargs=kwarg, input_size=input_size, channels=channels, mean=mean, std=std,
-        val_split=val_split, crop_pad=crop_pad, shift=shift, rotate=rotate, scale=scale, hflip=hflip, erase=erase,
+        val_split=val_split, crop_pad=crop_pad, shift=shift, rotate=rotate, scale=scale, hflip=hflip, elastic=elastic, erase=erase,
         label_smoothing=label_smoothing, tta_flip=tta_flip, cross_source=cross_source,
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, warmup=warmup, seed=seed, workers=workers, device=device,

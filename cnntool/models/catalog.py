@@ -316,14 +316,11 @@ register(ModelSpec(
     weights="embedded:lenet5-digits.safetensors",
     summary="LeNet-5 (ReLU, max-pool) trained on OpenCV's 5,000 handwritten digits (white on black)",
 ))
-# Fashion-MNIST's labels (cnntool.data.builtin.FASHION_CLASSES, restated: this file stays stdlib-only).
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot")
 register(ModelSpec(
     name="fashion-resnet-small", task="classify", builder="cnntool.models.resnet:resnet_small",
     kwargs={"widths": (8, 16, 32), "blocks": (1, 1, 1), "num_classes": 10, "in_channels": 1, "dropout": 0.0},
     input=FASHION_28, classes=FASHION_CLASSES, weights="embedded:fashion-resnet-small.safetensors",
-    layers=_join(_conv_bn_relu(3, 8, padding=1), _resnet_stages("basic", (8, 16, 32), (1, 1, 1), stem_width=8), "gap fc:10"),
+    layers=resnet_small_layers(widths=(8, 16, 32), blocks=(1, 1, 1), num_classes=10, dropout=0.0),
     summary="Small ResNet (widths 8/16/32, one basic block per stage) trained on Fashion-MNIST",
 ))
 set_default("classify", "lenet5-digits")
