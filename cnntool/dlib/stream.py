@@ -115,8 +115,3 @@ class Stream:
         if version != 1:
             raise DlibFormatError(f"unknown alias_tensor version {version} at byte {self.pos}")
         return tuple(self.int() for _ in range(4))
-
-    def float_matrix(self) -> np.ndarray:
-        """A dlib matrix of floats: -rows, -cols, then each value as a dlib float."""
-        rows, cols = -self.int(), -self.int()
-        return np.array([self.float() for _ in range(rows * cols)], dtype=np.float32).reshape(rows, cols)

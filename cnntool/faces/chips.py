@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from .rects import lround
 from .shape import similarity_matrix
 
 CHIP_SIZE = 150
@@ -37,10 +38,6 @@ def _rect_down(r):
 def _area(r) -> float:
     w, h = r[2] - r[0] + 1, r[3] - r[1] + 1
     return w * h if w > 0 and h > 0 else 0.0
-
-
-def _lround(x: float) -> int:
-    return int(math.copysign(math.floor(abs(x) + 0.5), x))
 
 
 def _rotate(center, p, angle):
@@ -96,7 +93,7 @@ def extract_chip(rgb: np.ndarray, points5, size: int = CHIP_SIZE, padding: float
                [(rect[0], rect[1]), (rect[2], rect[1]), (rect[0], rect[3]), (rect[2], rect[3])]]
     xs, ys = [p[0] for p in corners], [p[1] for p in corners]
     h, w = rgb.shape[:2]
-    box = [_lround(v) for v in (max(min(xs) - grow, 0), max(min(ys) - grow, 0),
+    box = [lround(v) for v in (max(min(xs) - grow, 0), max(min(ys) - grow, 0),
                                 min(max(xs) + grow, w - 1), min(max(ys) + grow, h - 1))]
     src = rgb[box[1]:box[3] + 1, box[0]:box[2] + 1]
     r = (rect[0] - box[0], rect[1] - box[1], rect[2] - box[0], rect[3] - box[1])
