@@ -68,7 +68,12 @@ def load_model(model: str | None, weights_arg: str | None, *, task: str, device:
     weights_file = None
     if weights_arg is not None and not _is_torchvision_name(weights_arg):
         weights_file = weights.resolve(weights_arg)
-        model = model or weights.read_metadata(weights_file).get("model")
+        meta = weights.read_metadata(weights_file)
+        # Before the file's architecture is looked up among this task's models: "weights for task X"
+        # says what is wrong, "unknown model" would not.
+        if meta.get("task") not in (None, task):
+            raise ConfigError(f"{weights_file}: weights are for task {meta['task']!r}, not {task!r}")
+        model = model or meta.get("model")
     spec = registry.get(model or default_model(task), task=task)
     source = weights_arg or spec.weights
     if weights_file is not None:
@@ -113,6 +118,10 @@ def _from_file(spec: ModelSpec, path: Path) -> LoadedModel:
             classes=tuple(meta.get("classes", spec.classes)),
             input=input_spec_from(meta["input"]) if "input" in meta else spec.input,
         )
+    outputs = spec.kwargs.get("num_classes", spec.kwargs.get("num_points"))
+    if spec.classes and outputs is not None and len(spec.classes) != outputs:
+        # Tensors of the right shape would load, and the labels would silently be wrong.
+        raise ConfigError(f"{path}: metadata names {len(spec.classes)} classes but the model has {outputs} outputs")
     module = spec.build()
     weights.load_into(module, state, source=str(path))
     name = spec.name if path.parent == weights.weights_dir() else f"{spec.name}@{path.name}"
