@@ -90,8 +90,9 @@ class Embedder:
         found = FaceDetector(upsample=self.opts.upsample).detect(img)
         found.sort(key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]), reverse=True)
         if len(found) < self.opts.face:
-            what = "no face" if not found else f"{len(found)} face(s), not the {self.opts.face}th asked for"
-            raise NoFaceError(f"{what} found in {sources.display_name(path)}")
+            if not found:
+                raise NoFaceError(f"no face found in {sources.display_name(path)}")
+            raise NoFaceError(f"only {len(found)} face(s) found in {sources.display_name(path)}; --face {self.opts.face} asked for")
         box = found[self.opts.face - 1].box
         return align_chip(img, ShapePredictor("5").predict(img, box))
 
