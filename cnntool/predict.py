@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from cnntool.loading import LoadedModel
 
 
+class ModelError(RuntimeError):
+    """The model raised on one image (e.g. an image smaller than its smallest window)."""
+
+
 @dataclass(kw_only=True)
 class RunOptions:
     model: str | None = None
@@ -190,26 +194,40 @@ class Predictor:
         outputs = [self._forward([a]) for a in arrays]
         return torch.cat(outputs) if isinstance(outputs[0], torch.Tensor) else [o for out in outputs for o in out]
 
-    def __call__(self, batch: list[Item]) -> list[Record]:
+    def _decode(self, items: list[Item]) -> list[dict[str, Any] | BaseException]:
+        """Each item's record fields, or the exception the model raised on it. A batch that fails is
+        split down to its single images, so one image the model cannot take costs only its own record.
+        Configuration errors (an unknown --classes name, say) still end the run."""
         import torch
 
-        good = [item for item in batch if item.error is None]
-        fields_by_id: dict[int, dict[str, Any]] = {}
-        if good:
+        from cnntool.errors import ConfigError
+
+        try:
             with torch.inference_mode():
-                outputs = self._forward([item.pixels for item in good])
-            decoded = self.task.decode(outputs, [item.geometry for item in good], classes=self.loaded.classes,
-                                       options=self.task_options)
-            fields_by_id = {id(item): fields for item, fields in zip(good, decoded)}
+                outputs = self._forward([item.pixels for item in items])
+            return self.task.decode(outputs, [item.geometry for item in items], classes=self.loaded.classes,
+                                    options=self.task_options)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            if len(items) > 1:
+                return [result for item in items for result in self._decode([item])]
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            return [ModelError(f"the model cannot process this image ({reason})")]
+
+    def __call__(self, batch: list[Item]) -> list[Record]:
+        good = [item for item in batch if item.error is None]
+        results = dict(zip(map(id, good), self._decode(good))) if good else {}
         records = []
         for item in batch:
-            if item.error is not None:
+            result = item.error if item.error is not None else results[id(item)]
+            if isinstance(result, BaseException):
                 records.append(Record(source=item.source, task=self.loaded.task, model=self.loaded.name,
-                                      error=error_info(item.error)))
+                                      error=error_info(result)))
             else:
                 g = item.geometry
                 records.append(Record(source=item.source, task=self.loaded.task, model=self.loaded.name,
-                                      width=g.width, height=g.height, fields=fields_by_id[id(item)]))
+                                      width=g.width, height=g.height, fields=result))
         return records
 
 

@@ -1,0 +1,56 @@
+"""The pipeline's own rules, with a stand-in model: batches that fail are split so one image costs one record."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cnntool.errors import ConfigError
+from cnntool.loading import LoadedModel
+from cnntool.predict import Item, Predictor, batched
+from cnntool.preprocess import Geometry
+from cnntool.registry import InputSpec, ModelSpec
+
+SPEC = ModelSpec(name="refuses-white", task="classify", builder="torch.nn:Identity", classes=("dark", "light"),
+                 input=InputSpec(size=(2, 2), channels=1, mean=(0.0,), std=(1.0,)))
+
+
+class RefusesWhite(nn.Module):
+    """Mean brightness as two logits; raises, like a conv on a too-small input, on an all-white image."""
+
+    def forward(self, x):
+        if (x.flatten(1) >= 1.0).all(dim=1).any():
+            raise RuntimeError("cannot take a white image\nsecond line")
+        m = x.flatten(1).mean(1, keepdim=True)
+        return torch.cat([1 - m, m], dim=1) * 10
+
+
+def item(name, value):
+    return Item(name, name, np.full((1, 2, 2), value, dtype=np.uint8), Geometry(2, 2, 1.0, 1.0))
+
+
+def test_one_image_the_model_refuses_costs_only_its_own_record():
+    predictor = Predictor(LoadedModel("refuses-white", SPEC, RefusesWhite()), "cpu", {"topk": 1})
+    records = predictor([item("a", 0), item("b", 255), item("c", 250)])
+    assert [r.source for r in records] == ["a", "b", "c"]
+    assert records[0].fields["predictions"][0]["label"] == "dark"
+    assert records[1].error == {"type": "ModelError",
+                                "message": "the model cannot process this image (cannot take a white image)"}
+    assert records[2].fields["predictions"][0]["label"] == "light"
+
+
+def test_configuration_errors_still_end_the_run():
+    class Misconfigured(nn.Module):
+        def forward(self, x):
+            raise ConfigError("--classes: unknown class 'cat'")
+
+    predictor = Predictor(LoadedModel("m", SPEC, Misconfigured()), "cpu", {})
+    with pytest.raises(ConfigError):
+        predictor([item("a", 0)])
+
+
+def test_batches_hold_the_requested_good_images_and_pauses_end_them_early():
+    bad = Item("bad", "bad", error=ValueError("x"))
+    good = [item(str(i), 0) for i in range(5)]
+    groups = list(batched(iter([good[0], bad, good[1], good[2], None, good[3], good[4]]), 2))
+    assert [[i.source for i in g] for g in groups] == [["0", "bad", "1"], ["2"], ["3", "4"]]
