@@ -158,3 +158,10 @@ def test_elastic_field_moves_pixels_by_at_most_the_bound():
     pixels = field.abs() * 16
     assert field.shape == (4, 32, 32, 2)
     assert torch.allclose(pixels.amax(dim=(1, 2, 3)), torch.full((4,), 3.0))
+
+
+def test_bf16_autocast_and_channels_last_train(data, tmp_path):
+    meta = train(tiny_task(data), tiny_config(tmp_path, "fast", epochs=1, bf16=True, channels_last=True))
+    assert meta["train"]["bf16"] and meta["train"]["channels_last"]
+    state = _state(tmp_path / "fast.safetensors")
+    assert all(v.dtype == torch.float32 for k, v in state.items() if v.is_floating_point())
