@@ -19,6 +19,8 @@ from PIL import Image
 from cnntool.dlib import load_dnn, load_shape_predictor, model_path
 
 SAME_PERSON_DISTANCE = 0.6  # dlib's Euclidean threshold for its embedding
+# dlib's detection window is 80 px, 40 px after one 2x upsampling: a smaller image holds no face.
+SMALLEST_FACE_SIDE = 40
 
 POINT_NAMES_5 = ["right_eye_outer", "right_eye_inner", "left_eye_outer", "left_eye_inner", "nose_base"]
 
@@ -71,7 +73,10 @@ class FaceDetector:
 
     def detect(self, img) -> list[Detection]:
         from .mmod import detect
-        found = detect(_detector_net(), as_rgb_array(img), self.upsample, self.threshold)
+        rgb = as_rgb_array(img)
+        if min(rgb.shape[:2]) * 2 ** self.upsample < SMALLEST_FACE_SIDE:
+            return []  # no face fits, as dlib finds; our convolutions would refuse the tiny canvas
+        found = detect(_detector_net(), rgb, self.upsample, self.threshold)
         return [Detection([float(r.left), float(r.top), float(r.right + 1), float(r.bottom + 1)], s) for s, r in found]
 
 

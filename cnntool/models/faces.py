@@ -13,19 +13,6 @@ from torch import nn
 from cnntool.faces.api import FaceDetector, ShapePredictor
 
 
-# No face fits: dlib's detection window is 80 px, 40 px after its 2x upsampling.
-_SMALLEST_FACE_SIDE = 40
-
-
-def _faces_in(detector: FaceDetector, rgb) -> list:
-    """The detector's faces; none in an image too small to hold one (dlib finds none there either, and our
-    convolutions would refuse the tiny input)."""
-    height, width = rgb.shape[:2]
-    if min(height, width) * 2 ** detector.upsample < _SMALLEST_FACE_SIDE:
-        return []
-    return detector.detect(rgb)
-
-
 def _as_rgb_array(image: torch.Tensor):
     return image.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
@@ -40,7 +27,7 @@ class FaceDetectorNet(nn.Module):
     def forward(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         out = []
         for image in images:
-            found = _faces_in(self.detector, _as_rgb_array(image))
+            found = self.detector.detect(_as_rgb_array(image))
             out.append({
                 "boxes": torch.tensor([d.box for d in found], dtype=torch.float32).view(-1, 4),
                 "scores": torch.tensor([d.score for d in found], dtype=torch.float32),
@@ -63,7 +50,7 @@ class FaceLandmarksNet(nn.Module):
         out = []
         for image in images:
             rgb = _as_rgb_array(image)
-            found = _faces_in(self.detector, rgb)
+            found = self.detector.detect(rgb)
             points = [self.predictor.predict(rgb, d.box) for d in found]
             out.append({
                 "boxes": torch.tensor([d.box for d in found], dtype=torch.float32).view(-1, 4),
