@@ -173,6 +173,8 @@ def resolve_metric_threshold(loaded: "LoadedModel", opts: VerifyOptions) -> tupl
     metric = opts.metric or calibration.get("metric") or "euclidean"
     if metric not in METRICS:
         raise ConfigError(f"--metric must be one of {', '.join(METRICS)}, not {metric!r}")
+    if metric not in usable_metrics(loaded):
+        raise ConfigError(f"--metric learned needs a model trained with the similarity head; {loaded.name} has none")
     if opts.threshold is not None:
         return metric, opts.threshold, "--threshold"
     entry = calibration.get("thresholds", {}).get(metric)
