@@ -515,7 +515,8 @@ def write_report(report: dict[str, Any], fmt: str, stream=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=stream, highlight=False)
+    # Off a terminal rich assumes 80 columns, which would truncate the metric names.
+    console = Console(file=stream, highlight=False, width=None if getattr(stream, "isatty", lambda: False)() else 160)
     console.print(f"{report['model']} on {report['data']}")
     if report.get("failed_inputs"):
         console.print(f"{len(report['failed_inputs'])} inputs could not be embedded (left out), e.g. {report['failed_inputs'][0]}")
