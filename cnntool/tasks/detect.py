@@ -92,7 +92,7 @@ def draw(image: "Image.Image", fields: Mapping[str, Any]) -> "Image.Image":
     from torchvision.utils import draw_bounding_boxes
 
     detections = fields.get("detections") or []
-    pixels = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1).contiguous()
+    pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()  # a writable copy
     if not detections:
         return image.convert("RGB")
     boxes = torch.tensor([d["box"] for d in detections], dtype=torch.float32)
