@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .corpus import ERROR, OK, CorpusItem
+from .corpus import ERROR, CorpusItem
 from .subcommands import default_model_reason, has_option, predict_subcommands
 
 # The field a result record of each subcommand carries (verify-face's 1:1 comparison: the distance).
@@ -29,8 +29,6 @@ RESULT_FIELD = {"classify": "predictions", "localize": "object", "landmarks": "p
 GOOD_EVERY = 6  # a good image after every this many corpus paths
 # verify-face: a corpus image with no face in it is legitimately refused, with this error type.
 NO_FACE = "NoFaceError"
-# Images under this many pixels a side are too small for the face detector: no face, a NoFaceError record.
-FACE_DETECTOR_MIN_SIDE = 16
 
 
 def printed(path: str) -> str:
@@ -141,10 +139,6 @@ def _usable(items: list[CorpusItem]) -> list[CorpusItem]:
     return [i for i in items if i.skip is None]
 
 
-def _small_for_face_detector(item: CorpusItem) -> bool:
-    return item.expected == OK and min(item.size) < FACE_DETECTOR_MIN_SIDE
-
-
 @pytest.mark.parametrize("subcommand", predict_subcommands())
 def test_corpus_through_subcommand(subcommand, corpus, good_images, tmp_path):
     reason = default_model_reason(subcommand)
@@ -153,7 +147,7 @@ def test_corpus_through_subcommand(subcommand, corpus, good_images, tmp_path):
     _, items = corpus
     items = _usable(items)
     if subcommand == "verify-face":
-        _verify_face_corpus([i for i in items if not _small_for_face_detector(i)], good_images, tmp_path)
+        _verify_face_corpus(items, good_images, tmp_path)
         return
     plan = plan_run(items, good_images["digits"] + good_images["faces"][:1])
     options = ["--batch-size", "4"] if has_option(subcommand, "--batch-size") else []
@@ -163,7 +157,8 @@ def test_corpus_through_subcommand(subcommand, corpus, good_images, tmp_path):
 
 def _verify_face_corpus(items: list[CorpusItem], good_images, cwd) -> None:
     """Pair-shaped: the first image (a good face) against each of the others, one record per pair. The
-    corpus has no faces in it, so its ok kinds are refused as NoFaceError; the face variants match."""
+    corpus has no faces in it, so its ok kinds (1x1 ones too) are refused as NoFaceError; the face variants
+    match."""
     reference, *faces = good_images["faces"]
     plan = plan_run(items, faces, refuse_ok=NO_FACE)
     # --upsample 0: the astronaut's face is large, and the detector runs 4x faster.
@@ -184,16 +179,3 @@ def test_verify_face_bad_reference_fails_every_pair(corpus, good_images, tmp_pat
     probes = good_images["faces"]
     proc = run_cnntool(["verify-face", "--format", "jsonl", "--upsample", "0", bad.path, *probes], b"", tmp_path)
     check_run(proc, [Expected(printed(bad.path), False, "truncated reference")] * len(probes), "distance")
-
-
-def test_verify_face_images_too_small_for_the_detector(corpus, good_images, tmp_path):
-    reason = default_model_reason("verify-face")
-    if reason:
-        pytest.skip(reason)
-    _, items = corpus
-    small = [i for i in _usable(items) if _small_for_face_detector(i)]
-    reference, face = good_images["faces"][:2]
-    proc = run_cnntool(["verify-face", "--format", "jsonl", "--upsample", "0", reference, *(i.path for i in small),
-                        face], b"", tmp_path)
-    expected = [Expected(printed(i.path), False, i.name, NO_FACE) for i in small]
-    check_run(proc, [*expected, Expected(printed(face), True, "good")], "distance")
