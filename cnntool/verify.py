@@ -67,6 +67,10 @@ class VerifyOptions:
 
 # --- images → embeddings ------------------------------------------------------------------------------
 
+class InputFailure(ValueError):
+    """Something other than a bad image or a missing face went wrong on one input."""
+
+
 class Embedder:
     """One image file → one embedding (1-D tensor), through the face steps unless detect is off."""
 
@@ -103,7 +107,15 @@ class Embedder:
             return self.loaded.module(inputs.to(self.opts.device)).float().cpu()
 
     def __call__(self, path: str) -> "torch.Tensor":
-        return self.embed_inputs(self.image_to_input(path)[None])[0]
+        """The embedding; any failure on this one file is a ValueError (ImageError, NoFaceError, or
+        InputFailure for what the model raises), which callers turn into its error record."""
+        try:
+            return self.embed_inputs(self.image_to_input(path)[None])[0]
+        except (ValueError, OSError):
+            raise
+        except Exception as exc:  # a model or decoder bug must cost one record, not the run
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise InputFailure(f"cannot process this image ({reason})") from exc
 
     def distances(self, a: "torch.Tensor", b: "torch.Tensor", metric: str) -> "torch.Tensor":
         """Row-wise distances of embeddings a[i], b[i] (the learned metric runs on the model's device)."""
