@@ -27,8 +27,19 @@ def imports_torch(*args):
     return any(line.rstrip().endswith("| torch") for line in proc.stderr.splitlines()), proc
 
 
-@pytest.mark.parametrize("args", [["--help"], ["models"], ["models", "--task", "classify"], ["classify", "--help"],
-                                  ["train", "--help"], ["shape-calc", "--help"]])
+def _command_paths():
+    from typer.main import get_command
+
+    from cnntool.cli import app
+
+    for name, command in get_command(app).commands.items():
+        yield [name]
+        for sub in getattr(command, "commands", {}):
+            yield [name, sub]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["models"], ["models", "--task", "classify"]]
+                         + [[*path, "--help"] for path in _command_paths()], ids=" ".join)
 def test_help_and_listing_never_import_torch(args):
     torch_imported, proc = imports_torch(*args)
     assert proc.returncode == 0, proc.stderr[-2000:]
