@@ -119,9 +119,9 @@ def main() -> None:
             "input": input_doc})
         naive_rates, our_rates = [], []
         for _ in range(args.repeats):  # interleaved, so drifting machine load hits both alike
-            naive_rates.append(naive_loop(model, paths, spec))
+            naive_rates.append(naive_loop(model, paths, spec.input))
             our_rates.append(ours(weights_path, paths, workers=args.workers, batch_size=args.batch_size))
-        forward = pure_forward(model, spec, args.batch_size)
+        forward = pure_forward(model, spec.input, args.batch_size)
     naive, mine = statistics.median(naive_rates), statistics.median(our_rates)
     print(f"model {spec.name} @ {spec.input.describe()}, {args.n} {'digit PNGs' if args.digits else 'photo JPEGs'}, "
           f"{args.threads} threads, cnntool workers={args.workers} batch={args.batch_size}")
