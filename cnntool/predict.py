@@ -254,20 +254,17 @@ def predict(inputs: Iterable[str], task: str, options: RunOptions) -> Iterator[R
             yield record
 
 
-class AnnotationSaver:
-    """Draws each result onto its original image and writes it into one directory, never overwriting
-    an earlier output of the same run (two inputs may share a file name)."""
+class ImageDirectory:
+    """A directory this run writes images into: PNGs named after their inputs, never overwriting an
+    earlier output of the same run (two inputs may share a file name), each written atomically."""
 
-    def __init__(self, directory: Path, task) -> None:
-        self.directory = directory
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.task = task
         self._used: set[str] = set()
 
-    def save(self, item: Item, record: Record) -> None:
-        image = open_image(item.path, channels=3)
-        drawn = self.task.draw(image, record.fields)
-        stem = Path(item.path).stem or "image"
+    def write(self, source: str, image) -> Path:
+        stem = Path(source).stem or "image"
         name, n = f"{stem}.png", 1
         while name in self._used:
             n += 1
@@ -275,9 +272,21 @@ class AnnotationSaver:
         self._used.add(name)
         target = self.directory / name
         tmp = target.with_name(f".{name}.tmp")
-        drawn.save(tmp, format="PNG")
+        image.save(tmp, format="PNG")
         os.replace(tmp, target)
-        record.fields = {**record.fields, "saved": str(target)}
+        return target
+
+
+class AnnotationSaver:
+    """Draws each result onto its original image (`--save DIR`)."""
+
+    def __init__(self, directory: Path, task) -> None:
+        self.output = ImageDirectory(directory)
+        self.task = task
+
+    def save(self, item: Item, record: Record) -> None:
+        drawn = self.task.draw(open_image(item.path, channels=3), record.fields)
+        record.fields = {**record.fields, "saved": str(self.output.write(item.path, drawn))}
 
 
 def run(task: str, inputs: list[str], options: RunOptions, *, progress: Callable[[Record], None] | None = None) -> int:

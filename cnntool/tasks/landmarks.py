@@ -154,14 +154,13 @@ class Rectifier:
     rectangle and writes it as DIR/<stem>.png (a later input of the same stem gets -2, -3 …)."""
 
     def __init__(self, directory: "Path", *, quiet: bool = False) -> None:
-        self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
+        from cnntool.predict import ImageDirectory
+
+        self.output = ImageDirectory(directory)
         self.quiet = quiet
-        self._used: set[str] = set()
 
     def __call__(self, record: Any) -> None:
         import sys
-        from pathlib import Path
 
         from cnntool.data.documents import rectify
         from cnntool.preprocess import open_image
@@ -171,10 +170,4 @@ class Rectifier:
             if record.ok and not self.quiet:
                 print(f"cnntool: {record.source}: --rectify needs 4 points", file=sys.stderr)
             return
-        stem = Path(record.source).stem or "image"
-        name, n = f"{stem}.png", 1
-        while name in self._used:
-            n += 1
-            name = f"{stem}-{n}.png"
-        self._used.add(name)
-        rectify(open_image(record.source, channels=3), points).save(self.directory / name)
+        self.output.write(record.source, rectify(open_image(record.source, channels=3), points))
