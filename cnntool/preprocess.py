@@ -285,11 +285,12 @@ class Preprocessor:
         return self.normalize(torch.from_numpy(self.to_uint8(img)))
 
     def normalize(self, uint8: "torch.Tensor") -> "torch.Tensor":
-        """uint8 (…, C, H, W) in 0..255 → float32 normalized with the spec's mean/std."""
+        """uint8 (or float) (…, C, H, W) in 0..255 → float32 normalized with the spec's mean/std, on the
+        input's device."""
         import torch
 
-        mean = torch.tensor(self.spec.mean, dtype=torch.float32).view(-1, 1, 1) * 255.0
-        std = torch.tensor(self.spec.std, dtype=torch.float32).view(-1, 1, 1) * 255.0
+        mean = torch.tensor(self.spec.mean, dtype=torch.float32, device=uint8.device).view(-1, 1, 1) * 255.0
+        std = torch.tensor(self.spec.std, dtype=torch.float32, device=uint8.device).view(-1, 1, 1) * 255.0
         return (uint8.float() - mean) / std
 
     def __call__(self, img: Image.Image) -> tuple["torch.Tensor", Geometry]:

@@ -125,11 +125,7 @@ class ClassifyTask:
         return out
 
     def _normalize(self, pixels: "torch.Tensor") -> "torch.Tensor":
-        import torch
-
-        mean = torch.tensor(self.input.mean, device=pixels.device).view(1, -1, 1, 1) * 255
-        std = torch.tensor(self.input.std, device=pixels.device).view(1, -1, 1, 1) * 255
-        return (pixels - mean) / std
+        return Preprocessor(self.input).normalize(pixels)
 
     def train_batch(self, images: "torch.Tensor", targets: "torch.Tensor"):
         aug = self.cfg.augment

@@ -131,11 +131,9 @@ class DetectTask:
         return model
 
     def _normalize(self, pixels: "torch.Tensor") -> "torch.Tensor":
-        import torch
+        from cnntool.preprocess import Preprocessor
 
-        mean = torch.tensor(self.input.mean, device=pixels.device).view(1, -1, 1, 1) * 255
-        std = torch.tensor(self.input.std, device=pixels.device).view(1, -1, 1, 1) * 255
-        return (pixels.float() - mean) / std
+        return Preprocessor(self.input).normalize(pixels)
 
     def _shift(self, images: "torch.Tensor", targets: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
         """Each image moved by a random whole-pixel offset within ±shift of the frame and within what

@@ -94,11 +94,9 @@ class LandmarksTask:
         return self.spec.build(**self.kwargs())
 
     def _normalize(self, pixels: "torch.Tensor") -> "torch.Tensor":
-        import torch
+        from cnntool.preprocess import Preprocessor
 
-        mean = torch.tensor(self.input.mean, device=pixels.device).view(1, -1, 1, 1) * 255
-        std = torch.tensor(self.input.std, device=pixels.device).view(1, -1, 1, 1) * 255
-        return (pixels.float() - mean) / std
+        return Preprocessor(self.input).normalize(pixels)
 
     def augment_one(self, image: "torch.Tensor", target: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
         """One uint8 image and its points, moved together; a draw that pushes a point out of the frame keeps

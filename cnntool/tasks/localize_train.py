@@ -116,11 +116,9 @@ class LocalizeTask:
         return self.spec.build(**self.kwargs())
 
     def _normalize(self, pixels: "torch.Tensor") -> "torch.Tensor":
-        import torch
+        from cnntool.preprocess import Preprocessor
 
-        mean = torch.tensor(self.input.mean, device=pixels.device).view(1, -1, 1, 1) * 255
-        std = torch.tensor(self.input.std, device=pixels.device).view(1, -1, 1, 1) * 255
-        return (pixels.float() - mean) / std
+        return Preprocessor(self.input).normalize(pixels)
 
     def _transform(self):
         if self._augment is None:

@@ -219,11 +219,9 @@ class VerifyTask:
         return self.module
 
     def _normalize(self, pixels: "torch.Tensor") -> "torch.Tensor":
-        import torch
+        from cnntool.preprocess import Preprocessor
 
-        mean = torch.tensor(self.input.mean, device=pixels.device).view(1, -1, 1, 1) * 255
-        std = torch.tensor(self.input.std, device=pixels.device).view(1, -1, 1, 1) * 255
-        return (pixels - mean) / std
+        return Preprocessor(self.input).normalize(pixels)
 
     def train_batch(self, images: "torch.Tensor", targets: "torch.Tensor"):
         aug, pixels = self.cfg.augment, images.float()
