@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from cnntool.inference import InferenceOptions
     from cnntool.loading import LoadedModel
 
 
@@ -47,6 +48,18 @@ class RunOptions:
     quiet: bool = False
     format: OutputFormat | None = None
     task_options: Mapping[str, Any] = field(default_factory=dict)
+    # How the model runs (cnntool.inference): --bf16 and --compile on the command line; BatchNorm folding
+    # and channels_last are on unless turned off here (the benchmarks compare both ways).
+    bf16: bool = False
+    compile: bool = False
+    fold_bn: bool = True
+    channels_last: bool = True
+
+    def inference_options(self) -> "InferenceOptions":
+        from cnntool.inference import InferenceOptions
+
+        return InferenceOptions(fold_bn=self.fold_bn, channels_last=self.channels_last, bf16=self.bf16,
+                                compile=self.compile)
 
 
 @dataclass
@@ -172,11 +185,16 @@ def batched(items: Iterator[Item | None], size: int) -> Iterator[list[Item]]:
 class Predictor:
     """A loaded model + its task's decoder, applied to batches of preprocessed items."""
 
-    def __init__(self, loaded: "LoadedModel", device: str, task_options: Mapping[str, Any]) -> None:
+    def __init__(self, loaded: "LoadedModel", device: str, task_options: Mapping[str, Any],
+                 inference: "InferenceOptions | None" = None, *, quiet: bool = False) -> None:
         import torch
+
+        from cnntool.inference import InferenceOptions, prepare
 
         self.loaded = loaded
         self.device = torch.device(device)
+        # Folds BatchNorm into loaded.module in place: the Predictor owns the model from here on.
+        self.model = prepare(loaded.module, device, inference or InferenceOptions(), quiet=quiet)
         self.task = task_module(loaded.task)
         given = {k: v for k, v in task_options.items() if v is not None}
         self.task_options = {**loaded.spec.decode, **given}
@@ -190,7 +208,7 @@ class Predictor:
 
         if len({a.shape for a in arrays}) == 1:
             pixels = torch.from_numpy(np.stack(arrays))
-            return self.loaded.module(self.preprocessor.normalize(pixels).to(self.device))
+            return self.model(self.preprocessor.normalize(pixels).to(self.device))
         outputs = [self._forward([a]) for a in arrays]
         return torch.cat(outputs) if isinstance(outputs[0], torch.Tensor) else [o for out in outputs for o in out]
 
@@ -241,7 +259,7 @@ def predict(inputs: Iterable[str], task: str, options: RunOptions) -> Iterator[R
         torch.set_num_threads(options.threads)
     device = resolve_device(options.device)
     loaded = load_model(options.model, options.weights, task=task, device=device)
-    predictor = Predictor(loaded, device, options.task_options)
+    predictor = Predictor(loaded, device, options.task_options, options.inference_options(), quiet=options.quiet)
     in_flight = max(2 * options.batch_size, 4 * max(options.workers, 1))
     items = load_items(inputs, predictor.preprocessor, workers=options.workers, in_flight=in_flight,
                        max_pixels=options.max_pixels, recursive=options.recursive)
