@@ -38,6 +38,8 @@ SaveOpt = Annotated[Optional[Path], typer.Option("--save", help="Write annotated
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into subdirectories.")]
 MaxPixelsOpt = Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (decompression-bomb guard).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or warnings on stderr.")]
+Bf16Opt = Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast. Pays only with native bf16 (GPUs, CPUs with AVX-512 BF16 or AMX): on AVX2 CPUs it is several times slower; check accuracy with `cnntool evaluate classify … --bf16`.")]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model. The first batch of each shape compiles (seconds to minutes); kernels are cached in $TORCHINDUCTOR_CACHE_DIR, default ~/.cache/cnntool/inductor.")]
 
 
 @app.command("models")
@@ -123,15 +125,15 @@ def shape_calc_cmd(
 
 
 def _run_predict(task: str, inputs: list[str], *, model, weights, fmt, device, batch_size, workers, threads,
-                 save, recursive, max_pixels, quiet, **task_options) -> None:
+                 bf16, compile_model, save, recursive, max_pixels, quiet, progress=None, **task_options) -> None:
     """The body every predict subcommand shares: options → RunOptions → pipeline → exit code."""
     from cnntool import predict
 
     options = predict.RunOptions(model=model, weights=weights, format=fmt, device=device, batch_size=batch_size,
-                                 workers=workers, threads=threads, save=save, recursive=recursive,
-                                 max_pixels=max_pixels, quiet=quiet, task_options=task_options)
+                                 workers=workers, threads=threads, bf16=bf16, compile=compile_model, save=save,
+                                 recursive=recursive, max_pixels=max_pixels, quiet=quiet, task_options=task_options)
     try:
-        code = predict.run(task, inputs, options)
+        code = predict.run(task, inputs, options, progress=progress)
     except BrokenPipeError:
         _quiet_broken_pipe()
     raise typer.Exit(code)
@@ -148,6 +150,8 @@ def classify_cmd(
     batch_size: BatchOpt = 64,
     workers: WorkersOpt = 0,
     threads: ThreadsOpt = None,
+    bf16: Bf16Opt = False,
+    compile_model: CompileOpt = False,
     save: SaveOpt = None,
     recursive: RecursiveOpt = False,
     max_pixels: MaxPixelsOpt = 50_000_000,
@@ -158,8 +162,8 @@ def classify_cmd(
     Example: find photos -name '*.png' | cnntool classify - --format jsonl --topk 3
     """
     _run_predict("classify", inputs, model=model, weights=weights, fmt=fmt, device=device, batch_size=batch_size,
-                 workers=workers, threads=threads, save=save, recursive=recursive, max_pixels=max_pixels,
-                 quiet=quiet, topk=topk)
+                 workers=workers, threads=threads, bf16=bf16, compile_model=compile_model, save=save, recursive=recursive,
+                 max_pixels=max_pixels, quiet=quiet, topk=topk)
 
 
 @app.command("detect")
@@ -176,6 +180,8 @@ def detect_cmd(
     batch_size: BatchOpt = 16,
     workers: WorkersOpt = 0,
     threads: ThreadsOpt = None,
+    bf16: Bf16Opt = False,
+    compile_model: CompileOpt = False,
     save: SaveOpt = None,
     recursive: RecursiveOpt = False,
     max_pixels: MaxPixelsOpt = 50_000_000,
@@ -186,8 +192,8 @@ def detect_cmd(
     Example: cnntool detect photos/ --model yolo-digits --conf 0.5 --save annotated/
     """
     _run_predict("detect", inputs, model=model, weights=weights, fmt=fmt, device=device, batch_size=batch_size,
-                 workers=workers, threads=threads, save=save, recursive=recursive, max_pixels=max_pixels,
-                 quiet=quiet, conf=conf, iou=iou, max_det=max_det, classes=classes)
+                 workers=workers, threads=threads, bf16=bf16, compile_model=compile_model, save=save, recursive=recursive,
+                 max_pixels=max_pixels, quiet=quiet, conf=conf, iou=iou, max_det=max_det, classes=classes)
 
 
 # --- train and evaluate (the training engine's commands; each task adds its own `train <task>`) ----------
@@ -213,7 +219,6 @@ WarmupOpt = Annotated[float, typer.Option("--warmup", min=0.0, max=1.0, help="Fr
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seeds the split, initial weights, data order and augmentation.")]
 ValSplitOpt = Annotated[float, typer.Option("--val-split", min=0.0, max=0.9, help="Stratified fraction of the training data held out for validation.")]
 TrainDeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")]
-Bf16Opt = Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast.")]
 ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="channels_last memory format.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in the run directory.")]
 EmaOpt = Annotated[float, typer.Option("--ema", min=0.0, max=0.99999, help="Keep a moving average of the weights with this decay (e.g. 0.999) and ship it; 0 = off.")]
@@ -310,6 +315,7 @@ def evaluate_classify_cmd(
     batch_size: BatchOpt = 500,
     workers: WorkersOpt = 0,
     threads: ThreadsOpt = None,
+    bf16: Bf16Opt = False,
 ) -> None:
     """Accuracy, top-5, per-class precision/recall and the confusion matrix of a classifier.
 
@@ -320,7 +326,7 @@ def evaluate_classify_cmd(
     if fmt not in ("table", "json"):
         raise typer.BadParameter("--format must be table or json")
     report = evaluate.classify(data=data, model=model, weights=weights, split=split, batch_size=batch_size,
-                               workers=workers, device=device, threads=threads, tta_flip=tta_flip)
+                               workers=workers, device=device, threads=threads, tta_flip=tta_flip, bf16=bf16)
     evaluate.write_report(report, fmt)
 
 
@@ -724,6 +730,8 @@ def localize_cmd(
     batch_size: BatchOpt = 64,
     workers: WorkersOpt = 0,
     threads: ThreadsOpt = None,
+    bf16: Bf16Opt = False,
+    compile_model: CompileOpt = False,
     save: SaveOpt = None,
     recursive: RecursiveOpt = False,
     max_pixels: MaxPixelsOpt = 50_000_000,
@@ -734,8 +742,8 @@ def localize_cmd(
     Example: cnntool localize photo.jpg --format jsonl --save annotated/
     """
     _run_predict("localize", inputs, model=model, weights=weights, fmt=fmt, device=device, batch_size=batch_size,
-                 workers=workers, threads=threads, save=save, recursive=recursive, max_pixels=max_pixels,
-                 quiet=quiet, threshold=threshold)
+                 workers=workers, threads=threads, bf16=bf16, compile_model=compile_model, save=save, recursive=recursive,
+                 max_pixels=max_pixels, quiet=quiet, threshold=threshold)
 
 
 @app.command("landmarks")
@@ -749,6 +757,8 @@ def landmarks_cmd(
     batch_size: BatchOpt = 64,
     workers: WorkersOpt = 0,
     threads: ThreadsOpt = None,
+    bf16: Bf16Opt = False,
+    compile_model: CompileOpt = False,
     save: SaveOpt = None,
     recursive: RecursiveOpt = False,
     max_pixels: MaxPixelsOpt = 50_000_000,
@@ -758,17 +768,11 @@ def landmarks_cmd(
 
     Example: cnntool landmarks scan.jpg --rectify flat/ --save annotated/
     """
-    from cnntool import predict
     from cnntool.tasks.landmarks import Rectifier
 
-    options = predict.RunOptions(model=model, weights=weights, format=fmt, device=device, batch_size=batch_size,
-                                 workers=workers, threads=threads, save=save, recursive=recursive,
-                                 max_pixels=max_pixels, quiet=quiet, task_options={})
-    try:
-        code = predict.run("landmarks", inputs, options, progress=Rectifier(rectify, quiet=quiet) if rectify else None)
-    except BrokenPipeError:
-        _quiet_broken_pipe()
-    raise typer.Exit(code)
+    _run_predict("landmarks", inputs, model=model, weights=weights, fmt=fmt, device=device, batch_size=batch_size,
+                 workers=workers, threads=threads, bf16=bf16, compile_model=compile_model, save=save, recursive=recursive,
+                 max_pixels=max_pixels, quiet=quiet, progress=Rectifier(rectify, quiet=quiet) if rectify else None)
 
 
 @evaluate_app.command("detect")

@@ -13,7 +13,8 @@ SPLITS = ("auto", "test", "heldout", "all")
 
 
 def classify(*, data: str, model: str | None, weights: str | None, split: str = "auto", batch_size: int = 500,
-             workers: int = 0, device: str = "cpu", threads: int | None = None, tta_flip: bool = False) -> dict[str, Any]:
+             workers: int = 0, device: str = "cpu", threads: int | None = None, tta_flip: bool = False,
+             bf16: bool = False) -> dict[str, Any]:
     """Accuracy, top-5, per-class precision/recall and the confusion matrix of a classifier on `data`.
 
     split: test = the source's official test part; heldout = the held-out split recorded in the weights'
@@ -53,8 +54,9 @@ def classify(*, data: str, model: str | None, weights: str | None, split: str = 
         dataset, described = source.train, f"{source.description}: all images"
     task = ClassifyTask(ClassifyConfig(data=data, model=loaded.spec.name, tta_flip=tta_flip))
     task.input, task.classes = loaded.input, loaded.classes
-    result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size, workers=workers, tta=tta_flip)
-    return {"task": "classify", "model": loaded.name, "data": described, "loss": result.loss,
+    result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size, workers=workers, tta=tta_flip,
+                      bf16=bf16)
+    return {"task": "classify", "model": loaded.name, "data": described, "loss": result.loss, "bf16": bf16,
             "images_per_second": round(result.images_per_second, 1), **result.metrics}
 
 

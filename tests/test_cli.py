@@ -163,3 +163,13 @@ def test_ctrl_c_exits_130_without_traceback(batch_dir, lenet_weights):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "Traceback" not in err
+
+
+def test_bf16_runs_the_same_pipeline_with_the_same_labels(batch_dir, lenet_weights):
+    base = ["classify", "-m", "lenet5", "-w", lenet_weights, *sorted(str(p) for p in batch_dir.glob("*-good.png")),
+            "--topk", "1", "--format", "jsonl"]
+    fp32, bf16 = run(*base), run(*base, "--bf16")
+    assert bf16.returncode == 0 and bf16.stderr == "", bf16.stderr
+    a, b = _records(fp32.stdout), _records(bf16.stdout)
+    assert [r["predictions"][0]["label"] for r in a] == [r["predictions"][0]["label"] for r in b]
+    assert all(abs(x["predictions"][0]["score"] - y["predictions"][0]["score"]) < 0.05 for x, y in zip(a, b))
