@@ -17,6 +17,7 @@ a safetensors of ours, such as dlib's: `cnntool verify-face calibrate` writes it
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -246,11 +247,13 @@ def compare(inputs: Iterable[str], opts: VerifyOptions, loaded: "LoadedModel") -
     metric, threshold, _ = resolve_metric_threshold(loaded, opts)
     embedder = Embedder(loaded, opts)
     memo = _Memo(embedder)
-    items = list(sources.expand(inputs, recursive=opts.recursive))
-    if len(items) < 2:
+    # Streamed: with `-` the probes arrive one by one on stdin and each record goes out as soon as it is done.
+    items = iter(sources.expand(inputs, recursive=opts.recursive))
+    reference = next(items, None)
+    probe = next(items, None)
+    if probe is None:
         raise ConfigError("verify-face compares two or more images (the first against each other), or pass --gallery")
-    reference, probes = items[0], items[1:]
-    for probe in probes:
+    for probe in itertools.chain([probe], items):
         failed = next((p for p in (reference, probe) if isinstance(p, sources.MissingSource)), None)
         if failed is not None:
             yield Record(source=sources.display_name(failed.source), task=TASK, model=loaded.name,

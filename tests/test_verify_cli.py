@@ -143,3 +143,36 @@ def test_embedded_one_shot_model_metadata():
     assert set(table) == {"triplet", "contrastive", "similarity"}
     assert table["triplet"]["unseen_auc"] == max(r["unseen_auc"] for r in table.values())  # the one shipped
     assert meta["verification"]["metric"] == "euclidean" and meta["verification"]["thresholds"]["euclidean"]["threshold"] > 0
+
+
+def test_paths_on_stdin_stream_one_record_per_probe(tmp_path):
+    """`-`: the first path read is the reference; each later path gets its record while stdin stays open."""
+    import subprocess
+    import sys
+    import threading
+
+    from cnntool.data.builtin import load_fashion_mnist
+
+    images, _ = load_fashion_mnist("test")
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(images[i]).save(paths[-1])
+    proc = subprocess.Popen([sys.executable, "-m", "cnntool", "verify-face", "--model", "oneshot-fashion", "--no-detect",
+                             "-f", "jsonl", "--threads", "1", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(90, proc.kill)  # a batching regression would block readline forever
+    watchdog.start()
+    try:
+        proc.stdin.write(f"{paths[0]}\n{paths[1]}\n")
+        proc.stdin.flush()
+        first = json.loads(proc.stdout.readline())  # arrives before stdin is closed
+        assert (first["a"], first["b"]) == (str(paths[0]), str(paths[1]))
+        proc.stdin.write(f"{paths[2]}\n")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+        proc.kill()
+    assert proc.returncode == 0, err
+    (second,) = [json.loads(line) for line in out.splitlines()]
+    assert second["b"] == str(paths[2])
