@@ -144,6 +144,25 @@ def test_small_models_build_for_real(name):
     assert out.shape == (3, 10) and torch.isfinite(out).all()
 
 
+def test_lenet_dropout_is_only_in_training_and_keeps_the_plain_layout_at_zero():
+    from cnntool.models.lenet import lenet5
+
+    torch.manual_seed(0)
+    plain, dropped = lenet5(activation="relu", pool="max"), lenet5(activation="relu", pool="max", dropout=0.5)
+    assert not any(isinstance(m, nn.Dropout) for m in plain.modules())
+    assert n_params(plain) == n_params(dropped) == REFERENCE_PARAMS["lenet5"]
+    # Same parameters by position, so the same function in eval mode; random masks in training mode.
+    with torch.no_grad():
+        for a, b in zip(plain.parameters(), dropped.parameters()):
+            b.copy_(a)
+    x = torch.randn(4, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(x), dropped.eval()(x))
+        assert not torch.equal(dropped.train()(x), dropped.train()(x))
+    with pytest.raises(ValueError, match="dropout"):
+        lenet5(dropout=1.0)
+
+
 @pytest.mark.parametrize("name", sorted(REFERENCE_PARAMS))
 def test_parameter_counts_match_the_references(on_meta, name):
     assert n_params(on_meta(name)[0]) == REFERENCE_PARAMS[name]

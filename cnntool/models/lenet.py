@@ -33,8 +33,11 @@ def lenet5(
     activation: str = "tanh",
     pool: str = "avg",
     input_size: tuple[int, int] | int = (32, 32),
+    dropout: float = 0.0,
 ) -> nn.Sequential:
-    """LeNet-5 for `input_size` (H, W) images; the first fc layer is sized from it (16·5·5 = 400 at 32×32)."""
+    """LeNet-5 for `input_size` (H, W) images; the first fc layer is sized from it (16·5·5 = 400 at 32×32).
+    `dropout` > 0 adds dropout after each hidden fc layer (as AlexNet does); at 0 the module
+    list, and so the state-dict keys, are the plain LeNet-5's."""
     check_common(num_classes=num_classes, in_channels=in_channels)
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(_ACTIVATIONS)}, not {activation!r}")
@@ -46,10 +49,13 @@ def lenet5(
         nn.Conv2d(in_channels, 6, kernel_size=5), act(), pooling(2),
         nn.Conv2d(6, 16, kernel_size=5), act(), pooling(2),
     )
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), not {dropout}")
+    drop = [nn.Dropout(dropout)] if dropout else []
     classifier = nn.Sequential(
         nn.Flatten(),
-        nn.Linear(16 * _feature_side(h) * _feature_side(w), 120), act(),
-        nn.Linear(120, 84), act(),
+        nn.Linear(16 * _feature_side(h) * _feature_side(w), 120), act(), *drop,
+        nn.Linear(120, 84), act(), *drop,
         nn.Linear(84, num_classes),
     )
     # Named like torchvision's AlexNet/VGG (features, classifier) so hooks and state dicts read alike.
