@@ -2,19 +2,24 @@
 
 The naive loop is what a first script looks like: for each file, PIL open + convert, torchvision's
 Resize(256) / CenterCrop(224) / ToTensor / Normalize, one eager fp32 forward of batch 1, softmax top-5.
-Ours: `cnntool.predict.predict` (the code behind `cnntool classify`) with its defaults plus --workers.
-Also printed: the model's pure forward rate on ready tensors (the ceiling for any pipeline).
+Ours: `cnntool.predict.predict` (the code behind `cnntool classify`) with its defaults plus --workers, and
+the same with the inference optimizations off (BatchNorm folding, channels_last: cnntool.inference), so
+their worth shows in the same run. Also printed: the model's pure forward rate on ready tensors, as built
+and as cnntool prepares it (the ceilings for the naive loop and for cnntool). --profile adds where one
+cnntool pass (workers 0) spends its time.
 
 Images: the real JPEG photos shipped with opencv-doc / scikit-image / scikit-learn, at their native sizes,
 re-encoded and cycled to N files. Weights are random (speed does not depend on them).
 
     python bench/classify_throughput.py                 # resnet18@224 over 256 JPEGs
     python bench/classify_throughput.py --model lenet5 --n 5000 --digits
+    python bench/classify_throughput.py --repeats 1 --workers 0 --profile
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import tempfile
@@ -70,11 +75,11 @@ def naive_loop(model, paths, spec) -> float:
     return len(paths) / (time.perf_counter() - start)
 
 
-def ours(weights_path, paths, *, workers: int, batch_size: int) -> float:
+def ours(weights_path, paths, *, workers: int, batch_size: int, optimize: bool = True) -> float:
     from cnntool.predict import RunOptions, predict
 
     options = RunOptions(weights=str(weights_path), workers=workers, batch_size=batch_size,
-                         task_options={"topk": 5}, device="cpu")
+                         task_options={"topk": 5}, device="cpu", fold_bn=optimize, channels_last=optimize)
     start = time.perf_counter()
     count = sum(1 for record in predict(paths, "classify", options) if record.ok)
     assert count == len(paths)
@@ -83,6 +88,8 @@ def ours(weights_path, paths, *, workers: int, batch_size: int) -> float:
 
 def pure_forward(model, spec, batch_size: int) -> float:
     x = torch.randn(batch_size, spec.channels, *spec.size)
+    if getattr(model, "channels_last", False):  # a cnntool.inference.InferenceModel converts its input
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         model(x)
         start = time.perf_counter()
@@ -90,6 +97,30 @@ def pure_forward(model, spec, batch_size: int) -> float:
         for _ in range(reps):
             model(x)
     return reps * batch_size / (time.perf_counter() - start)
+
+
+def profile_pass(weights_path, paths, *, batch_size: int) -> None:
+    """One cnntool pass in this process under cProfile: the share of decoding, the forward pass and the
+    task's decoding in the wall time."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.runcall(ours, weights_path, paths, workers=0, batch_size=batch_size)
+    total = time.perf_counter() - start
+    stats = pstats.Stats(profiler).stats
+    parts = {  # (file suffix, function name) → label
+        ("cnntool/preprocess.py", "load_uint8"): "decode + resize (Preprocessor.load_uint8)",
+        ("cnntool/inference.py", "__call__"): "forward pass (InferenceModel.__call__)",
+        ("cnntool/preprocess.py", "normalize"): "normalize (Preprocessor.normalize)",
+        ("cnntool/tasks/classify.py", "decode"): "softmax + top-k + records (classify.decode)",
+    }
+    print(f"profile of one cnntool pass, workers 0 ({len(paths)} images, {total:.1f} s incl. profiling overhead):")
+    for (filename, line, function), row in stats.items():
+        for (suffix, name), label in parts.items():
+            if filename.endswith(suffix) and function == name:
+                print(f"  {label:48s} {row[3]:7.2f} s  {100 * row[3] / total:5.1f}%")
 
 
 def main() -> None:
@@ -101,9 +132,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="also profile one cnntool pass (workers 0)")
     args = parser.parse_args()
 
     from cnntool import registry, weights
+    from cnntool.inference import prepare
 
     torch.set_num_threads(args.threads)
     spec = registry.get(args.model)
@@ -117,19 +150,33 @@ def main() -> None:
         weights_path = weights.save(tmp / "model.safetensors", model.state_dict(), {
             "task": "classify", "model": spec.name, "classes": [str(i) for i in range(num_classes)],
             "input": input_doc})
-        naive_rates, our_rates = [], []
-        for _ in range(args.repeats):  # interleaved, so drifting machine load hits both alike
+        # Untimed warm-up: the first call of each pays one-off imports (torchvision transforms, the task).
+        naive_loop(model, paths[:4], spec.input)
+        ours(weights_path, paths[:4], workers=0, batch_size=args.batch_size)
+        naive_rates, our_rates, unoptimized_rates = [], [], []
+        for _ in range(args.repeats):  # interleaved, so drifting machine load hits all alike
             naive_rates.append(naive_loop(model, paths, spec.input))
             our_rates.append(ours(weights_path, paths, workers=args.workers, batch_size=args.batch_size))
+            unoptimized_rates.append(ours(weights_path, paths, workers=args.workers, batch_size=args.batch_size,
+                                          optimize=False))
         forward = pure_forward(model, spec.input, args.batch_size)
+        prepared = prepare(copy.deepcopy(model), "cpu")
+        forward_prepared = pure_forward(prepared, spec.input, args.batch_size)
+        if args.profile:
+            profile_pass(weights_path, paths, batch_size=args.batch_size)
     naive, mine = statistics.median(naive_rates), statistics.median(our_rates)
+    unoptimized = statistics.median(unoptimized_rates)
     print(f"model {spec.name} @ {spec.input.describe()}, {args.n} {'digit PNGs' if args.digits else 'photo JPEGs'}, "
           f"{args.threads} threads, cnntool workers={args.workers} batch={args.batch_size}")
-    print(f"naive per-image loop : {naive:8.1f} img/s")
-    print(f"cnntool pipeline     : {mine:8.1f} img/s")
-    print(f"pure forward (batch {args.batch_size}): {forward:8.1f} img/s")
-    print(f"ratio cnntool / naive       = {mine / naive:.2f}x (goal >= 2)")
-    print(f"ratio cnntool / pure forward = {mine / forward:.2f} (goal >= 0.85)")
+    print(f"naive per-image loop                  : {naive:8.1f} img/s")
+    print(f"cnntool pipeline                      : {mine:8.1f} img/s")
+    print(f"cnntool pipeline, no BN fold / NHWC   : {unoptimized:8.1f} img/s")
+    print(f"pure forward as built (batch {args.batch_size:3d})    : {forward:8.1f} img/s")
+    print(f"pure forward as cnntool runs it       : {forward_prepared:8.1f} img/s")
+    print(f"ratio cnntool / naive        = {mine / naive:.2f}x (goal >= 2)")
+    print(f"ratio cnntool / pure forward = {mine / forward_prepared:.2f} (goal >= 0.85; against cnntool's own forward)")
+    print(f"ratio optimizations on / off = {mine / unoptimized:.2f}x (pipeline), "
+          f"{forward_prepared / forward:.2f}x (pure forward)")
 
 
 if __name__ == "__main__":
