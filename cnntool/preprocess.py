@@ -200,6 +200,16 @@ class Geometry:
     pad_y: float = 0.0
     crop_x: float = 0.0
     crop_y: float = 0.0
+    # The model's input frame (width, height). Decoders that output coordinates relative to the frame
+    # need it; it cannot be recovered from the mapping alone (center-crop, odd letterbox padding).
+    frame: tuple[int, int] | None = None
+
+    def frame_size(self) -> tuple[float, float]:
+        """(width, height) of the input frame; for a Geometry made without one, what the mapping implies
+        (the resized image plus equal padding on both sides)."""
+        if self.frame is not None:
+            return self.frame
+        return self.width * self.scale_x + 2 * self.pad_x, self.height * self.scale_y + 2 * self.pad_y
 
     def point_to_original(self, x: float, y: float) -> tuple[float, float]:
         return ((x - self.pad_x) / self.scale_x + self.crop_x, (y - self.pad_y) / self.scale_y + self.crop_y)
@@ -247,10 +257,10 @@ class Preprocessor:
         W, H = img.size
         th, tw = spec.size
         if spec.resize == "none":
-            return img, Geometry(W, H, 1.0, 1.0)
+            return img, Geometry(W, H, 1.0, 1.0, frame=(W, H))
         if spec.resize == "stretch":
             out = img.resize((tw, th), Image.BILINEAR, reducing_gap=None)
-            return out, Geometry(W, H, tw / W, th / H)
+            return out, Geometry(W, H, tw / W, th / H, frame=(tw, th))
         if spec.resize == "letterbox":
             scale = min(tw / W, th / H)
             nw, nh = max(1, round(W * scale)), max(1, round(H * scale))
@@ -258,7 +268,7 @@ class Preprocessor:
             canvas = Image.new(img.mode, (tw, th), (spec.fill,) * spec.channels if spec.channels > 1 else spec.fill)
             px, py = (tw - nw) // 2, (th - nh) // 2
             canvas.paste(resized, (px, py))
-            return canvas, Geometry(W, H, nw / W, nh / H, pad_x=px, pad_y=py)
+            return canvas, Geometry(W, H, nw / W, nh / H, pad_x=px, pad_y=py, frame=(tw, th))
         # center-crop: shorter side to size/crop_fraction, then the central size window.
         short = round(min(th, tw) / spec.crop_fraction)
         scale = short / min(W, H)
@@ -266,7 +276,7 @@ class Preprocessor:
         resized = img.resize((nw, nh), Image.BILINEAR)
         left, top = (nw - tw) // 2, (nh - th) // 2
         out = resized.crop((left, top, left + tw, top + th))
-        return out, Geometry(W, H, nw / W, nh / H, crop_x=left * W / nw, crop_y=top * H / nh)
+        return out, Geometry(W, H, nw / W, nh / H, crop_x=left * W / nw, crop_y=top * H / nh, frame=(tw, th))
 
     @staticmethod
     def to_uint8(img: Image.Image) -> "np.ndarray":
@@ -318,4 +328,4 @@ def rescale_geometry(g: Geometry, original_size: tuple[int, int]) -> Geometry:
     """The same mapping for an image that was decoded at a reduced size (JPEG draft mode)."""
     W, H = original_size
     fx, fy = W / g.width, H / g.height
-    return Geometry(W, H, g.scale_x / fx, g.scale_y / fy, g.pad_x, g.pad_y, g.crop_x * fx, g.crop_y * fy)
+    return Geometry(W, H, g.scale_x / fx, g.scale_y / fy, g.pad_x, g.pad_y, g.crop_x * fx, g.crop_y * fy, g.frame)

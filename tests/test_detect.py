@@ -109,7 +109,7 @@ def test_decode_applies_nms_conf_classes_and_maps_through_a_letterbox():
     from cnntool.preprocess import Preprocessor
 
     _, g = Preprocessor(InputSpec(size=(96, 96), resize="letterbox"))(Image.new("RGB", (200, 100)))
-    assert g == Geometry(200, 100, 0.48, 0.48, pad_x=0, pad_y=24)
+    assert g == Geometry(200, 100, 0.48, 0.48, pad_x=0, pad_y=24, frame=(96, 96))
     candidates = {
         "boxes": torch.tensor([[24.0, 36.0, 48.0, 60.0], [25.0, 36.0, 49.0, 61.0], [60.0, 30.0, 90.0, 70.0],
                                [0.0, 30.0, 10.0, 40.0]]),

@@ -73,22 +73,26 @@ def test_iou_and_metrics_against_hand_computed_values():
     assert out["iou50_accuracy"] == 0.0 and out["objects"] == 1 and out["images"] == 2
 
 
-@pytest.mark.parametrize("resize", ["stretch", "letterbox"])
-def test_decode_maps_the_box_back_to_original_pixels(resize):
+# 200×100 letterboxes with even padding; 100×47 with odd padding (31 rows + 16 above, 17 below), where the
+# frame cannot be inferred from the mapping; center-crop cuts the frame out of a larger resized image.
+@pytest.mark.parametrize("resize, size", [("stretch", (200, 100)), ("letterbox", (200, 100)), ("letterbox", (100, 47)),
+                                          ("center-crop", (200, 100))])
+def test_decode_maps_the_box_back_to_original_pixels(resize, size):
     spec = InputSpec(size=(64, 64), channels=3, resize=resize)
-    _, geometry = Preprocessor(spec)(Image.new("RGB", (200, 100)))
-    box = [40.0, 20.0, 120.0, 90.0]  # original pixels
+    _, geometry = Preprocessor(spec)(Image.new("RGB", size))
+    assert geometry.frame_size() == (64, 64)
+    W, H = size
+    box = [0.3 * W, 0.3 * H, 0.6 * W, 0.7 * H]  # original pixels, inside the centre crop too
     (x1, y1), (x2, y2) = geometry.point_to_input(*box[:2]), geometry.point_to_input(*box[2:])
     rel = [1.0, (x1 + x2) / 128, (y1 + y2) / 128, (y2 - y1) / 64, (x2 - x1) / 64, 0.1, 0.8, 0.1]
-    for options in ({}, {"input_size": (64, 64)}):
-        (fields,) = localize.decode(raw_from([[0.999999] + rel[1:]]), [geometry], classes=["a", "b", "c"], options=options)
-        obj = fields["object"]
-        assert obj["box"] == pytest.approx(box, abs=1e-3)
-        assert obj["label"] == "b" and obj["score"] == pytest.approx(0.8)
+    (fields,) = localize.decode(raw_from([[0.999999] + rel[1:]]), [geometry], classes=["a", "b", "c"], options={})
+    obj = fields["object"]
+    assert obj["box"] == pytest.approx(box, abs=1e-3)
+    assert obj["label"] == "b" and obj["score"] == pytest.approx(0.8)
     (absent,) = localize.decode(raw_from([[0.2] + rel[1:]]), [geometry], classes=["a", "b", "c"], options={})
     assert absent["object"]["box"] is None and absent["object"]["present"] == pytest.approx(0.2)
-    drawn = localize.draw(Image.new("RGB", (200, 100)), fields)
-    assert drawn.size == (200, 100) and np.asarray(drawn).any()
+    drawn = localize.draw(Image.new("RGB", size), fields)
+    assert drawn.size == size and np.asarray(drawn).any()
 
 
 def _dataset(tmp_path):

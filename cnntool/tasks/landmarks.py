@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from cnntool.tasks.localize import frame_size
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -88,17 +87,13 @@ class LandmarkMetrics:
 def decode(outputs: "torch.Tensor", geometries: Sequence["Geometry"], *, classes: Sequence[str],
            options: Mapping[str, Any]) -> list[dict[str, Any]]:
     """{"points": [[x, y], …] in original pixels, "point_names": the model's names, "box": the points'
-    bounding box}. options["input_size"] = (height, width) gives the input frame when the geometry
-    cannot."""
+    bounding box}."""
     if isinstance(outputs, list):
         return [_decode_instances(found, geometry, classes) for found, geometry in zip(outputs, geometries)]
     rows = outputs.detach().float().cpu().view(len(outputs), -1, 2).tolist()
     out = []
     for points, geometry in zip(rows, geometries):
-        if options.get("input_size"):
-            h, w = options["input_size"]
-        else:
-            w, h = frame_size(geometry)
+        w, h = geometry.frame_size()
         original = geometry.points_to_original([[x * w, y * h] for x, y in points])
         xs, ys = [p[0] for p in original], [p[1] for p in original]
         fields: dict[str, Any] = {"points": original}

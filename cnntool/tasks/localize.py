@@ -143,20 +143,10 @@ class LocalizeMetrics:
                 "iou50_accuracy": s["iou50"] / max(s["objects"], 1.0)}
 
 
-def frame_size(geometry: "Geometry") -> tuple[float, float]:
-    """The model's input frame (width, height) as the geometry implies it: the resized image plus padding
-    on both sides. Exact for stretch, and for letterbox unless the padding is odd (then one pixel short);
-    center-crop frames cannot be recovered: pass options["input_size"]. Geometry does not carry the
-    frame size itself."""
-    return (geometry.width * geometry.scale_x + 2 * geometry.pad_x,
-            geometry.height * geometry.scale_y + 2 * geometry.pad_y)
-
-
 def decode(z: "torch.Tensor", geometries: Sequence["Geometry"], *, classes: Sequence[str],
            options: Mapping[str, Any]) -> list[dict[str, Any]]:
     """{"object": {"present": p_c, "label", "score": class probability, "box": [x1, y1, x2, y2]}} in
-    original pixels; label, score and box are null when p_c is below options["threshold"] (0.5).
-    options["input_size"] = (height, width) gives the input frame when the geometry cannot."""
+    original pixels; label, score and box are null when p_c is below options["threshold"] (0.5)."""
     y_hat = interpret(z.detach()).cpu()
     threshold = float(options.get("threshold", 0.5))
     out = []
@@ -165,10 +155,7 @@ def decode(z: "torch.Tensor", geometries: Sequence["Geometry"], *, classes: Sequ
         if present < threshold:
             out.append({"object": {"present": present, "label": None, "score": None, "box": None}})
             continue
-        if options.get("input_size"):
-            h, w = options["input_size"]
-        else:
-            w, h = frame_size(geometry)
+        w, h = geometry.frame_size()
         bx, by, bh, bw = row[1:5]
         box = [(bx - bw / 2) * w, (by - bh / 2) * h, (bx + bw / 2) * w, (by + bh / 2) * h]
         probs = row[5:]
