@@ -199,6 +199,10 @@ class InferenceModel:
         self._compiled = None
         if options.compile:
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
+            if quiet:  # -q: no stray lines on stderr, e.g. a CUDA build's "No CUDA runtime is found" on a CPU
+                import logging
+
+                logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             self._compiled = torch.compile(self.module)
 
     def __call__(self, x: "torch.Tensor") -> Any:
