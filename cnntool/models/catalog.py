@@ -211,7 +211,7 @@ register(ModelSpec(
 ))
 register(ModelSpec(
     name="landmarker-corners", task="landmarks", builder="cnntool.models.landmarker:landmarker",
-    kwargs={"num_points": 4, "in_channels": 3, "widths": (16, 32), "dilations": (2, 4, 8, 1)},
+    kwargs={"num_points": 4, "in_channels": 3, "widths": (24, 48), "dilations": (2, 4, 8, 1)},
     input=SCENES_64, classes=("top_left", "top_right", "bottom_right", "bottom_left"),
     weights="embedded:landmarker-corners",
     summary="Four document corners (l-vector l_1x, l_1y … l_4x, l_4y): strided + dilated convs, one heatmap "
