@@ -84,7 +84,7 @@ def test_fashion_model_metadata_and_registry_entry():
     meta = weights.read_metadata(path)
     assert meta["metrics"]["heldout"]["images"] == 10000
     # The goal is 95 %; CPU time on the shared machine allowed less (weights/README.md) — a floor.
-    assert meta["metrics"]["heldout"]["accuracy"] >= 0.90
+    assert meta["metrics"]["heldout"]["accuracy"] >= 0.925
     assert "official test split" in meta["metrics"]["heldout_data"]
     assert meta["images_per_second"]["inference"] > 0
     assert path.stat().st_size < 8_000_000

@@ -318,10 +318,10 @@ register(ModelSpec(
 ))
 register(ModelSpec(
     name="fashion-resnet-small", task="classify", builder="cnntool.models.resnet:resnet_small",
-    kwargs={"widths": (8, 16, 32), "blocks": (1, 1, 1), "num_classes": 10, "in_channels": 1, "dropout": 0.0},
+    kwargs={"widths": (16, 32, 64), "blocks": (1, 1, 1), "num_classes": 10, "in_channels": 1, "dropout": 0.0},
     input=FASHION_28, classes=FASHION_CLASSES, weights="embedded:fashion-resnet-small.safetensors",
-    layers=resnet_small_layers(widths=(8, 16, 32), blocks=(1, 1, 1), num_classes=10, dropout=0.0),
-    summary="Small ResNet (widths 8/16/32, one basic block per stage) trained on Fashion-MNIST",
+    layers=resnet_small_layers(widths=(16, 32, 64), blocks=(1, 1, 1), num_classes=10, dropout=0.0),
+    summary="Small ResNet (widths 16/32/64, one basic block per stage) trained on Fashion-MNIST",
 ))
 set_default("classify", "lenet5-digits")
 
