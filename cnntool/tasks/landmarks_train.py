@@ -8,7 +8,7 @@ scale; no flips, which would swap left and right points), plus batched brightnes
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +66,21 @@ class LandmarksTask:
         self.data_description = ""
         self._augment = None
 
+    @classmethod
+    def for_loaded(cls, loaded, cfg: LandmarksConfig) -> "LandmarksTask":
+        """The task around an already loaded model (cnntool evaluate): its input and point names."""
+        task = cls(replace(cfg, model=loaded.spec.name))
+        task.spec, task.input = loaded.spec, loaded.input
+        task.point_names = tuple(loaded.metadata.get("point_names") or loaded.classes)
+        return task
+
+    def cache(self, annotations: list[ann.Annotation], count: int | None = None) -> ann.CachedImages:
+        """Images at the input size and their l-vector targets (training and `cnntool evaluate`); every
+        annotation must hold `count` points (default: the model's)."""
+        count = len(self.point_names) if count is None else count
+        size = self.input.size
+        return ann.cache(annotations, self.input, lambda a, g: point_target(a, g, size, count))
+
     def prepare(self, seed: int) -> TaskData:
         root = Path(self.cfg.data)
         files = {s: ann.find_split(root, s) for s in ann.SPLIT_NAMES}
@@ -76,8 +91,7 @@ class LandmarksTask:
         count = len(first.points or [])
         if first.point_names:
             self.point_names = tuple(first.point_names)
-        size = self.input.size
-        data = {s: ann.cache(a, self.input, lambda a, g: point_target(a, g, size, count)) for s, a in loaded.items()}
+        data = {s: self.cache(a, count) for s, a in loaded.items()}
         self.data_description = (f"{root.name}: {len(data['train'])} train, {len(data['val'])} validation "
                                  f"(checkpoint selection) images, {count} points each")
         return TaskData(data["train"], data["val"], data["test"],

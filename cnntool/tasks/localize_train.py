@@ -9,7 +9,7 @@ contrast jitter.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +78,19 @@ class LocalizeTask:
         self.data_description = ""
         self._augment = None
 
+    @classmethod
+    def for_loaded(cls, loaded, cfg: LocalizeConfig) -> "LocalizeTask":
+        """The task around an already loaded model (cnntool evaluate): its input and classes."""
+        task = cls(replace(cfg, model=loaded.spec.name))
+        task.spec, task.input, task.classes = loaded.spec, loaded.input, loaded.classes
+        return task
+
     # --- data ---------------------------------------------------------------------------------------
+
+    def cache(self, annotations: list[ann.Annotation]) -> ann.CachedImages:
+        """Images at the input size and their y-vector targets (training and `cnntool evaluate`)."""
+        size = self.input.size
+        return ann.cache(annotations, self.input, lambda a, g: box_target(a, g, self.classes, size))
 
     def prepare(self, seed: int) -> TaskData:
         root = Path(self.cfg.data)
@@ -87,10 +99,9 @@ class LocalizeTask:
             raise ConfigError(f"{root}: needs train.json (or .csv) and test.json (the held-out split)")
         loaded = {s: ann.read_annotations(p) for s, p in files.items() if p is not None}
         self.classes = ann.read_classes(root, loaded["train"])
-        size = self.input.size
 
         def load(split: str) -> ann.CachedImages:
-            return ann.cache(loaded[split], self.input, lambda a, g: box_target(a, g, self.classes, size))
+            return self.cache(loaded[split])
 
         train, test = load("train"), load("test")
         if "val" in loaded:
