@@ -801,6 +801,61 @@ def evaluate_detect_cmd(
     evaluate.write_detect_report(report, fmt)
 
 
+# Options `evaluate localize` and `evaluate landmarks` share (their data: AnnotatedDataOpt, as for training).
+AnnotationSplitOpt = Annotated[str, typer.Option("--split", help="Which split of the data: test (the held-out one training reports), val or train.")]
+ReportFormatOpt = Annotated[str, typer.Option("--format", "-f", help="table or json.")]
+EvalBatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass (500, as training's held-out evaluation).")]
+
+
+@evaluate_app.command("localize")
+def evaluate_localize_cmd(
+    data: AnnotatedDataOpt,
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    split: AnnotationSplitOpt = "test",
+    fmt: ReportFormatOpt = "table",
+    device: DeviceOpt = "cpu",
+    batch_size: EvalBatchOpt = 500,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Presence accuracy, class accuracy, mean IoU and IoU≥0.5 accuracy of a localizer (the metric training records as metrics.heldout).
+
+    Example: cnntool evaluate localize --data runs/data/scenes --model localizer-digits --format json
+    """
+    from cnntool import evaluate
+
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter("--format must be table or json")
+    report = evaluate.localize(data=data, model=model, weights=weights, split=split, batch_size=batch_size,
+                               device=device, threads=threads)
+    evaluate.write_localize_report(report, fmt)
+
+
+@evaluate_app.command("landmarks")
+def evaluate_landmarks_cmd(
+    data: AnnotatedDataOpt,
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    split: AnnotationSplitOpt = "test",
+    tolerance: Annotated[Optional[float], typer.Option("--tolerance", min=0.0, help="A point within this share of the image diagonal counts as found. Default: the one recorded in the weights, else 0.02.", show_default=False)] = None,
+    fmt: ReportFormatOpt = "table",
+    device: DeviceOpt = "cpu",
+    batch_size: EvalBatchOpt = 500,
+    threads: ThreadsOpt = None,
+) -> None:
+    """NME (by the image diagonal) and the share of points within tolerance of a landmark model (the metric training records as metrics.heldout).
+
+    Example: cnntool evaluate landmarks --data runs/data/documents --model landmarker-corners --format json
+    """
+    from cnntool import evaluate
+
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter("--format must be table or json")
+    report = evaluate.landmarks(data=data, model=model, weights=weights, split=split, tolerance=tolerance,
+                                batch_size=batch_size, device=device, threads=threads)
+    evaluate.write_landmarks_report(report, fmt)
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"cnntool: error: {message}", err=True)
     raise SystemExit(code)

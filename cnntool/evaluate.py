@@ -179,3 +179,123 @@ def write_detect_report(report: dict[str, Any], fmt: str, stream: TextIO = sys.s
     for name, row in report["per_class"].items():
         per_class.add_row(name, f"{row['ap50_95']:.4f}", f"{row['recall100']:.4f}")
     console.print(per_class)
+
+
+# --- localize and landmarks: one split of an annotation dataset directory (cnntool data scenes/documents) ---
+
+ANNOTATION_SPLITS = ("test", "val", "train")
+
+
+def _annotation_split(data: str, split: str):
+    """(path, annotations) of one split of a train/val/test annotation directory, or a one-line error that
+    names the splits there are."""
+    from pathlib import Path
+
+    from cnntool.data import annotations as ann
+
+    if split not in ANNOTATION_SPLITS:
+        raise ConfigError(f"--split must be one of {', '.join(ANNOTATION_SPLITS)}, not {split!r}")
+    root = Path(data)
+    path = ann.find_split(root, split)
+    if path is None:
+        there = [s for s in ANNOTATION_SPLITS if ann.find_split(root, s) is not None]
+        has = f"has: {', '.join(there)}" if there else "no test, val or train .json or .csv there"
+        raise ConfigError(f"data {data!r} has no {split!r} split ({has})")
+    return path, ann.read_annotations(path)
+
+
+def localize(*, data: str, model: str | None, weights: str | None, split: str = "test", batch_size: int = 500,
+             device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+    """Presence accuracy, class accuracy, mean IoU and IoU ≥ 0.5 accuracy of a localizer on one split of an
+    annotation directory, through the task code and metric that training uses for its held-out figures
+    (and the loss the weights were trained with)."""
+    from pathlib import Path
+
+    import torch
+
+    from cnntool.data import annotations as ann
+    from cnntool.evaluation import run_eval
+    from cnntool.loading import load_model
+    from cnntool.predict import resolve_device
+    from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
+
+    if threads:
+        torch.set_num_threads(threads)
+    path, annotations = _annotation_split(data, split)
+    device = resolve_device(device)
+    loaded = load_model(model, weights, task="localize", device=device)
+    task = LocalizeTask.for_loaded(loaded, LocalizeConfig(data=data, loss=loaded.metadata.get("loss", "modern")))
+    if (Path(data) / "classes.txt").is_file():
+        listed = ann.read_classes(Path(data), annotations)
+        if listed != task.classes:
+            raise ConfigError(f"data {data!r} has classes {', '.join(listed)}; the model {', '.join(task.classes)}")
+    dataset = task.cache(annotations)
+    result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size)
+    return {"task": "localize", "model": loaded.name,
+            "data": f"{data}: {split} split ({path.name}), {len(dataset)} images, {result.metrics['objects']} objects",
+            "loss": result.loss, "images_per_second": round(result.images_per_second, 1), **result.metrics}
+
+
+def landmarks(*, data: str, model: str | None, weights: str | None, split: str = "test",
+              tolerance: float | None = None, batch_size: int = 500, device: str = "cpu",
+              threads: int | None = None) -> dict[str, Any]:
+    """NME (by the image diagonal) and the share of points within `tolerance` of a landmark model on one
+    split of an annotation directory, through the task code and metric that training uses for its held-out
+    figures. tolerance None: the one recorded in the weights' held-out metrics, else 0.02."""
+    import torch
+
+    from cnntool.evaluation import run_eval
+    from cnntool.loading import load_model
+    from cnntool.predict import resolve_device
+    from cnntool.tasks.landmarks import DEFAULT_TOLERANCE
+    from cnntool.tasks.landmarks_train import LandmarksConfig, LandmarksTask
+
+    if threads:
+        torch.set_num_threads(threads)
+    path, annotations = _annotation_split(data, split)
+    device = resolve_device(device)
+    loaded = load_model(model, weights, task="landmarks", device=device)
+    if loaded.input.resize == "none":
+        raise ConfigError(f"{loaded.name} finds faces in full-resolution images first; evaluate landmarks scores "
+                          "fixed-input point regressors such as landmarker-corners")
+    meta = loaded.metadata
+    if tolerance is None:
+        tolerance = (meta.get("metrics") or {}).get("heldout", {}).get("tolerance", DEFAULT_TOLERANCE)
+    task = LandmarksTask.for_loaded(loaded, LandmarksConfig(data=data, loss=meta.get("loss", "l1"), tolerance=tolerance))
+    named = next((tuple(a.point_names) for a in annotations if a.point_names), None)
+    if named is not None and named != task.point_names:
+        raise ConfigError(f"data {data!r} has points {', '.join(named)}; the model {', '.join(task.point_names)}")
+    dataset = task.cache(annotations)
+    result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size)
+    return {"task": "landmarks", "model": loaded.name,
+            "data": f"{data}: {split} split ({path.name}), {len(dataset)} images, {len(task.point_names)} points each",
+            "loss": result.loss, "images_per_second": round(result.images_per_second, 1), **result.metrics}
+
+
+def write_localize_report(report: dict[str, Any], fmt: str, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout  # looked up at call time: tests and callers may have replaced it
+    if fmt == "json":
+        stream.write(json.dumps(report, indent=2) + "\n")
+        return
+    from rich.console import Console
+
+    console = Console(file=stream)
+    console.print(f"{report['model']} on {report['data']}", highlight=False)
+    console.print(f"presence accuracy {report['presence_accuracy']:.4f}   "
+                  f"class accuracy {report['class_accuracy']:.4f}   mean IoU {report['mean_iou']:.4f}   "
+                  f"IoU≥0.5 {report['iou50_accuracy']:.4f}   loss {report['loss']:.4f}   "
+                  f"{report['images_per_second']} img/s", highlight=False)
+
+
+def write_landmarks_report(report: dict[str, Any], fmt: str, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout  # looked up at call time: tests and callers may have replaced it
+    if fmt == "json":
+        stream.write(json.dumps(report, indent=2) + "\n")
+        return
+    from rich.console import Console
+
+    console = Console(file=stream)
+    console.print(f"{report['model']} on {report['data']}", highlight=False)
+    console.print(f"NME {report['nme']:.4f} (by the {report['nme_normalized_by']})   within {report['tolerance']:g} "
+                  f"{report['within_tolerance']:.4f} of {report['points']} points   loss {report['loss']:.4f}   "
+                  f"{report['images_per_second']} img/s", highlight=False)
