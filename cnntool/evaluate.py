@@ -27,12 +27,14 @@ def classify(*, data: str, model: str | None, weights: str | None, split: str = 
     from cnntool.data.splits import stratified_split
     from cnntool.evaluation import run_eval
     from cnntool.loading import load_model
+    from cnntool.predict import resolve_device
     from cnntool.tasks.classify_train import ClassifyConfig, ClassifyTask
 
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
     if threads:
         torch.set_num_threads(threads)
+    device = resolve_device(device)
     loaded = load_model(model, weights, task="classify", device=device)
     source = open_classify_data(data, loaded.input)
     if len(source.classes) != len(loaded.classes):
@@ -60,7 +62,8 @@ def classify(*, data: str, model: str | None, weights: str | None, split: str = 
             "images_per_second": round(result.images_per_second, 1), **result.metrics}
 
 
-def write_report(report: dict[str, Any], fmt: str, stream: TextIO = sys.stdout) -> None:
+def write_report(report: dict[str, Any], fmt: str, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout  # looked up at call time: tests and callers may have replaced it
     if fmt == "json":
         stream.write(json.dumps(report, indent=2) + "\n")
         return
@@ -125,11 +128,11 @@ def verify_face(*, data: str | None, pairs, identities: str | None, model: str |
         dataset = dataset.subset(keep)
         described += f", identities {', '.join(chosen)}"
     order = np.random.default_rng(0).permutation(len(dataset))  # the 2,000-image cap then spans all identities
-    emb, labels = embed_dataset(loaded.module, Preprocessor(loaded.input).normalize, dataset.subset(order), device=device)
+    emb, labels = embed_dataset(loaded.module, Preprocessor(loaded.input).normalize, dataset.subset(order), device=embedder.device)
     head = getattr(loaded.module, "head", None)
     reports = {}
     for m in metrics:
-        d, same = every_pair(emb, labels, lambda e: all_pair_distances(e.to(device), m, head).cpu())
+        d, same = every_pair(emb, labels, lambda e: all_pair_distances(e.to(embedder.device), m, head).cpu())
         reports[m] = roc_report(d, same)
     return {"task": "face-embed", "model": loaded.name, "data": f"{described}; every pair of up to 2,000 of its {len(dataset)} images",
             "failed_inputs": [], "metrics": reports}
@@ -144,10 +147,12 @@ def detect(*, data: str, model: str | None, weights: str | None, split: str = "t
     from cnntool.data import detect_formats
     from cnntool.evaluation import run_eval
     from cnntool.loading import load_model
+    from cnntool.predict import resolve_device
     from cnntool.tasks.detect_train import DetectConfig, DetectTask
 
     if threads:
         torch.set_num_threads(threads)
+    device = resolve_device(device)
     loaded = load_model(model, weights, task="detect", device=device)
     splits, classes = detect_formats.read_dataset(data)
     if split not in splits:
@@ -164,7 +169,8 @@ def detect(*, data: str, model: str | None, weights: str | None, split: str = "t
             **result.metrics}
 
 
-def write_detect_report(report: dict[str, Any], fmt: str, stream: TextIO = sys.stdout) -> None:
+def write_detect_report(report: dict[str, Any], fmt: str, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout  # looked up at call time: tests and callers may have replaced it
     if fmt == "json":
         stream.write(json.dumps(report, indent=2) + "\n")
         return

@@ -76,7 +76,10 @@ class Embedder:
     """One image file → one embedding (1-D tensor), through the face steps unless detect is off."""
 
     def __init__(self, loaded: "LoadedModel", opts: VerifyOptions) -> None:
+        from cnntool.predict import resolve_device
+
         self.loaded, self.opts = loaded, opts
+        self.device = resolve_device(opts.device)
         self.pre = Preprocessor(loaded.input)
         self.head = getattr(loaded.module, "head", None)
         self.sizes: dict[str, tuple[int, int]] = {}  # path → (width, height), for the records
@@ -105,7 +108,7 @@ class Embedder:
         import torch
 
         with torch.inference_mode():
-            return self.loaded.module(inputs.to(self.opts.device)).float().cpu()
+            return self.loaded.module(inputs.to(self.device)).float().cpu()
 
     def __call__(self, path: str) -> "torch.Tensor":
         """The embedding; any failure on this one file is a ValueError (ImageError, NoFaceError, or
@@ -135,12 +138,13 @@ def load(opts: VerifyOptions) -> "LoadedModel":
     import torch
 
     from cnntool.loading import load_model
+    from cnntool.predict import resolve_device
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
     if opts.face < 1:
         raise ConfigError("--face counts from 1 (the largest face)")
-    return load_model(opts.model, opts.weights, task="face-embed", device=opts.device)
+    return load_model(opts.model, opts.weights, task="face-embed", device=resolve_device(opts.device))
 
 
 # --- thresholds and calibration -----------------------------------------------------------------------

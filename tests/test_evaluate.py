@@ -91,3 +91,12 @@ def test_fashion_model_metadata_and_registry_entry():
     name = next(s.name for s in registry.specs("classify") if s.weights == f"embedded:{path.name}")
     loaded = load_model(name, None, task="classify")
     assert loaded.classes[0] == "T-shirt/top"
+
+
+
+def test_device_auto_is_resolved_before_loading():
+    """--device auto means CUDA when there is one, else the CPU (not a device name torch would reject)."""
+    from cnntool import evaluate
+
+    report = evaluate.classify(data="digits", model="lenet5-digits", weights=None, split="heldout", device="auto")
+    assert report["images"] == 1000 and report["accuracy"] > 0.98

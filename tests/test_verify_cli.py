@@ -159,7 +159,7 @@ def test_paths_on_stdin_stream_one_record_per_probe(tmp_path):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(images[i]).save(paths[-1])
     proc = subprocess.Popen([sys.executable, "-m", "cnntool", "verify-face", "--model", "oneshot-fashion", "--no-detect",
-                             "-f", "jsonl", "--threads", "1", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             "-f", "jsonl", "--threads", "1", "--device", "auto", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(90, proc.kill)  # a batching regression would block readline forever
     watchdog.start()
