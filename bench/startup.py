@@ -1,11 +1,13 @@
-"""Start-up time of `cnntool shape-calc` against `python -c "import typer"`, and against the floor any typer
-command pays: a one-option typer app run once (typer coerces option values with pydantic, imported then).
+"""Start-up time of `cnntool shape-calc`, `cnntool --help` and `cnntool models` against `python -c "import
+typer"` and against the floor any typer command pays (a one-option typer app run once); and of a one-image
+`cnntool classify` (the embedded digit model) against `python -c "import torch"`: what a call costs beyond
+torch itself.
 
 Runs the commands in turn (so load from other processes hits all alike), takes the median of each and
 prints the ratios. Bytecode is cached in a temporary directory, as in a normal install, even where
 PYTHONDONTWRITEBYTECODE is set; --no-bytecode-cache measures the first-run case instead.
 
-    python bench/startup.py [--runs 20] [--no-bytecode-cache]
+    python bench/startup.py [--runs 20] [--no-bytecode-cache] [--no-classify]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 BARE_TYPER_APP = """
 import typer
@@ -30,11 +33,18 @@ def two() -> None:
 app()
 """
 
-COMMANDS = {
-    "cnntool shape-calc --n 64 --f 3 --s 2": [sys.executable, "-m", "cnntool", "shape-calc", "--n", "64", "--f", "3",
-                                              "--s", "2", "-q"],
+CNNTOOL = [sys.executable, "-m", "cnntool"]
+ONE_DIGIT = Path(__file__).resolve().parent.parent / "examples" / "digits" / "digit0-0-sheet0242.png"
+TYPER_COMMANDS = {
+    "cnntool shape-calc --n 64 --f 3 --s 2": [*CNNTOOL, "shape-calc", "--n", "64", "--f", "3", "--s", "2", "-q"],
+    "cnntool --help": [*CNNTOOL, "--help"],
+    "cnntool models": [*CNNTOOL, "models", "--format", "json"],
     "python -c 'import typer'": [sys.executable, "-c", "import typer"],
     "bare typer command, one str option": [sys.executable, "-c", BARE_TYPER_APP, "one", "--n", "64"],
+}
+TORCH_COMMANDS = {
+    "cnntool classify one.png": [*CNNTOOL, "classify", str(ONE_DIGIT), "--format", "jsonl"],
+    "python -c 'import torch'": [sys.executable, "-c", "import torch"],
 }
 
 
@@ -48,27 +58,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--no-bytecode-cache", action="store_true", help="compile every module on every run")
+    parser.add_argument("--no-classify", action="store_true", help="skip the one-image classify vs import torch pair")
     args = parser.parse_args()
+    commands = dict(TYPER_COMMANDS) if args.no_classify else {**TYPER_COMMANDS, **TORCH_COMMANDS}
 
-    times: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    times: dict[str, list[float]] = {name: [] for name in commands}
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ)
         if not args.no_bytecode_cache:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = cache
-        for command in COMMANDS.values():  # warm the bytecode and page caches first
+        for command in commands.values():  # warm the bytecode and page caches first
             wall_time(command, env)
         for _ in range(args.runs):
-            for name, command in COMMANDS.items():
+            for name, command in commands.items():
                 times[name].append(wall_time(command, env))
 
     medians = {name: statistics.median(values) for name, values in times.items()}
     for name, median in medians.items():
         print(f"{name:40s} median {median * 1000:6.0f} ms over {args.runs} runs")
-    shape_calc, typer_import, bare = medians.values()
-    print(f"ratio to import typer:       {shape_calc / typer_import:.2f} (target ≤ 1.5)")
-    print(f"ratio to a bare typer command: {shape_calc / bare:.2f}")
-
+    typer_import, bare = medians["python -c 'import typer'"], medians["bare typer command, one str option"]
+    for name in ("cnntool shape-calc --n 64 --f 3 --s 2", "cnntool --help", "cnntool models"):
+        print(f"{name:40s} / import typer {medians[name] / typer_import:.2f}   / bare typer command "
+              f"{medians[name] / bare:.2f}" + ("   (target ≤ 1.5)" if "shape-calc" in name else ""))
+    if not args.no_classify:
+        classify, torch_import = medians["cnntool classify one.png"], medians["python -c 'import torch'"]
+        print(f"{'cnntool classify one.png':40s} / import torch {classify / torch_import:.2f}   "
+              f"(+{(classify - torch_import) * 1000:.0f} ms beyond torch)")
 
 if __name__ == "__main__":
     main()
