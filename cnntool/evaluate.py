@@ -62,16 +62,26 @@ def classify(*, data: str, model: str | None, weights: str | None, split: str = 
             "images_per_second": round(result.images_per_second, 1), **result.metrics}
 
 
-def write_report(report: dict[str, Any], fmt: str, stream: TextIO | None = None) -> None:
-    stream = stream or sys.stdout  # looked up at call time: tests and callers may have replaced it
+def _report_console(report: dict[str, Any], fmt: str, stream: TextIO | None, title: str):
+    """JSON → written, returns None; table → a rich Console on the stream with the title line printed.
+    The stream is looked up at call time: tests and callers may have replaced sys.stdout."""
+    stream = stream or sys.stdout
     if fmt == "json":
         stream.write(json.dumps(report, indent=2) + "\n")
-        return
+        return None
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(file=stream)
-    console.print(f"{report['model']} on {report['data']}: {report['images']} images", highlight=False)
+    console.print(title, highlight=False)
+    return console
+
+
+def write_report(report: dict[str, Any], fmt: str, stream: TextIO | None = None) -> None:
+    console = _report_console(report, fmt, stream, f"{report['model']} on {report['data']}: {report['images']} images")
+    if console is None:
+        return
+    from rich.table import Table
+
     console.print(f"accuracy {report['accuracy']:.4f}   top-5 {report['top5']:.4f}   loss {report['loss']:.4f}",
                   highlight=False)
     per_class = Table("class", "precision", "recall", "support")
@@ -170,15 +180,11 @@ def detect(*, data: str, model: str | None, weights: str | None, split: str = "t
 
 
 def write_detect_report(report: dict[str, Any], fmt: str, stream: TextIO | None = None) -> None:
-    stream = stream or sys.stdout  # looked up at call time: tests and callers may have replaced it
-    if fmt == "json":
-        stream.write(json.dumps(report, indent=2) + "\n")
+    console = _report_console(report, fmt, stream, f"{report['model']} on {report['data']}")
+    if console is None:
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=stream)
-    console.print(f"{report['model']} on {report['data']}", highlight=False)
     console.print(f"mAP50-95 {report['map50_95']:.4f}   mAP50 {report['map50']:.4f}   mAP75 {report['map75']:.4f}   "
                   f"recall@100 {report['mar100']:.4f}   {report['images_per_second']} img/s", highlight=False)
     per_class = Table("class", "AP50-95", "recall@100")
@@ -279,14 +285,9 @@ def landmarks(*, data: str, model: str | None, weights: str | None, split: str =
 
 
 def write_localize_report(report: dict[str, Any], fmt: str, stream: TextIO | None = None) -> None:
-    stream = stream or sys.stdout  # looked up at call time: tests and callers may have replaced it
-    if fmt == "json":
-        stream.write(json.dumps(report, indent=2) + "\n")
+    console = _report_console(report, fmt, stream, f"{report['model']} on {report['data']}")
+    if console is None:
         return
-    from rich.console import Console
-
-    console = Console(file=stream)
-    console.print(f"{report['model']} on {report['data']}", highlight=False)
     console.print(f"presence accuracy {report['presence_accuracy']:.4f}   "
                   f"class accuracy {report['class_accuracy']:.4f}   mean IoU {report['mean_iou']:.4f}   "
                   f"IoU≥0.5 {report['iou50_accuracy']:.4f}   loss {report['loss']:.4f}   "
@@ -294,14 +295,9 @@ def write_localize_report(report: dict[str, Any], fmt: str, stream: TextIO | Non
 
 
 def write_landmarks_report(report: dict[str, Any], fmt: str, stream: TextIO | None = None) -> None:
-    stream = stream or sys.stdout  # looked up at call time: tests and callers may have replaced it
-    if fmt == "json":
-        stream.write(json.dumps(report, indent=2) + "\n")
+    console = _report_console(report, fmt, stream, f"{report['model']} on {report['data']}")
+    if console is None:
         return
-    from rich.console import Console
-
-    console = Console(file=stream)
-    console.print(f"{report['model']} on {report['data']}", highlight=False)
     console.print(f"NME {report['nme']:.4f} (by the {report['nme_normalized_by']})   within {report['tolerance']:g} "
                   f"{report['within_tolerance']:.4f} of {report['points']} points   loss {report['loss']:.4f}   "
                   f"{report['images_per_second']} img/s", highlight=False)
