@@ -203,7 +203,7 @@ SCENES_64 = InputSpec(size=(64, 64), channels=3, resize="stretch")
 
 register(ModelSpec(
     name="localizer-digits", task="localize", builder="cnntool.models.localizer:localizer",
-    kwargs={"num_classes": 10, "in_channels": 3, "widths": (16, 32, 64, 128), "input_size": 64, "hidden": 256,
+    kwargs={"num_classes": 10, "in_channels": 3, "widths": (24, 48, 96, 192), "input_size": 64, "hidden": 256,
             "dropout": 0.1},
     input=SCENES_64, classes=DIGIT_CLASSES, weights="embedded:localizer-digits",
     summary="Classification with localization (y = [p_c, b_x, b_y, b_h, b_w, c_1..c_10]): handwritten "
