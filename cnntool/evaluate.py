@@ -12,6 +12,19 @@ from cnntool.errors import ConfigError
 SPLITS = ("auto", "test", "heldout", "all")
 
 
+def _load(task: str, model: str | None, weights: str | None, device: str, threads: int | None):
+    """(the loaded model, the resolved device): every evaluation starts here."""
+    import torch
+
+    from cnntool.loading import load_model
+    from cnntool.predict import resolve_device
+
+    if threads:
+        torch.set_num_threads(threads)
+    device = resolve_device(device)
+    return load_model(model, weights, task=task, device=device), device
+
+
 def classify(*, data: str, model: str | None, weights: str | None, split: str = "auto", batch_size: int = 500,
              workers: int = 0, device: str = "cpu", threads: int | None = None, tta_flip: bool = False,
              bf16: bool = False) -> dict[str, Any]:
@@ -21,21 +34,14 @@ def classify(*, data: str, model: str | None, weights: str | None, split: str = 
     metadata (same --val-split and --seed as training); all = every image; auto = test when there is one,
     else heldout when the weights record a split, else all.
     """
-    import torch
-
     from cnntool.data.classify import open_classify_data
     from cnntool.data.splits import stratified_split
     from cnntool.evaluation import run_eval
-    from cnntool.loading import load_model
-    from cnntool.predict import resolve_device
     from cnntool.tasks.classify_train import ClassifyConfig, ClassifyTask
 
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
-    if threads:
-        torch.set_num_threads(threads)
-    device = resolve_device(device)
-    loaded = load_model(model, weights, task="classify", device=device)
+    loaded, device = _load("classify", model, weights, device, threads)
     source = open_classify_data(data, loaded.input)
     if len(source.classes) != len(loaded.classes):
         raise ConfigError(f"data {data!r} has {len(source.classes)} classes, the model {len(loaded.classes)}")
@@ -152,18 +158,11 @@ def detect(*, data: str, model: str | None, weights: str | None, split: str = "t
            device: str = "cpu", threads: int | None = None, conf: float = 0.001, iou: float = 0.6) -> dict[str, Any]:
     """COCO mAP50-95, mAP50, mAP75, recall and per-class AP of a detector on one split of a detection
     dataset (scene JSON, COCO JSON or YOLO txt), through the same loading and metric code as training."""
-    import torch
-
     from cnntool.data import detect_formats
     from cnntool.evaluation import run_eval
-    from cnntool.loading import load_model
-    from cnntool.predict import resolve_device
     from cnntool.tasks.detect_train import DetectConfig, DetectTask
 
-    if threads:
-        torch.set_num_threads(threads)
-    device = resolve_device(device)
-    loaded = load_model(model, weights, task="detect", device=device)
+    loaded, device = _load("detect", model, weights, device, threads)
     splits, classes = detect_formats.read_dataset(data)
     if split not in splits:
         raise ConfigError(f"data {data!r} has no {split!r} split (has: {', '.join(splits)})")
@@ -223,19 +222,12 @@ def localize(*, data: str, model: str | None, weights: str | None, split: str = 
     (and the loss the weights were trained with)."""
     from pathlib import Path
 
-    import torch
-
     from cnntool.data import annotations as ann
     from cnntool.evaluation import run_eval
-    from cnntool.loading import load_model
-    from cnntool.predict import resolve_device
     from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
 
-    if threads:
-        torch.set_num_threads(threads)
     path, annotations = _annotation_split(data, split)
-    device = resolve_device(device)
-    loaded = load_model(model, weights, task="localize", device=device)
+    loaded, device = _load("localize", model, weights, device, threads)
     task = LocalizeTask.for_loaded(loaded, LocalizeConfig(data=data, loss=loaded.metadata.get("loss", "modern")))
     if (Path(data) / "classes.txt").is_file():
         listed = ann.read_classes(Path(data), annotations)
@@ -254,19 +246,12 @@ def landmarks(*, data: str, model: str | None, weights: str | None, split: str =
     """NME (by the image diagonal) and the share of points within `tolerance` of a landmark model on one
     split of an annotation directory, through the task code and metric that training uses for its held-out
     figures. tolerance None: the one recorded in the weights' held-out metrics, else 0.02."""
-    import torch
-
     from cnntool.evaluation import run_eval
-    from cnntool.loading import load_model
-    from cnntool.predict import resolve_device
     from cnntool.tasks.landmarks import DEFAULT_TOLERANCE
     from cnntool.tasks.landmarks_train import LandmarksConfig, LandmarksTask
 
-    if threads:
-        torch.set_num_threads(threads)
     path, annotations = _annotation_split(data, split)
-    device = resolve_device(device)
-    loaded = load_model(model, weights, task="landmarks", device=device)
+    loaded, device = _load("landmarks", model, weights, device, threads)
     if loaded.input.resize == "none":
         raise ConfigError(f"{loaded.name} finds faces in full-resolution images first; evaluate landmarks scores "
                           "fixed-input point regressors such as landmarker-corners")
