@@ -622,6 +622,9 @@ def data_documents_cmd(
 
 AnnotatedDataOpt = Annotated[str, typer.Option("--data", "-d", help="A directory with train, val and test annotation files (JSON or CSV; see `cnntool data`).", show_default=False)]
 AugmentOpt = Annotated[bool, typer.Option("--augment/--no-augment", help="Box/point-aware affine augmentation and brightness/contrast jitter.")]
+ShiftShareOpt = Annotated[float, typer.Option("--shift", min=0.0, max=0.5, help="Random shift, ± share of the frame.")]
+ScaleShareOpt = Annotated[float, typer.Option("--scale", min=0.0, max=0.5, help="Random scale, ± share.")]
+JitterOpt = Annotated[float, typer.Option("--jitter", min=0.0, max=1.0, help="Brightness/contrast factors within 1 ± jitter.")]
 KwargOpt = Annotated[List[str], typer.Option("--kwarg", help="Builder override key=value (JSON values), repeatable.")]
 
 
@@ -634,9 +637,9 @@ def train_localize_cmd(
     kwarg: KwargOpt = [],
     loss: Annotated[str, typer.Option("--loss", help="lecture (squared error on every y term when p_c = 1, on p_c alone when 0) or modern (BCE p_c, cross-entropy class, L1 + GIoU box).")] = "modern",
     augment: AugmentOpt = True,
-    shift: Annotated[float, typer.Option("--shift", min=0.0, max=0.5, help="Random shift, ± share of the frame.")] = 0.08,
-    scale: Annotated[float, typer.Option("--scale", min=0.0, max=0.5, help="Random scale, ± share.")] = 0.12,
-    jitter: Annotated[float, typer.Option("--jitter", min=0.0, max=1.0, help="Brightness/contrast factors within 1 ± jitter.")] = 0.3,
+    shift: ShiftShareOpt = 0.08,
+    scale: ScaleShareOpt = 0.12,
+    jitter: JitterOpt = 0.3,
     epochs: EpochsOpt = 12,
     batch_size: TrainBatchOpt = 64,
     lr: LrOpt = 0.003,
@@ -681,9 +684,9 @@ def train_landmarks_cmd(
     loss: Annotated[str, typer.Option("--loss", help="l1 or mse (the lecture's squared error) on the l-vector.")] = "l1",
     augment: AugmentOpt = True,
     rotate: Annotated[float, typer.Option("--rotate", min=0.0, max=45.0, help="Random rotation, ± degrees.")] = 8.0,
-    shift: Annotated[float, typer.Option("--shift", min=0.0, max=0.5, help="Random shift, ± share of the frame.")] = 0.05,
-    scale: Annotated[float, typer.Option("--scale", min=0.0, max=0.5, help="Random scale, ± share.")] = 0.08,
-    jitter: Annotated[float, typer.Option("--jitter", min=0.0, max=1.0, help="Brightness/contrast factors within 1 ± jitter.")] = 0.3,
+    shift: ShiftShareOpt = 0.05,
+    scale: ScaleShareOpt = 0.08,
+    jitter: JitterOpt = 0.3,
     tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="A point within this share of the image diagonal counts as found.")] = 0.02,
     epochs: EpochsOpt = 12,
     batch_size: TrainBatchOpt = 64,
