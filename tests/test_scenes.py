@@ -49,6 +49,36 @@ def test_annotation_format_single_and_multi(tmp_path):
     assert any(len(e["objects"]) > 1 for e in entries)
 
 
+def test_mixed_backgrounds_change_training_scenes_only(tmp_path):
+    mixed = scenes.SceneConfig(size=96, mix_backgrounds=True)
+    scenes.write_dataset(tmp_path / "plain", {"train": 3, "val": 2, "test": 2}, seed=4, config=CONFIG)
+    scenes.write_dataset(tmp_path / "mixed", {"train": 3, "val": 2, "test": 2}, seed=4, config=mixed)
+    for name in ("val/000001.png", "test/000001.png", "val.json", "test.json"):
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "mixed" / name).read_bytes()
+    for i in range(3):
+        plain = np.asarray(Image.open(tmp_path / f"plain/train/{i:06d}.png"))
+        assert not np.array_equal(plain, np.asarray(Image.open(tmp_path / f"mixed/train/{i:06d}.png")))
+
+
+def test_a_mixed_background_is_tiled_from_the_given_photos(tmp_path):
+    # Flat photos stay flat through turns, flips and recolouring: each tile is one colour, one rectangle.
+    photos = []
+    for i, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]):
+        photos.append(tmp_path / f"flat{i}.png")
+        Image.new("RGB", (60, 50), colour).save(photos[-1])
+    counts = []
+    for seed in range(24):
+        background = scenes.mixed_background(np.random.default_rng(seed), photos, 40)
+        np.testing.assert_array_equal(background, scenes.mixed_background(np.random.default_rng(seed), photos, 40))
+        assert background.shape == (40, 40, 3) and background.min() >= 0 and background.max() <= 255
+        colours = np.unique(background.reshape(-1, 3), axis=0)
+        for colour in colours:
+            rows, cols = np.nonzero((background == colour).all(-1))
+            assert rows.size == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)  # a rectangle
+        counts.append(len(colours))
+    assert set(counts) <= {1, 2, 3, 4} and 1 in counts and 4 in counts
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_the_pasted_object_lies_inside_its_box_and_touches_every_side(seed):
     rng = np.random.default_rng(seed)

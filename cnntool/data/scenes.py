@@ -10,6 +10,11 @@ Held-out split: the test split draws objects from a fixed held-out index range (
 digit class; Fashion-MNIST's official test set) and backgrounds from held-out photos (every fifth photo by
 sorted name), so test scores measure objects and photos the model never saw.
 
+With `mix_backgrounds`, training scenes (only) are laid on backgrounds no single photo shows: crops of up
+to four photos tiled, turned, flipped and recoloured. A few dozen photos otherwise let a model learn the
+photos themselves: the localizer lost 5 points of presence accuracy going from training to held-out photos
+with the same digits, and almost none going to held-out digits on training photos.
+
 Scene i of a split is drawn from its own generator seeded by (seed, split, i): any scene can be
 regenerated alone and the output does not depend on how many scenes are made.
 """
@@ -17,7 +22,7 @@ regenerated alone and the output does not depend on how many scenes are made.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -46,6 +51,7 @@ class SceneConfig:
     opacity: tuple[float, float] = (0.8, 1.0)
     min_contrast: float = 120.0  # least RGB distance between object colour and the photo under it
     max_overlap: float = 0.1  # multi-object scenes: largest IoU allowed between two objects
+    mix_backgrounds: bool = False  # training split only: tiled, turned, recoloured photo crops
 
     def __post_init__(self) -> None:
         if self.objects not in OBJECT_SOURCES:
@@ -128,6 +134,37 @@ def random_crop(rng: np.random.Generator, photo: Image.Image, size: tuple[int, i
     return crop.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else crop
 
 
+def _recolour(rng: np.random.Generator, tile: np.ndarray) -> np.ndarray:
+    """Channel order, grey, inversion, contrast and brightness drawn at random (float RGB in, out)."""
+    tile = tile[..., rng.permutation(3)]
+    if rng.random() < 0.2:
+        tile = np.repeat(tile.mean(-1, keepdims=True), 3, axis=-1)
+    if rng.random() < 0.1:
+        tile = 255.0 - tile
+    mean = tile.mean()
+    return np.clip(mean + (tile - mean) * rng.uniform(0.6, 1.4) + rng.uniform(-30, 30), 0, 255)
+
+
+def mixed_background(rng: np.random.Generator, photos: list[Path], size: int) -> np.ndarray:
+    """A size×size float RGB background cut at a random point into up to four tiles, each a crop of a
+    random photo turned by a multiple of 90°, flipped and recoloured."""
+    canvas = np.empty((size, size, 3))
+    cuts = []
+    for _ in range(2):  # rows, then columns: cut in two at a random point half the time
+        mid = int(rng.uniform(0.25, 0.75) * size)
+        cuts.append([0, mid, size] if rng.random() < 0.5 else [0, size])
+    for y0, y1 in zip(cuts[0], cuts[0][1:]):
+        for x0, x1 in zip(cuts[1], cuts[1][1:]):
+            turns = int(rng.integers(4))
+            h, w = (y1 - y0, x1 - x0) if turns % 2 == 0 else (x1 - x0, y1 - y0)
+            photo = load_photo(photos[int(rng.integers(len(photos)))])
+            tile = np.rot90(np.asarray(random_crop(rng, photo, (w, h)), dtype=np.float64), turns)
+            if rng.random() < 0.5:
+                tile = tile[::-1]
+            canvas[y0:y1, x0:x1] = _recolour(rng, tile)
+    return canvas
+
+
 # --- one scene -----------------------------------------------------------------------------------
 
 def _pick_colour(rng: np.random.Generator, under: np.ndarray, min_contrast: float) -> np.ndarray:
@@ -179,8 +216,11 @@ def paste_object(rng: np.random.Generator, canvas: np.ndarray, patch: np.ndarray
 
 def make_scene(rng: np.random.Generator, *, backgrounds: list[Path], pool: ObjectPool,
                config: SceneConfig) -> Scene:
-    photo = load_photo(backgrounds[int(rng.integers(len(backgrounds)))])
-    canvas = np.asarray(random_crop(rng, photo, (config.size, config.size)), dtype=np.float64).copy()
+    if config.mix_backgrounds:
+        canvas = mixed_background(rng, backgrounds, config.size)
+    else:
+        photo = load_photo(backgrounds[int(rng.integers(len(backgrounds)))])
+        canvas = np.asarray(random_crop(rng, photo, (config.size, config.size)), dtype=np.float64).copy()
     count = 0 if rng.random() < config.empty_fraction else int(rng.integers(1, config.max_objects + 1))
     objects: list[dict[str, Any]] = []
     for _ in range(count):
@@ -209,6 +249,8 @@ def annotation_entry(image: str, objects: list[dict[str, Any]], *, single: bool)
 
 def write_split(out: Path, split: str, n: int, *, seed: int, config: SceneConfig) -> Path:
     """Write n scenes as out/<split>/NNNNNN.png and their annotations as out/<split>.json."""
+    if split != "train":  # validation and test scenes stay plain photos, like the images a user brings
+        config = replace(config, mix_backgrounds=False)
     pool = object_pool(config.objects, split)
     backgrounds = background_paths(split)
     (out / split).mkdir(parents=True, exist_ok=True)
