@@ -47,7 +47,8 @@ def parse_floats(text: str | None, name: str) -> tuple[float, ...] | None:
 def classify(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_size: str | None,
              channels: int | None, mean: str | None, std: str | None, val_split: float, crop_pad: int,
              shift: float, rotate: float, scale: float, hflip: bool, elastic: float, erase: float, label_smoothing: float,
-             tta_flip: bool, cross_source: str | None, **engine: Any) -> int:
+             tta_flip: bool, cross_source: str | None, teacher: str | None, distill: float,
+             temperature: float, **engine: Any) -> int:
     """Train a classifier; returns the exit code (128 + signal when interrupted)."""
     from cnntool.augment import AugmentConfig
     from cnntool.tasks.classify_train import ClassifyConfig, ClassifyTask
@@ -58,7 +59,8 @@ def classify(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_s
         mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"), val_split=val_split,
         augment=AugmentConfig(crop_pad=crop_pad, shift=shift, rotate=rotate, scale=scale, hflip=hflip,
                               elastic=elastic, erase=erase),
-        label_smoothing=label_smoothing, tta_flip=tta_flip, cross_source=cross_source,
+        label_smoothing=label_smoothing, tta_flip=tta_flip, cross_source=cross_source, teacher=teacher,
+        distill=distill, temperature=temperature,
     ))
     return _run(task, TrainConfig(out=out, **engine))
 

@@ -165,3 +165,30 @@ def test_bf16_autocast_and_channels_last_train(data, tmp_path):
     assert meta["train"]["bf16"] and meta["train"]["channels_last"]
     state = _state(tmp_path / "fast.safetensors")
     assert all(v.dtype == torch.float32 for k, v in state.items() if v.is_floating_point())
+
+
+def test_the_distillation_loss_is_hintons_mix_of_labels_and_softened_teacher(data):
+    task = tiny_task(data, distill=0.7, temperature=3.0, label_smoothing=0.1)
+    g = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(8, 3, generator=g), torch.randn(8, 3, generator=g)
+    labels = torch.arange(8) % 3
+    soft = (teacher / 3.0).softmax(1)
+    log_student = (student / 3.0).log_softmax(1)
+    kl = (soft * (soft.log() - log_student)).sum(1).mean()
+    expected = 0.3 * torch.nn.functional.cross_entropy(student, labels, label_smoothing=0.1) + 0.7 * 9.0 * kl
+    torch.testing.assert_close(task.loss(student, (labels, soft)), expected)
+    torch.testing.assert_close(task.loss(student, labels),
+                               torch.nn.functional.cross_entropy(student, labels, label_smoothing=0.1))
+
+
+def test_a_student_learns_from_a_teacher_and_records_it(data, tmp_path):
+    from cnntool.errors import ConfigError
+
+    teacher = tiny_config(tmp_path, "teacher", epochs=10, lr=0.1)  # confident: a weak teacher's targets are flat
+    train(tiny_task(data), teacher)
+    meta = train(tiny_task(data, teacher=str(teacher.out), distill=0.5, temperature=2.0),
+                 tiny_config(tmp_path, "student", epochs=6))
+    assert meta["distilled_from"] == {"teacher": str(teacher.out), "weight": 0.5, "temperature": 2.0}
+    assert meta["metrics"]["heldout"]["accuracy"] > 0.8  # chance is 1/3
+    with pytest.raises(ConfigError, match="one input"):
+        tiny_task(data, input_size=(20, 20), teacher=str(teacher.out)).prepare(0)

@@ -21,9 +21,11 @@ class ClassifyMetrics:
         self.confusion = torch.zeros(k, k, dtype=torch.int64)  # rows: true class, columns: predicted
         self.top5 = torch.zeros(1, dtype=torch.int64)
 
-    def update(self, logits: "torch.Tensor", targets: "torch.Tensor") -> None:
+    def update(self, logits: "torch.Tensor", targets) -> None:
         import torch
 
+        if isinstance(targets, tuple):  # (labels, teacher probabilities) while distilling
+            targets = targets[0]
         logits, targets = logits.detach().float().cpu(), targets.cpu()
         k = len(self.classes)
         pred = logits.argmax(1)

@@ -56,6 +56,15 @@ class ClassifyConfig:
     label_smoothing: float = 0.0
     tta_flip: bool = False  # average the logits of the image and its mirror image at evaluation
     cross_source: str | None = None  # another dataset of the same classes, evaluated, never trained on
+    teacher: str | None = None  # weights of a trained classifier to distil from (Hinton et al. 2015)
+    distill: float = 0.5  # weight of the teacher term; the labels' cross-entropy gets the rest
+    temperature: float = 4.0  # softens both distributions in the teacher term
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.distill <= 1:
+            raise ConfigError(f"--distill is a weight within 0..1, not {self.distill}")
+        if self.temperature <= 0:
+            raise ConfigError(f"--temperature must be positive, not {self.temperature}")
 
 
 class ClassifyTask:
@@ -75,6 +84,7 @@ class ClassifyTask:
         )
         self.classes: tuple[str, ...] = ()
         self.data_description = ""
+        self._teacher: "torch.nn.Module | None" = None
 
     # --- data ---------------------------------------------------------------------------------------
 
@@ -83,6 +93,8 @@ class ClassifyTask:
         self.classes = data.classes
         if self._stats_from_data and hasattr(data.train, "images"):
             self._set_stats(data.train.images)
+        if self.cfg.teacher:
+            self._teacher = self._load_teacher(self.cfg.teacher)
         train_idx, val_idx = stratified_split(data.train.labels(), self.cfg.val_split, seed)
         val = data.train.subset(val_idx)
         train = data.train.subset(train_idx)
@@ -95,6 +107,20 @@ class ClassifyTask:
         heldout = (f"{data.description}: stratified held-out split --val-split {frac} --seed {seed} "
                    f"({len(val)} images, cnntool.data.splits.stratified_split), never trained on")
         return TaskData(train, val, val, heldout, False)
+
+    def _load_teacher(self, source: str) -> "torch.nn.Module":
+        from cnntool.loading import load_model
+
+        teacher = load_model(None, source, task="classify")
+        if teacher.classes != self.classes:
+            raise ConfigError(f"teacher {source!r} has classes {', '.join(teacher.classes)}; "
+                              f"the data has {', '.join(self.classes)}")
+        ours, theirs = (f"{i.describe()} mean {list(i.mean)} std {list(i.std)}" for i in (self.input, teacher.input))
+        if ours != theirs:
+            raise ConfigError(f"teacher {source!r} reads {theirs}, the student {ours}: "
+                              "the teacher is fed the student's batches, so both need one input")
+        teacher.module.requires_grad_(False)
+        return teacher.module
 
     def _set_stats(self, images: "torch.Tensor") -> None:
         pixels = images.float().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
@@ -135,7 +161,13 @@ class ClassifyTask:
         x = self._normalize(pixels)
         if aug.erase:
             x = erase(x, aug.erase)
-        return x, targets
+        if self._teacher is None:
+            return x, targets
+        import torch
+
+        with torch.no_grad():  # the teacher sees exactly the augmented batch the student sees
+            soft = self._teacher.to(x.device)(x).float().div(self.cfg.temperature).softmax(1)
+        return x, (targets, soft)
 
     def eval_batch(self, images: "torch.Tensor") -> "torch.Tensor":
         return self._normalize(images.float())
@@ -146,10 +178,18 @@ class ClassifyTask:
             logits = (logits.float().softmax(1) + model(inputs.flip(3)).float().softmax(1)).log()
         return logits
 
-    def loss(self, outputs: "torch.Tensor", targets: "torch.Tensor") -> "torch.Tensor":
+    def loss(self, outputs: "torch.Tensor", targets) -> "torch.Tensor":
+        """Cross-entropy with the labels; while distilling (targets = labels, teacher probabilities at
+        temperature T) mixed with T²·KL(teacher ‖ student at T), T² keeping its gradients on the labels' scale."""
         import torch.nn.functional as F
 
-        return F.cross_entropy(outputs.float(), targets, label_smoothing=self.cfg.label_smoothing)
+        if not isinstance(targets, tuple):
+            return F.cross_entropy(outputs.float(), targets, label_smoothing=self.cfg.label_smoothing)
+        labels, soft = targets
+        hard = F.cross_entropy(outputs.float(), labels, label_smoothing=self.cfg.label_smoothing)
+        t = self.cfg.temperature
+        taught = F.kl_div(F.log_softmax(outputs.float() / t, 1), soft, reduction="batchmean") * t * t
+        return (1 - self.cfg.distill) * hard + self.cfg.distill * taught
 
     def new_metrics(self) -> ClassifyMetrics:
         return ClassifyMetrics(self.classes)
@@ -160,7 +200,9 @@ class ClassifyTask:
         kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.kwargs().items()}
         return {"task": "classify", "model": self.spec.name, "kwargs": kwargs, "classes": list(self.classes),
                 "input": spec_input, "data": self.data_description, "val_split": self.cfg.val_split,
-                "augment": self.cfg.augment.describe(), "label_smoothing": self.cfg.label_smoothing}
+                "augment": self.cfg.augment.describe(), "label_smoothing": self.cfg.label_smoothing,
+                **({"distilled_from": {"teacher": self.cfg.teacher, "weight": self.cfg.distill,
+                                       "temperature": self.cfg.temperature}} if self.cfg.teacher else {})}
 
 
 def _accepts(builder: str, name: str) -> bool:
