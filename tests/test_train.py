@@ -190,5 +190,22 @@ def test_a_student_learns_from_a_teacher_and_records_it(data, tmp_path):
                  tiny_config(tmp_path, "student", epochs=6))
     assert meta["distilled_from"] == {"teacher": str(teacher.out), "weight": 0.5, "temperature": 2.0}
     assert meta["metrics"]["heldout"]["accuracy"] > 0.8  # chance is 1/3
-    with pytest.raises(ConfigError, match="one input"):
+    with pytest.raises(ConfigError, match="student's batches"):
         tiny_task(data, input_size=(20, 20), teacher=str(teacher.out)).prepare(0)
+
+
+def test_the_teacher_reads_the_student_batch_in_its_own_normalization(data, tmp_path):
+    from cnntool.loading import load_model
+    from cnntool.preprocess import Preprocessor
+
+    teacher = tiny_config(tmp_path, "teacher", epochs=1)
+    train(tiny_task(data, mean=(0.3,), std=(0.2,)), teacher)
+    student = tiny_task(data, teacher=str(teacher.out), temperature=2.0)
+    student.prepare(0)
+    pixels = torch.randint(0, 256, (5, 1, 16, 16), dtype=torch.uint8)
+    _, (_, soft) = student.train_batch(pixels, torch.zeros(5, dtype=torch.int64))
+    reference = load_model(None, str(teacher.out), task="classify")
+    assert reference.input.mean == (0.3,) and student.input.mean != (0.3,)
+    with torch.no_grad():
+        expected = (reference.module(Preprocessor(reference.input).normalize(pixels.float())) / 2.0).softmax(1)
+    torch.testing.assert_close(soft, expected)

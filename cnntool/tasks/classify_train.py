@@ -85,6 +85,7 @@ class ClassifyTask:
         self.classes: tuple[str, ...] = ()
         self.data_description = ""
         self._teacher: "torch.nn.Module | None" = None
+        self._teacher_input: tuple["torch.Tensor", "torch.Tensor"] | None = None  # scale, shift
 
     # --- data ---------------------------------------------------------------------------------------
 
@@ -109,17 +110,22 @@ class ClassifyTask:
         return TaskData(train, val, val, heldout, False)
 
     def _load_teacher(self, source: str) -> "torch.nn.Module":
+        import torch
+
         from cnntool.loading import load_model
 
         teacher = load_model(None, source, task="classify")
         if teacher.classes != self.classes:
             raise ConfigError(f"teacher {source!r} has classes {', '.join(teacher.classes)}; "
                               f"the data has {', '.join(self.classes)}")
-        ours, theirs = (f"{i.describe()} mean {list(i.mean)} std {list(i.std)}" for i in (self.input, teacher.input))
-        if ours != theirs:
-            raise ConfigError(f"teacher {source!r} reads {theirs}, the student {ours}: "
-                              "the teacher is fed the student's batches, so both need one input")
+        if teacher.input.describe() != self.input.describe():
+            raise ConfigError(f"teacher {source!r} reads {teacher.input.describe()} images, the student "
+                              f"{self.input.describe()}: the teacher is fed the student's batches")
         teacher.module.requires_grad_(False)
+        # Student-normalized batches → the teacher's own normalization: x_t = x_s · std_s/std_t + (mean_s − mean_t)/std_t.
+        mean_s, std_s, mean_t, std_t = (torch.tensor(v).view(1, -1, 1, 1) for v in
+                                        (self.input.mean, self.input.std, teacher.input.mean, teacher.input.std))
+        self._teacher_input = (std_s / std_t, (mean_s - mean_t) / std_t)
         return teacher.module
 
     def _set_stats(self, images: "torch.Tensor") -> None:
@@ -165,8 +171,9 @@ class ClassifyTask:
             return x, targets
         import torch
 
+        scale, shift = (t.to(x.device) for t in self._teacher_input)
         with torch.no_grad():  # the teacher sees exactly the augmented batch the student sees
-            soft = self._teacher.to(x.device)(x).float().div(self.cfg.temperature).softmax(1)
+            soft = self._teacher.to(x.device)(x * scale + shift).float().div(self.cfg.temperature).softmax(1)
         return x, (targets, soft)
 
     def eval_batch(self, images: "torch.Tensor") -> "torch.Tensor":
