@@ -292,7 +292,7 @@ class Trainer:
     def _end_epoch(self, data, state: _State, metrics, lr: float) -> None:
         import torch
 
-        cfg, dist = self.cfg, self.dist
+        cfg, task, dist = self.cfg, self.task, self.dist
         loss_totals = torch.tensor([state.train_loss_sum, float(state.train_seen)], dtype=torch.float64)
         dist.sum_([loss_totals, *metrics.tensors()])
         val = run_eval(self.shipped, data.val, self.task, device=self.device, batch_size=cfg.eval_batch_size,
@@ -311,8 +311,9 @@ class Trainer:
         state.train_seconds = 0.0
         if dist.main:
             if improved:
+                # With the task's metadata, `--weights <run>/best.safetensors` works like a shipped file.
                 weights.save(cfg.checkpoint_dir / "best.safetensors", self.shipped.state_dict(),
-                             {"kind": "best", "epoch": state.epoch, primary: score})
+                             {**task.metadata(), "kind": "best", "epoch": state.epoch, primary: score})
             self._write_reports(state, final=None)
             self.progress.log(f"epoch {state.epoch}/{cfg.epochs}: train loss {record['train_loss']:.4f}, "
                               f"val loss {val.loss:.4f}, val {primary} {score:.4f}"

@@ -50,6 +50,8 @@ def test_cli_training_converges_and_writes_everything(data, tmp_path):
     assert (tmp_path / "w.curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     loaded = load_model("lenet5-relu", str(out), task="classify")  # the prediction side reads it back
     assert loaded.input.size == (16, 16) and loaded.classes == ("0", "1", "2")
+    best = load_model(None, str(tmp_path / "run/best.safetensors"), task="classify")  # usable mid-run
+    assert best.spec.name == "lenet5-relu" and best.classes == ("0", "1", "2") and best.input.size == (16, 16)
 
 
 def test_same_seed_same_weights(data, tmp_path):
