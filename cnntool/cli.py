@@ -275,7 +275,7 @@ def train_classify_cmd(
     label_smoothing: Annotated[float, typer.Option("--label-smoothing", min=0.0, max=0.5, help="Label smoothing of the cross-entropy.")] = 0.0,
     tta_flip: Annotated[bool, typer.Option("--tta-flip", help="Also report held-out figures with flip test-time augmentation.")] = False,
     cross_source: Annotated[Optional[str], typer.Option("--cross-source", help="Another dataset of the same classes to report on (never trained on).", show_default=False)] = None,
-    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Distil from this trained classifier (weights file or name; same classes and input).", show_default=False)] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Distil from this trained classifier (weights file or name; same classes, image size and channels).", show_default=False)] = None,
     distill: Annotated[float, typer.Option("--distill", min=0.0, max=1.0, help="Weight of the teacher's term (with --teacher); the labels get the rest.")] = 0.5,
     temperature: Annotated[float, typer.Option("--temperature", min=0.01, help="Softmax temperature of the teacher's term.")] = 4.0,
     workers: WorkersOpt = 0,
