@@ -583,6 +583,7 @@ def data_scenes_cmd(
     min_scale: Annotated[float, typer.Option("--min-scale", min=0.01, max=1.0, help="Smallest object (longer side / scene side).")] = 0.3,
     max_scale: Annotated[float, typer.Option("--max-scale", min=0.01, max=1.0, help="Largest object.")] = 0.7,
     mix_backgrounds: Annotated[bool, typer.Option("--mix-backgrounds", help="Training scenes only: tile, turn and recolour photo crops so a few photos give many backgrounds.")] = False,
+    extra_photos: Annotated[List[Path], typer.Option("--extra-photos", help="More background photos (a file, or a folder of them), repeatable: training and validation scenes only; the held-out photos stay the bundled ones.")] = [],
     quiet: QuietOpt = False,
 ) -> None:
     """Scenes for localize/detect: real objects pasted on real photos, with box annotations.
@@ -594,7 +595,8 @@ def data_scenes_cmd(
 
     try:
         config = scenes.SceneConfig(size=size, objects=objects, max_objects=max_objects, empty_fraction=empty,
-                                    scale=(min_scale, max_scale), mix_backgrounds=mix_backgrounds)
+                                    scale=(min_scale, max_scale), mix_backgrounds=mix_backgrounds,
+                                    extra_photos=scenes.photo_files(extra_photos))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     written = scenes.write_dataset(out, {"train": n, "val": val, "test": test}, seed=seed, config=config)

@@ -79,6 +79,36 @@ def test_a_mixed_background_is_tiled_from_the_given_photos(tmp_path):
     assert set(counts) <= {1, 2, 3, 4} and 1 in counts and 4 in counts
 
 
+def test_extra_photos_join_training_and_validation_backgrounds_only(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, colour in enumerate([(250, 0, 0), (0, 0, 250)]):
+        Image.new("RGB", (120, 100), colour).save(folder / f"p{i}.jpg")
+    (folder / "notes.txt").write_text("not a photo")
+    extra = scenes.photo_files([folder])
+    assert [p.name for p in extra] == ["p0.jpg", "p1.jpg"]
+    assert scenes.background_paths("train", extra)[-2:] == list(extra)
+    assert scenes.background_paths("val", extra)[-2:] == list(extra)
+    assert scenes.background_paths("test", extra) == scenes.background_paths("test")
+    with_extra = scenes.SceneConfig(size=96, extra_photos=extra)
+    scenes.write_dataset(tmp_path / "plain", {"train": 2, "test": 2}, seed=4, config=CONFIG)
+    scenes.write_dataset(tmp_path / "extra", {"train": 2, "test": 2}, seed=4, config=with_extra)
+    assert (tmp_path / "plain/test.json").read_bytes() == (tmp_path / "extra/test.json").read_bytes()
+    assert (tmp_path / "plain/test/000001.png").read_bytes() == (tmp_path / "extra/test/000001.png").read_bytes()
+
+
+def test_extra_photos_that_are_not_photos_are_refused_up_front(tmp_path):
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("a text file named .jpg")
+    with pytest.raises(ValueError, match="not a readable photo"):
+        scenes.photo_files([fake])
+    with pytest.raises(ValueError, match="no such file"):
+        scenes.photo_files([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no photos"):
+        scenes.photo_files([tmp_path / "empty"])
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_the_pasted_object_lies_inside_its_box_and_touches_every_side(seed):
     rng = np.random.default_rng(seed)

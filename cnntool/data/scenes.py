@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
@@ -52,6 +52,7 @@ class SceneConfig:
     min_contrast: float = 120.0  # least RGB distance between object colour and the photo under it
     max_overlap: float = 0.1  # multi-object scenes: largest IoU allowed between two objects
     mix_backgrounds: bool = False  # training split only: tiled, turned, recoloured photo crops
+    extra_photos: tuple[Path, ...] = ()  # more background photos for training and validation (not test)
 
     def __post_init__(self) -> None:
         if self.objects not in OBJECT_SOURCES:
@@ -105,6 +106,31 @@ def split_paths(paths: list[Path], split: str) -> list[Path]:
     return [p for i, p in enumerate(paths) if (i % _HELD_OUT_EVERY == _HELD_OUT_EVERY - 1) == (part == "test")]
 
 
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def photo_files(paths: Sequence[Path]) -> tuple[Path, ...]:
+    """Files as given, folders as the photos directly in them (sorted): the value of --extra-photos."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+            if not inside:
+                raise ValueError(f"{path}: no photos ({', '.join(PHOTO_SUFFIXES)}) in this folder")
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ValueError(f"{path}: no such file or folder")
+    for path in found:  # fail before thousands of scenes are written, not in the middle
+        try:
+            with Image.open(path) as img:
+                img.verify()
+        except Exception as exc:
+            raise ValueError(f"{path}: not a readable photo ({exc})") from None
+    return tuple(found)
+
+
 @lru_cache(maxsize=256)
 def load_photo(path: Path) -> Image.Image:
     img = Image.open(path)
@@ -115,8 +141,10 @@ def load_photo(path: Path) -> Image.Image:
     return img
 
 
-def background_paths(split: str) -> list[Path]:
-    paths = split_paths(photo_paths(), split)
+def background_paths(split: str, extra: Sequence[Path] = ()) -> list[Path]:
+    """The bundled photos of a split; `extra` photos join the training and validation pools only, so the
+    held-out photos stay the same whatever is added."""
+    paths = split_paths(photo_paths(), split) + (list(extra) if _split_rows(split) == "train" else [])
     if not paths:
         raise ValueError("no background photos found (scikit-image, scikit-learn or opencv-doc provide them)")
     return paths
@@ -252,7 +280,7 @@ def write_split(out: Path, split: str, n: int, *, seed: int, config: SceneConfig
     if split != "train":  # validation and test scenes stay plain photos, like the images a user brings
         config = replace(config, mix_backgrounds=False)
     pool = object_pool(config.objects, split)
-    backgrounds = background_paths(split)
+    backgrounds = background_paths(split, config.extra_photos)
     (out / split).mkdir(parents=True, exist_ok=True)
     entries = []
     for i in range(n):
