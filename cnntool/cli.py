@@ -38,6 +38,7 @@ SaveOpt = Annotated[Optional[Path], typer.Option("--save", help="Write annotated
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into subdirectories.")]
 MaxPixelsOpt = Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (decompression-bomb guard).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or warnings on stderr.")]
+ReportFormatOpt = Annotated[Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")]
 Bf16Opt = Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast. Pays only with native bf16 (GPUs, CPUs with AVX-512 BF16 or AMX): on AVX2 CPUs it is several times slower; check accuracy with `cnntool evaluate classify … --bf16`.")]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model. The first batch of each shape compiles (seconds to minutes); kernels are cached in $TORCHINDUCTOR_CACHE_DIR, default ~/.cache/cnntool/inductor.")]
 
@@ -313,7 +314,7 @@ def evaluate_classify_cmd(
     weights: WeightsOpt = None,
     split: Annotated[str, typer.Option("--split", help="test, heldout (the split recorded in the weights), all, or auto.")] = "auto",
     tta_flip: Annotated[bool, typer.Option("--tta-flip", help="Average predictions with the mirror image.")] = False,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fmt: ReportFormatOpt = "table",
     device: DeviceOpt = "cpu",
     batch_size: BatchOpt = 500,
     workers: WorkersOpt = 0,
@@ -326,8 +327,6 @@ def evaluate_classify_cmd(
     """
     from cnntool import evaluate
 
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter("--format must be table or json")
     report = evaluate.classify(data=data, model=model, weights=weights, split=split, batch_size=batch_size,
                                workers=workers, device=device, threads=threads, tta_flip=tta_flip, bf16=bf16)
     evaluate.write_report(report, fmt)
@@ -456,7 +455,7 @@ def verify_calibrate_cmd(
     detect: DetectOpt = True,
     face: FaceOpt = 1,
     upsample: UpsampleOpt = 1,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fmt: ReportFormatOpt = "table",
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
     max_pixels: MaxPixelsOpt = 50_000_000,
@@ -468,8 +467,6 @@ def verify_calibrate_cmd(
     """
     from cnntool import verify
 
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter("--format must be table or json")
     opts = verify.VerifyOptions(model=model, weights=weights, metric=metric, detect=detect, face=face,
                                 upsample=upsample, device=device, threads=threads, max_pixels=max_pixels)
     report = verify.calibrate(opts, pairs=pairs, data=data, far=far, choose=choose, out=out)
@@ -545,7 +542,7 @@ def evaluate_verify_cmd(
     weights: WeightsOpt = None,
     metric: MetricOpt = None,
     detect: DetectOpt = True,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fmt: ReportFormatOpt = "table",
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
 ) -> None:
@@ -555,8 +552,6 @@ def evaluate_verify_cmd(
     """
     from cnntool import evaluate, verify
 
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter("--format must be table or json")
     report = evaluate.verify_face(data=data, pairs=pairs, identities=identities, model=model, weights=weights,
                                   metric=metric, detect=detect, device=device, threads=threads)
     verify.write_report(report, fmt)
@@ -792,7 +787,7 @@ def evaluate_detect_cmd(
     split: Annotated[str, typer.Option("--split", help="Which split of the data: test, val or train.")] = "test",
     conf: Annotated[float, typer.Option("--conf", min=0.0, max=1.0, help="Least score kept (low: AP integrates over the whole ranking).")] = 0.001,
     iou: Annotated[float, typer.Option("--iou", min=0.0, max=1.0, help="Class-wise NMS IoU.")] = 0.6,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fmt: ReportFormatOpt = "table",
     device: DeviceOpt = "cpu",
     batch_size: BatchOpt = 64,
     threads: ThreadsOpt = None,
@@ -803,8 +798,6 @@ def evaluate_detect_cmd(
     """
     from cnntool import evaluate
 
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter("--format must be table or json")
     report = evaluate.detect(data=data, model=model, weights=weights, split=split, batch_size=batch_size,
                              device=device, threads=threads, conf=conf, iou=iou)
     evaluate.write_detect_report(report, fmt)
@@ -812,7 +805,6 @@ def evaluate_detect_cmd(
 
 # Options `evaluate localize` and `evaluate landmarks` share (their data: AnnotatedDataOpt, as for training).
 AnnotationSplitOpt = Annotated[str, typer.Option("--split", help="Which split of the data: test (the held-out one training reports), val or train.")]
-ReportFormatOpt = Annotated[str, typer.Option("--format", "-f", help="table or json.")]
 EvalBatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass (500, as training's held-out evaluation).")]
 
 
@@ -833,8 +825,6 @@ def evaluate_localize_cmd(
     """
     from cnntool import evaluate
 
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter("--format must be table or json")
     report = evaluate.localize(data=data, model=model, weights=weights, split=split, batch_size=batch_size,
                                device=device, threads=threads)
     evaluate.write_localize_report(report, fmt)
@@ -858,8 +848,6 @@ def evaluate_landmarks_cmd(
     """
     from cnntool import evaluate
 
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter("--format must be table or json")
     report = evaluate.landmarks(data=data, model=model, weights=weights, split=split, tolerance=tolerance,
                                 batch_size=batch_size, device=device, threads=threads)
     evaluate.write_landmarks_report(report, fmt)

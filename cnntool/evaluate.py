@@ -25,6 +25,12 @@ def _load(task: str, model: str | None, weights: str | None, device: str, thread
     return load_model(model, weights, task=task, device=device), device
 
 
+def _report(task: str, loaded, data: str, result, **extra: Any) -> dict[str, Any]:
+    """One evaluation's report: what was scored, on what, and its metrics (as training records them)."""
+    return {"task": task, "model": loaded.name, "data": data, "loss": result.loss, **extra,
+            "images_per_second": round(result.images_per_second, 1), **result.metrics}
+
+
 def classify(*, data: str, model: str | None, weights: str | None, split: str = "auto", batch_size: int = 500,
              workers: int = 0, device: str = "cpu", threads: int | None = None, tta_flip: bool = False,
              bf16: bool = False) -> dict[str, Any]:
@@ -64,8 +70,7 @@ def classify(*, data: str, model: str | None, weights: str | None, split: str = 
     task.input, task.classes = loaded.input, loaded.classes
     result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size, workers=workers, tta=tta_flip,
                       bf16=bf16)
-    return {"task": "classify", "model": loaded.name, "data": described, "loss": result.loss, "bf16": bf16,
-            "images_per_second": round(result.images_per_second, 1), **result.metrics}
+    return _report("classify", loaded, described, result, bf16=bf16)
 
 
 def _report_console(report: dict[str, Any], fmt: str, stream: TextIO | None, title: str):
@@ -173,9 +178,7 @@ def detect(*, data: str, model: str | None, weights: str | None, split: str = "t
     dataset = task.cache(samples, max(1, max(len(s.objects) for s in samples)))
     result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size)
     objects = sum(len(s.objects) for s in samples)
-    return {"task": "detect", "model": loaded.name, "data": f"{data}: {split} split, {len(samples)} images, "
-            f"{objects} objects", "loss": result.loss, "images_per_second": round(result.images_per_second, 1),
-            **result.metrics}
+    return _report("detect", loaded, f"{data}: {split} split, {len(samples)} images, {objects} objects", result)
 
 
 def write_detect_report(report: dict[str, Any], fmt: str, stream: TextIO | None = None) -> None:
@@ -235,9 +238,8 @@ def localize(*, data: str, model: str | None, weights: str | None, split: str = 
             raise ConfigError(f"data {data!r} has classes {', '.join(listed)}; the model {', '.join(task.classes)}")
     dataset = task.cache(annotations)
     result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size)
-    return {"task": "localize", "model": loaded.name,
-            "data": f"{data}: {split} split ({path.name}), {len(dataset)} images, {result.metrics['objects']} objects",
-            "loss": result.loss, "images_per_second": round(result.images_per_second, 1), **result.metrics}
+    return _report("localize", loaded, f"{data}: {split} split ({path.name}), {len(dataset)} images, "
+                   f"{result.metrics['objects']} objects", result)
 
 
 def landmarks(*, data: str, model: str | None, weights: str | None, split: str = "test",
@@ -264,9 +266,8 @@ def landmarks(*, data: str, model: str | None, weights: str | None, split: str =
         raise ConfigError(f"data {data!r} has points {', '.join(named)}; the model {', '.join(task.point_names)}")
     dataset = task.cache(annotations)
     result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size)
-    return {"task": "landmarks", "model": loaded.name,
-            "data": f"{data}: {split} split ({path.name}), {len(dataset)} images, {len(task.point_names)} points each",
-            "loss": result.loss, "images_per_second": round(result.images_per_second, 1), **result.metrics}
+    return _report("landmarks", loaded, f"{data}: {split} split ({path.name}), {len(dataset)} images, "
+                   f"{len(task.point_names)} points each", result)
 
 
 def write_localize_report(report: dict[str, Any], fmt: str, stream: TextIO | None = None) -> None:
