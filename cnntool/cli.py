@@ -636,6 +636,7 @@ def train_localize_cmd(
     out: OutOpt,
     model: Annotated[str, typer.Option("--model", "-m", help="Registry name (see `cnntool models --task localize`).")] = "localizer-digits",
     kwarg: KwargOpt = [],
+    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input side in pixels (default: the model's).", show_default=False)] = None,
     loss: Annotated[str, typer.Option("--loss", help="lecture (squared error on every y term when p_c = 1, on p_c alone when 0) or modern (BCE p_c, cross-entropy class, L1 + GIoU box).")] = "modern",
     augment: AugmentOpt = True,
     shift: ShiftShareOpt = 0.08,
@@ -666,8 +667,8 @@ def train_localize_cmd(
     from cnntool import train_commands
 
     code = train_commands.localize(
-        data=data, model=model, out=out, kwargs=kwarg, loss=loss, augment=augment, shift=shift, scale=scale,
-        jitter=jitter, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
+        data=data, model=model, out=out, kwargs=kwarg, input_size=input_size, loss=loss, augment=augment, shift=shift,
+        scale=scale, jitter=jitter, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, warmup=warmup, seed=seed, workers=workers, device=device,
         threads=threads, bf16=bf16, channels_last=channels_last, resume=resume, run_dir=run_dir, quiet=quiet,
         command=_command_line(ctx),

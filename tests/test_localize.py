@@ -148,6 +148,38 @@ def test_box_aware_augmentation_moves_the_box_with_the_object():
 GOALS = {"class_accuracy": 0.985, "mean_iou": 0.85, "presence_accuracy": 0.99}
 
 
+def test_untrained_refiner_leaves_the_first_stage_output_unchanged():
+    from cnntool.models.localizer import localizer
+
+    torch.manual_seed(0)
+    two_stage = localizer(widths=(8, 16), input_size=32, refine=4).eval()
+    one_stage = localizer(widths=(8, 16), input_size=32).eval()
+    one_stage.load_state_dict({k: v for k, v in two_stage.state_dict().items() if not k.startswith("refiner.")})
+    x = torch.rand(3, 3, 32, 32)
+    torch.testing.assert_close(two_stage(x), one_stage(x), atol=1e-5, rtol=1e-5)
+
+
+def test_refiner_reads_the_first_stage_box_and_applies_fast_rcnn_deltas():
+    """The crop is the (widened) first-stage box: a bright square exactly there fills it; the refined box
+    follows the deltas written out: centre + d·size·context, size·exp(d); scores are added."""
+    from cnntool.models.localizer import CropRefiner
+
+    refiner = CropRefiner(in_channels=1, num_classes=2, width=2, crop=8, context=1.0).eval()
+    seen = []
+    refiner.net[0].register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    d = torch.tensor([0.5, 0.1, -0.2, math.log(1.5), math.log(0.5), 1.0, -1.0])
+    refiner.net[-1].bias.data.copy_(d)
+    x = torch.zeros(1, 1, 64, 64)
+    x[..., 16:48, 8:24] = 1.0  # rows 16..48 (centre y 0.5, h 0.5), columns 8..24 (centre x 0.25, w 0.25)
+    box = [0.25, 0.5, 0.5, 0.25]
+    z = torch.tensor([[0.2, *(logit(v) for v in box), 0.3, 0.4]])
+    out = refiner(x, z)
+    torch.testing.assert_close(seen[0], torch.ones(1, 1, 8, 8))
+    expected_box = [0.25 + 0.1 * 0.25, 0.5 - 0.2 * 0.5, 0.5 * 1.5, 0.25 * 0.5]
+    torch.testing.assert_close(out[0, 1:5].sigmoid(), torch.tensor(expected_box), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[0, [0, 5, 6]], torch.tensor([0.7, 1.3, -0.6]))
+
+
 def localizer_metadata():
     from cnntool import weights
 
@@ -210,3 +242,25 @@ def test_cli_generates_scenes_and_localizes_them(tmp_path, capsys):
     records = [json.loads(line) for line in out.splitlines()]
     assert len(records) == 2 and all(set(r["object"]) == {"present", "label", "score", "box"} for r in records)
     assert len(list((tmp_path / "drawn").iterdir())) == 2
+
+
+def test_train_at_another_input_size_records_it_and_the_weights_load_with_it(tmp_path, capsys):
+    """--input-size N trains the localizer at N×N (its box head is sized by it); the weights' metadata carries
+    the size and the kwargs, so `cnntool localize --weights` rebuilds the same two-stage net."""
+    from cnntool import weights
+
+    code, _ = run_cli(["data", "scenes", "--out", str(tmp_path / "s"), "--n", "8", "--val", "2", "--test", "2",
+                       "--quiet"], capsys)
+    assert code == 0
+    out = tmp_path / "loc.safetensors"
+    code, _ = run_cli(["train", "localize", "--data", str(tmp_path / "s"), "--out", str(out), "--input-size", "96",
+                       "--kwarg", "widths=[8,16]", "--kwarg", "refine=4", "--kwarg", "downsample=2", "--epochs", "1",
+                       "--batch-size", "4", "--threads", "1", "--quiet"], capsys)
+    assert code == 0
+    meta = weights.read_metadata(out)
+    assert meta["input"]["size"] == [96, 96]
+    assert {k: meta["kwargs"][k] for k in ("input_size", "refine", "downsample")} == {"input_size": 96, "refine": 4,
+                                                                                   "downsample": 2}
+    code, printed = run_cli(["localize", str(tmp_path / "s/test/000000.png"), "--weights", str(out), "--format",
+                             "jsonl"], capsys)
+    assert code == 0 and json.loads(printed)["width"] == 128
