@@ -196,18 +196,20 @@ register(ModelSpec(
 
 # --- localize and landmarks (issue: the lecture's y-vector and l-vector) -----------------------------
 
-# Scenes and document photos, stretched to 64×64 RGB (the whole frame is kept, so the y-vector's box and
-# the l-vector's points are relative to the full image).
+# Scenes and document photos, stretched to a square RGB frame (the whole frame is kept, so the y-vector's
+# box and the l-vector's points are relative to the full image); 128 for the localizer's second look.
 SCENES_64 = InputSpec(size=(64, 64), channels=3, resize="stretch")
+SCENES_128 = InputSpec(size=(128, 128), channels=3, resize="stretch")
 
 
 register(ModelSpec(
     name="localizer-digits", task="localize", builder="cnntool.models.localizer:localizer",
-    kwargs={"num_classes": 10, "in_channels": 3, "widths": (24, 48, 96, 192), "input_size": 64, "hidden": 256,
-            "dropout": 0.1},
-    input=SCENES_64, classes=DIGIT_CLASSES, weights="embedded:localizer-digits",
+    kwargs={"num_classes": 10, "in_channels": 3, "widths": (24, 48, 96, 192), "input_size": 128, "hidden": 256,
+            "dropout": 0.1, "refine": 24, "crop": 32, "context": 1.25, "downsample": 2},
+    input=SCENES_128, classes=DIGIT_CLASSES, weights="embedded:localizer-digits",
     summary="Classification with localization (y = [p_c, b_x, b_y, b_h, b_w, c_1..c_10]): handwritten "
-            "digits on photos; VGG-style strided convs; p_c and class from global max-pooling, box from fc",
+            "digits on photos; VGG-style strided convs at half resolution (p_c and class from global "
+            "max-pooling, box from fc), then a second look at the box cut out at full resolution",
 ))
 register(ModelSpec(
     name="landmarker-corners", task="landmarks", builder="cnntool.models.landmarker:landmarker",
