@@ -3,7 +3,8 @@
 
 Weights sources:
 - a cnntool safetensors file (a path, or a name in weights/): its metadata may carry the architecture,
-  builder kwargs, classes and input spec, which override the registry entry's;
+  builder kwargs, classes and input spec, which replace the registry entry's (the kwargs whole: training
+  records all of them, and a registry entry changed since must not leak into older weights);
 - `DEFAULT` or a torchvision weights name (`IMAGENET1K_V1`, `ResNet18_Weights.IMAGENET1K_V1`) for models
   whose registry entry names torchvision weights: read from the torch hub cache, downloaded where online,
   with categories and transforms from the weights' meta;
@@ -114,7 +115,7 @@ def _from_file(spec: ModelSpec, path: Path) -> LoadedModel:
                 raise ConfigError(f"{path}: weights are for model {arch!r}, not {spec.name!r}")
         spec = replace(
             spec,
-            kwargs={**spec.kwargs, **meta.get("kwargs", {})},
+            kwargs=meta.get("kwargs", spec.kwargs),
             classes=tuple(meta.get("classes", spec.classes)),
             input=input_spec_from(meta["input"]) if "input" in meta else spec.input,
         )

@@ -114,6 +114,22 @@ def test_metadata_carries_classes_input_and_kwargs(tmp_path):
     assert weights.read_metadata(path)["format_version"] == weights.FORMAT_VERSION
 
 
+def test_weights_keep_the_architecture_they_were_trained_with_after_the_registry_entry_changes(tmp_path):
+    """A localizer trained when the registry entry was one stage at 64×64 (its metadata records that entry's
+    kwargs, without the later refine/downsample) still loads as that net, not the entry's current two stages."""
+    trained_kwargs = {"num_classes": 10, "in_channels": 3, "widths": [8, 16], "input_size": 64, "hidden": 32,
+                      "dropout": 0.1}
+    from cnntool.models.localizer import localizer
+
+    model = localizer(**trained_kwargs)  # the builder alone: the registry entry would add its current kwargs
+    meta = {"task": "localize", "model": "localizer-digits", "kwargs": trained_kwargs,
+            "input": {"size": [64, 64], "channels": 3, "resize": "stretch"}}
+    path = weights.save(tmp_path / "old.safetensors", model.state_dict(), meta)
+    loaded = loading.load_model(None, str(path), task="localize")
+    assert registry.get("localizer-digits").kwargs["downsample"] == 2  # what would otherwise leak in
+    assert loaded.module.refiner is None and loaded.module.downsample == 1
+    assert loaded.module(torch.zeros(1, 3, 64, 64)).shape == (1, 15)
+
 def test_googlenet_weights_with_aux_heads_load_into_the_aux_free_model(hub):
     import torchvision
 
