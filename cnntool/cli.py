@@ -224,6 +224,7 @@ ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="channels
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in the run directory.")]
 EmaOpt = Annotated[float, typer.Option("--ema", min=0.0, max=0.99999, help="Keep a moving average of the weights with this decay (e.g. 0.999) and ship it; 0 = off.")]
 RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Checkpoint directory (default: runs/<out name>).", show_default=False)]
+InputSizeOpt = Annotated[Optional[str], typer.Option("--input-size", help="Input N or HxW (default: the model's).", show_default=False)]
 
 
 def _command_line(ctx: typer.Context) -> str:
@@ -252,7 +253,7 @@ def train_classify_cmd(
     out: OutOpt,
     model: Annotated[str, typer.Option("--model", "-m", help="Registry name of the architecture (see `cnntool models --task classify`).")] = "resnet-small",
     kwarg: Annotated[List[str], typer.Option("--kwarg", help="Builder override key=value (JSON values), repeatable: --kwarg 'widths=[16,32,64]'.")] = [],
-    input_size: Annotated[Optional[str], typer.Option("--input-size", help="Input N or HxW (default: the model's).", show_default=False)] = None,
+    input_size: InputSizeOpt = None,
     channels: Annotated[Optional[int], typer.Option("--channels", help="1 (grey) or 3 (RGB) (default: the model's).", show_default=False)] = None,
     mean: Annotated[Optional[str], typer.Option("--mean", help="Per-channel mean, comma-separated, 0..1.", show_default=False)] = None,
     std: Annotated[Optional[str], typer.Option("--std", help="Per-channel std, comma-separated, 0..1.", show_default=False)] = None,
@@ -341,7 +342,7 @@ def train_detect_cmd(
     out: OutOpt,
     model: Annotated[str, typer.Option("--model", "-m", help="Registry name of the detector (see `cnntool models --task detect`).")] = "yolo-digits",
     kwarg: Annotated[List[str], typer.Option("--kwarg", help="Builder override key=value (JSON values), repeatable: --kwarg 'widths=[16,32,64]'.")] = [],
-    input_size: Annotated[Optional[str], typer.Option("--input-size", help="Input N or HxW (default: the model's).", show_default=False)] = None,
+    input_size: InputSizeOpt = None,
     shift: Annotated[float, typer.Option("--shift", min=0.0, max=0.5, help="Random translation, ± share of the frame (objects stay inside).")] = 0.1,
     epochs: EpochsOpt = 30,
     batch_size: TrainBatchOpt = 32,
@@ -487,7 +488,7 @@ def train_verify_cmd(
     k_per_identity: Annotated[int, typer.Option("--k-per-identity", min=2, help="K images per identity in a batch (P = batch size / K).")] = 8,
     unseen: Annotated[Optional[str], typer.Option("--unseen", help="Identities held out of training, evaluated as never seen: names or indices, 7-9 or alice,bob. Default: a seeded 20%.", show_default=False)] = None,
     init: Annotated[Optional[str], typer.Option("--init", help="Fine-tune: start the backbone from a trained classifier's weights (all but its last fc).", show_default=False)] = None,
-    input_size: Annotated[Optional[str], typer.Option("--input-size", help="Input N or HxW (default: the backbone's).", show_default=False)] = None,
+    input_size: InputSizeOpt = None,
     channels: Annotated[Optional[int], typer.Option("--channels", help="1 (grey) or 3 (RGB) (default: the backbone's).", show_default=False)] = None,
     cross_source: Annotated[Optional[str], typer.Option("--cross-source", help="Another dataset, all identities unseen, to report on (never trained on).", show_default=False)] = None,
     epochs: EpochsOpt = 10,
@@ -636,7 +637,7 @@ def train_localize_cmd(
     out: OutOpt,
     model: Annotated[str, typer.Option("--model", "-m", help="Registry name (see `cnntool models --task localize`).")] = "localizer-digits",
     kwarg: KwargOpt = [],
-    input_size: Annotated[Optional[int], typer.Option("--input-size", help="Square input side in pixels (default: the model's).", show_default=False)] = None,
+    input_size: InputSizeOpt = None,
     loss: Annotated[str, typer.Option("--loss", help="lecture (squared error on every y term when p_c = 1, on p_c alone when 0) or modern (BCE p_c, cross-entropy class, L1 + GIoU box).")] = "modern",
     augment: AugmentOpt = True,
     shift: ShiftShareOpt = 0.08,

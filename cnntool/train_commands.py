@@ -116,14 +116,15 @@ def verify_face(*, data: str, model: str, out: Path, kwargs: Sequence[str], obje
     return code
 
 
-def localize(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_size: int | None, loss: str,
+def localize(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_size: str | None, loss: str,
              augment: bool, shift: float, scale: float, jitter: float, **engine: Any) -> int:
     """Train classification with localization (the lecture's y-vector) on box annotations."""
     from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
     from cnntool.train import TrainConfig
 
-    task = LocalizeTask(LocalizeConfig(data=data, model=model, kwargs=parse_kwargs(kwargs), input_size=input_size,
-                                       loss=loss, augment=augment, shift=shift, scale=scale, jitter=jitter))
+    task = LocalizeTask(LocalizeConfig(data=data, model=model, kwargs=parse_kwargs(kwargs),
+                                       input_size=parse_size(input_size), loss=loss, augment=augment, shift=shift,
+                                       scale=scale, jitter=jitter))
     return _run(task, TrainConfig(out=out, **engine))
 
 

@@ -264,3 +264,6 @@ def test_train_at_another_input_size_records_it_and_the_weights_load_with_it(tmp
     code, printed = run_cli(["localize", str(tmp_path / "s/test/000000.png"), "--weights", str(out), "--format",
                              "jsonl"], capsys)
     assert code == 0 and json.loads(printed)["width"] == 128
+    code, _ = run_cli(["train", "localize", "--data", str(tmp_path / "s"), "--out", str(tmp_path / "x.safetensors"),
+                       "--input-size", "96x64", "--epochs", "1", "--quiet"], capsys)
+    assert code == 2  # the localizer's frame is square

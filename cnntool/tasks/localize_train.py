@@ -37,11 +37,11 @@ class LocalizeConfig:
     scale: float = 0.12  # ± share
     jitter: float = 0.3  # brightness and contrast factors within 1 ± jitter
     val_split: float = 0.1  # used only when the data has no val split
-    input_size: int | None = None  # square input side; None: the model's
+    input_size: tuple[int, int] | None = None  # (height, width), square; None: the model's
 
     def __post_init__(self) -> None:
-        if self.input_size is not None and self.input_size < 8:
-            raise ConfigError(f"--input-size must be at least 8, not {self.input_size}")
+        if self.input_size is not None and (self.input_size[0] != self.input_size[1] or self.input_size[0] < 8):
+            raise ConfigError(f"--input-size must be one square side of at least 8 pixels, not {self.input_size}")
         if self.loss not in localize.LOSSES:
             raise ConfigError(f"--loss must be one of {', '.join(localize.LOSSES)}, not {self.loss!r}")
 
@@ -76,8 +76,7 @@ class LocalizeTask:
     def __init__(self, cfg: LocalizeConfig) -> None:
         self.cfg = cfg
         self.spec = registry.get(cfg.model, task="localize")
-        size = cfg.input_size
-        self.input = replace(self.spec.input, size=(size, size)) if size else self.spec.input
+        self.input = replace(self.spec.input, size=tuple(cfg.input_size)) if cfg.input_size else self.spec.input
         self.classes: tuple[str, ...] = self.spec.classes
         self.data_description = ""
         self._augment = None
@@ -127,7 +126,7 @@ class LocalizeTask:
         out = {**self.spec.kwargs, **self.cfg.kwargs, "num_classes": len(self.classes),
                "in_channels": self.input.channels}
         if self.cfg.input_size:  # the localizer's box head is sized by it
-            out["input_size"] = self.cfg.input_size
+            out["input_size"] = self.cfg.input_size[0]
         return out
 
     def build_model(self) -> "torch.nn.Module":
