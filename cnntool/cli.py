@@ -580,6 +580,7 @@ def data_scenes_cmd(
     max_scale: Annotated[float, typer.Option("--max-scale", min=0.01, max=1.0, help="Largest object.")] = 0.7,
     mix_backgrounds: Annotated[bool, typer.Option("--mix-backgrounds", help="Training scenes only: tile, turn and recolour photo crops so a few photos give many backgrounds.")] = False,
     extra_photos: Annotated[List[Path], typer.Option("--extra-photos", help="More background photos (a file, or a folder of them), repeatable: training and validation scenes only; the held-out photos stay the bundled ones.")] = [],
+    workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="Processes drawing scenes (the files do not depend on it).")] = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """Scenes for localize/detect: real objects pasted on real photos, with box annotations.
@@ -595,7 +596,8 @@ def data_scenes_cmd(
                                     extra_photos=scenes.photo_files(extra_photos))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    written = scenes.write_dataset(out, {"train": n, "val": val, "test": test}, seed=seed, config=config)
+    written = scenes.write_dataset(out, {"train": n, "val": val, "test": test}, seed=seed, config=config,
+                                   workers=workers)
     if not quiet:
         typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
 

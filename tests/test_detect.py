@@ -156,3 +156,27 @@ def test_training_outputs_are_not_scored():
     m = DetectMetrics(("a",), partial(detect.postprocess, p=detect.PostProcess()))
     m.update(torch.zeros(1, 1, 2, 2, 6, requires_grad=True), torch.zeros(1, 5))
     assert m.images == 0 and m.summary() == {}
+
+
+def test_the_training_shift_moves_boxes_with_their_objects_and_keeps_them_whole():
+    from cnntool.tasks.detect_train import DetectConfig, DetectTask
+
+    task = DetectTask(DetectConfig(data="unused", shift=0.2))
+    images = torch.zeros(2, 3, 40, 40, dtype=torch.uint8)
+    images[0, :, 10:20, 5:15] = 255
+    images[1, :, 0:8, 30:40] = 255  # touches the top and right borders: may only move left or down
+    targets = torch.full((2, 2, 5), -1.0)  # [class, x1, y1, x2, y2], class −1 = padding
+    targets[0, 0] = torch.tensor([1, 5, 10, 15, 20.0])
+    targets[1, 0] = torch.tensor([2, 30, 0, 40, 8.0])
+    torch.manual_seed(0)
+    offsets = set()
+    for _ in range(20):
+        out, moved = task._shift(images, targets)
+        for k in range(2):
+            rows, cols = (out[k, 0] > 128).nonzero().T
+            assert moved[k, 0].tolist()[1:] == [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
+            assert len(rows) == 100 if k == 0 else len(rows) == 80  # whole
+            offsets.add((k, *(moved[k, 0, 1:3] - targets[k, 0, 1:3]).tolist()))
+        assert torch.equal(moved[:, 1], targets[:, 1])  # padding rows stay padding
+    assert len(offsets) > 20
+    assert all(dx <= 0 and dy >= 0 for k, dx, dy in offsets if k == 1)

@@ -122,16 +122,15 @@ def test_json_and_csv_annotations_give_the_same_targets(tmp_path):
 
 
 def test_box_aware_augmentation_moves_the_box_with_the_object():
-    from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
+    from cnntool.tasks.localize_train import shift_and_zoom
 
-    task = LocalizeTask(LocalizeConfig(data="unused", shift=0.1, scale=0.15))
-    image = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    image = torch.zeros(3, 64, 64)
     image[:, 20:40, 16:32] = 255  # x 16..32, y 20..40
     target = torch.tensor([1.0, 24 / 64, 30 / 64, 20 / 64, 16 / 64, 3.0])
+    torch.manual_seed(0)
+    outs, moved = shift_and_zoom(image.expand(20, -1, -1, -1), target.expand(20, -1), shift=0.1, scale=0.15, fill=0.0)
     moved_any = False
-    for seed in range(10):
-        torch.manual_seed(seed)
-        out, t = task.augment_one(image, target)
+    for out, t in zip(outs, moved):
         bright = (out[0] > 128).nonzero()
         y_min, x_min = bright.min(0).values.tolist()
         y_max, x_max = bright.max(0).values.tolist()
@@ -141,6 +140,23 @@ def test_box_aware_augmentation_moves_the_box_with_the_object():
         assert t[0] == 1 and t[5] == 3
         moved_any |= not torch.equal(out, image)
     assert moved_any
+
+
+def test_a_draw_that_would_cut_the_object_leaves_the_image_alone_and_empty_scenes_always_move():
+    from cnntool.tasks.localize_train import shift_and_zoom
+
+    image = torch.rand(1, 3, 32, 32) * 255
+    at_edge = torch.tensor([[1.0, 4 / 32, 16 / 32, 16 / 32, 8 / 32, 1.0]])  # touches the left border
+    empty = torch.zeros(1, 6)
+    torch.manual_seed(0)
+    out, moved = shift_and_zoom(image.expand(40, -1, -1, -1), torch.cat([at_edge, empty]).repeat(20, 1),
+                                shift=0.1, scale=0.1, fill=0.0)
+    kept = [torch.equal(o, image[0]) for o in out]
+    assert any(kept[0::2]) and not all(kept[0::2])  # some edge draws cut the digit: kept as they were
+    assert not any(kept[1::2])
+    for o, t, same in zip(out[0::2], moved[0::2], kept[0::2]):
+        assert torch.equal(t, at_edge[0]) if same else t[1] - t[4] / 2 >= 0
+    assert torch.equal(moved[1::2], torch.zeros(20, 6))
 
 
 # --- the embedded model ---------------------------------------------------------------------------------

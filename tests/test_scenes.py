@@ -34,6 +34,16 @@ def test_a_scene_does_not_depend_on_how_many_are_made(tmp_path):
     assert (tmp_path / "few/val/000001.png").read_bytes() == (tmp_path / "more/val/000001.png").read_bytes()
 
 
+def test_parallel_workers_write_the_same_files(tmp_path):
+    config = scenes.SceneConfig(size=64, max_objects=3, mix_backgrounds=True)
+    scenes.write_dataset(tmp_path / "one", {"train": 7, "test": 3}, seed=2, config=config)
+    scenes.write_dataset(tmp_path / "three", {"train": 7, "test": 3}, seed=2, config=config, workers=3)
+    written = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert len(written) == 1 + 2 + 7 + 3  # classes.txt, two annotation files, the scenes
+    for name in written:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "three" / name).read_bytes()
+
+
 def test_annotation_format_single_and_multi(tmp_path):
     scenes.write_split(tmp_path, "train", 6, seed=0, config=CONFIG)
     for entry in json.loads((tmp_path / "train.json").read_text()):

@@ -22,6 +22,7 @@ regenerated alone and the output does not depend on how many scenes are made.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -275,27 +276,42 @@ def annotation_entry(image: str, objects: list[dict[str, Any]], *, single: bool)
     return {"image": image, "objects": objects}
 
 
-def write_split(out: Path, split: str, n: int, *, seed: int, config: SceneConfig) -> Path:
-    """Write n scenes as out/<split>/NNNNNN.png and their annotations as out/<split>.json."""
-    if split != "train":  # validation and test scenes stay plain photos, like the images a user brings
-        config = replace(config, mix_backgrounds=False)
+def _write_scenes(out: Path, split: str, indices: range, seed: int, config: SceneConfig) -> list[dict[str, Any]]:
     pool = object_pool(config.objects, split)
     backgrounds = background_paths(split, config.extra_photos)
-    (out / split).mkdir(parents=True, exist_ok=True)
     entries = []
-    for i in range(n):
+    for i in indices:
         scene = make_scene(scene_rng(seed, split, i), backgrounds=backgrounds, pool=pool, config=config)
         name = f"{split}/{i:06d}.png"
         scene.image.save(out / name, compress_level=1)  # fast; files stay small at this size
         entries.append(annotation_entry(name, scene.objects, single=config.max_objects == 1))
+    return entries
+
+
+def write_split(out: Path, split: str, n: int, *, seed: int, config: SceneConfig, workers: int = 0) -> Path:
+    """Write n scenes as out/<split>/NNNNNN.png and their annotations as out/<split>.json; with workers > 1,
+    that many processes draw them (the same files: each scene has its own generator)."""
+    if split != "train":  # validation and test scenes stay plain photos, like the images a user brings
+        config = replace(config, mix_backgrounds=False)
+    (out / split).mkdir(parents=True, exist_ok=True)
+    if workers > 1:
+        step = max(1, -(-n // (workers * 4)))  # several chunks per process evens out slow ones
+        chunks = [range(start, min(n, start + step)) for start in range(0, n, step)]
+        with ProcessPoolExecutor(workers) as executor:
+            parts = executor.map(_write_scenes, *zip(*[(out, split, c, seed, config) for c in chunks]))
+            entries = [entry for part in parts for entry in part]
+    else:
+        entries = _write_scenes(out, split, range(n), seed, config)
     path = out / f"{split}.json"
     path.write_text(json.dumps(entries, indent=0) + "\n")
     return path
 
 
-def write_dataset(out: Path, counts: dict[str, int], *, seed: int, config: SceneConfig) -> list[Path]:
+def write_dataset(out: Path, counts: dict[str, int], *, seed: int, config: SceneConfig,
+                  workers: int = 0) -> list[Path]:
     """All splits plus classes.txt (one class name per line, in index order)."""
     out.mkdir(parents=True, exist_ok=True)
     classes = object_pool(config.objects, "train").classes
     (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
-    return [write_split(out, split, n, seed=seed, config=config) for split, n in counts.items() if n > 0]
+    return [write_split(out, split, n, seed=seed, config=config, workers=workers)
+            for split, n in counts.items() if n > 0]

@@ -145,8 +145,9 @@ def loss(raw: Tensor, targets: Tensor, anchors: Sequence[Sequence[float]], strid
     raw = raw.float()
     n, _, gh, gw, _ = raw.shape
     b_idx, a_idx, i_idx, j_idx, gt = [], [], [], [], []
+    host = targets.detach().cpu()  # one transfer: the assignment below is scalar work
     for b in range(n):
-        valid = targets[b][targets[b, :, 0] >= 0]
+        valid = host[b][host[b, :, 0] >= 0]
         for k, a, i, j in assign(valid[:, 1:], anchors, stride, (gh, gw)):
             b_idx.append(b), a_idx.append(a), i_idx.append(i), j_idx.append(j), gt.append(valid[k])
     obj_target = torch.zeros_like(raw[..., 4])

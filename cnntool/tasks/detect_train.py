@@ -137,26 +137,33 @@ class DetectTask:
 
     def _shift(self, images: "torch.Tensor", targets: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
         """Each image moved by a random whole-pixel offset within ±shift of the frame and within what
-        keeps every object fully inside; the gap is the letterbox fill."""
+        keeps every object fully inside; the gap is the letterbox fill. Batched on the images' device."""
         import torch
+        import torch.nn.functional as F
 
         n, _, h, w = images.shape
-        out = torch.full_like(images, self.input.fill)
-        targets = targets.clone()
-        for k in range(n):
-            valid = targets[k, :, 0] >= 0
-            boxes = targets[k, valid, 1:]
-            lo_x, hi_x = -int(self.cfg.shift * w), int(self.cfg.shift * w)
-            lo_y, hi_y = -int(self.cfg.shift * h), int(self.cfg.shift * h)
-            if len(boxes):
-                lo_x, hi_x = max(lo_x, -int(boxes[:, 0].min())), min(hi_x, int(w - boxes[:, 2].max()))
-                lo_y, hi_y = max(lo_y, -int(boxes[:, 1].min())), min(hi_y, int(h - boxes[:, 3].max()))
-            dx = int(torch.randint(lo_x, hi_x + 1, ()) if hi_x > lo_x else 0)
-            dy = int(torch.randint(lo_y, hi_y + 1, ()) if hi_y > lo_y else 0)
-            out[k, :, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-                images[k, :, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
-            targets[k, valid, 1:] += torch.tensor([dx, dy, dx, dy], dtype=targets.dtype, device=targets.device)
-        return out, targets
+        dev = images.device
+        valid = targets[..., 0] >= 0
+        x1, y1, x2, y2 = targets[..., 1:].unbind(-1)
+        far = float(max(h, w))  # an image without objects is bounded by the shift alone
+
+        def offsets(reach: int, low_edge: "torch.Tensor", high_edge: "torch.Tensor", side: int) -> "torch.Tensor":
+            lo = torch.maximum(-torch.where(valid, low_edge, far).amin(1).floor(), torch.tensor(-float(reach), device=dev))
+            hi = torch.minimum((side - torch.where(valid, high_edge, side - far).amax(1)).floor(),
+                               torch.tensor(float(reach), device=dev))
+            return (lo + (torch.rand(n, device=dev) * (hi - lo + 1)).floor()).clamp(max=hi).clamp(min=lo)
+
+        dx = offsets(int(self.cfg.shift * w), x1, x2, w)
+        dy = offsets(int(self.cfg.shift * h), y1, y2, h)
+        ones, zeros = torch.ones(n, device=dev), torch.zeros(n, device=dev)
+        # grid_sample reads output pixel p at p − d; whole-pixel moves land on pixel centres: nearest is exact
+        theta = torch.stack([torch.stack([ones, zeros, -2 * dx / w], 1), torch.stack([zeros, ones, -2 * dy / h], 1)], 1)
+        grid = F.affine_grid(theta, [n, images.shape[1], h, w], align_corners=False)
+        fill = float(self.input.fill)
+        out = F.grid_sample(images.float() - fill, grid, mode="nearest", padding_mode="zeros", align_corners=False) + fill
+        moved = targets.clone()
+        moved[..., 1:] += torch.where(valid[..., None], torch.stack([dx, dy, dx, dy], 1)[:, None, :].to(targets.dtype), 0)
+        return out, moved
 
     def train_batch(self, images: "torch.Tensor", targets: "torch.Tensor"):
         targets = targets.view(len(targets), -1, 5)
