@@ -83,14 +83,25 @@ def test_fashion_model_metadata_and_registry_entry():
     path = next(EMBEDDED.glob("fashion-*.safetensors"))
     meta = weights.read_metadata(path)
     assert meta["metrics"]["heldout"]["images"] == 10000
-    # The goal is 95 %; CPU time on the shared machine allowed less (weights/README.md) — a floor.
-    assert meta["metrics"]["heldout"]["accuracy"] >= 0.925
+    assert meta["metrics"]["heldout"]["accuracy"] >= 0.95  # the issue's goal
     assert "official test split" in meta["metrics"]["heldout_data"]
     assert meta["images_per_second"]["inference"] > 0
     assert path.stat().st_size < 8_000_000
     name = next(s.name for s in registry.specs("classify") if s.weights == f"embedded:{path.name}")
     loaded = load_model(name, None, task="classify")
     assert loaded.classes[0] == "T-shirt/top"
+
+
+@pytest.mark.skipif(not (EMBEDDED / "fashion-resnet-small.safetensors").is_file(), reason="weights not built")
+def test_fashion_model_reproduces_its_held_out_accuracy_here():
+    """Trained and scored on a GPU; scored again here on the CPU over the official 10,000 test images. Float
+    differences between the two may flip a borderline image or two, not more."""
+    from cnntool import evaluate
+
+    heldout = weights.read_metadata(EMBEDDED / "fashion-resnet-small.safetensors")["metrics"]["heldout"]
+    report = evaluate.classify(data="fashion-mnist", model="fashion-resnet-small", weights=None, split="test")
+    assert report["images"] == 10000
+    assert abs(report["accuracy"] - heldout["accuracy"]) <= 0.0005
 
 
 

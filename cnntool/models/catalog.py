@@ -264,7 +264,7 @@ UNIT_RGB = dict(channels=3, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), resize="l
 
 register(ModelSpec(
     name="yolo-digits", task="detect", builder="cnntool.models.yolo:grid_detector",
-    kwargs={"num_classes": 10, "widths": (16, 32, 64), "extra_blocks": 1, "anchors": ((28.0, 36.0),)},
+    kwargs={"num_classes": 10, "widths": (24, 48, 96), "extra_blocks": 1, "anchors": ((28.0, 36.0),)},
     input=SCENES_96, classes=DIGIT_CLASSES, weights="embedded:yolo-digits",
     summary="YOLO-style one-stage grid detector: small ResNet backbone (stride 8), per cell and anchor "
             "objectness, class and box; handwritten digits on photos",
@@ -320,10 +320,10 @@ register(ModelSpec(
 ))
 register(ModelSpec(
     name="fashion-resnet-small", task="classify", builder="cnntool.models.resnet:resnet_small",
-    kwargs={"widths": (16, 32, 64), "blocks": (1, 1, 1), "num_classes": 10, "in_channels": 1, "dropout": 0.0},
+    kwargs={"widths": (48, 96, 192), "blocks": (2, 2, 2), "num_classes": 10, "in_channels": 1, "dropout": 0.0},
     input=FASHION_28, classes=FASHION_CLASSES, weights="embedded:fashion-resnet-small.safetensors",
-    layers=resnet_small_layers(widths=(16, 32, 64), blocks=(1, 1, 1), num_classes=10, dropout=0.0),
-    summary="Small ResNet (widths 16/32/64, one basic block per stage) trained on Fashion-MNIST",
+    layers=resnet_small_layers(widths=(48, 96, 192), blocks=(2, 2, 2), num_classes=10, dropout=0.0),
+    summary="Small ResNet (widths 48/96/192, two basic blocks per stage) trained on Fashion-MNIST",
 ))
 set_default("classify", "lenet5-digits")
 
