@@ -148,10 +148,9 @@ class DetectTask:
         far = float(max(h, w))  # an image without objects is bounded by the shift alone
 
         def offsets(reach: int, low_edge: "torch.Tensor", high_edge: "torch.Tensor", side: int) -> "torch.Tensor":
-            lo = torch.maximum(-torch.where(valid, low_edge, far).amin(1).floor(), torch.tensor(-float(reach), device=dev))
-            hi = torch.minimum((side - torch.where(valid, high_edge, side - far).amax(1)).floor(),
-                               torch.tensor(float(reach), device=dev))
-            return (lo + (torch.rand(n, device=dev) * (hi - lo + 1)).floor()).clamp(max=hi).clamp(min=lo)
+            lo = (-torch.where(valid, low_edge, far).amin(1).floor()).clamp(min=-reach)
+            hi = (side - torch.where(valid, high_edge, side - far).amax(1)).floor().clamp(max=reach)
+            return torch.minimum(lo + (torch.rand(n, device=dev) * (hi - lo + 1)).floor(), hi)  # uniform on lo..hi
 
         dx = offsets(int(self.cfg.shift * w), x1, x2, w)
         dy = offsets(int(self.cfg.shift * h), y1, y2, h)
