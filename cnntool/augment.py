@@ -66,6 +66,22 @@ def warp(pixels: "torch.Tensor", cfg: AugmentConfig, fill: float = 0.0) -> "torc
     return out + fill
 
 
+def zoom_and_shift(pixels: "torch.Tensor", zoom: "torch.Tensor", tx: "torch.Tensor", ty: "torch.Tensor", *,
+                   fill: float, mode: str = "bilinear") -> "torch.Tensor":
+    """Each image of a float batch (N, C, H, W) zoomed about its centre by zoom[i] and shifted by (tx[i], ty[i])
+    in frame units; uncovered pixels take `fill`. The box- and point-aware tasks move their targets by the
+    same numbers."""
+    import torch
+    import torch.nn.functional as F
+
+    zeros = torch.zeros_like(zoom)
+    # grid_sample reads the input at q = (p - 2t) / zoom for each output point p, both in [-1, 1] units
+    theta = torch.stack([torch.stack([1 / zoom, zeros, -2 * tx / zoom], 1),
+                         torch.stack([zeros, 1 / zoom, -2 * ty / zoom], 1)], 1)
+    grid = F.affine_grid(theta, list(pixels.shape), align_corners=False)
+    return F.grid_sample(pixels - fill, grid, mode=mode, padding_mode="zeros", align_corners=False) + fill
+
+
 def _elastic_field(n: int, h: int, w: int, pixels: float, device) -> "torch.Tensor":
     """Uniform noise smoothed by a Gaussian (sigma 1/7 of the image side, Simard's 4 px at 28 px), scaled so
     each image's largest displacement is `pixels`; returned in grid units (N, H, W, 2)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnntool import registry
+from cnntool.augment import zoom_and_shift
 from cnntool.data import annotations as ann
 from cnntool.data import detect_formats as formats
 from cnntool.errors import ConfigError
@@ -139,7 +140,6 @@ class DetectTask:
         """Each image moved by a random whole-pixel offset within ±shift of the frame and within what
         keeps every object fully inside; the gap is the letterbox fill. Batched on the images' device."""
         import torch
-        import torch.nn.functional as F
 
         n, _, h, w = images.shape
         dev = images.device
@@ -154,12 +154,9 @@ class DetectTask:
 
         dx = offsets(int(self.cfg.shift * w), x1, x2, w)
         dy = offsets(int(self.cfg.shift * h), y1, y2, h)
-        ones, zeros = torch.ones(n, device=dev), torch.zeros(n, device=dev)
-        # grid_sample reads output pixel p at p − d; whole-pixel moves land on pixel centres: nearest is exact
-        theta = torch.stack([torch.stack([ones, zeros, -2 * dx / w], 1), torch.stack([zeros, ones, -2 * dy / h], 1)], 1)
-        grid = F.affine_grid(theta, [n, images.shape[1], h, w], align_corners=False)
-        fill = float(self.input.fill)
-        out = F.grid_sample(images.float() - fill, grid, mode="nearest", padding_mode="zeros", align_corners=False) + fill
+        # whole-pixel moves land on pixel centres: nearest is exact
+        out = zoom_and_shift(images.float(), torch.ones(n, device=dev), dx / w, dy / h, fill=float(self.input.fill),
+                             mode="nearest")
         moved = targets.clone()
         moved[..., 1:] += torch.where(valid[..., None], torch.stack([dx, dy, dx, dy], 1)[:, None, :].to(targets.dtype), 0)
         return out, moved

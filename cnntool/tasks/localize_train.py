@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnntool import registry
+from cnntool.augment import zoom_and_shift
 from cnntool.data import annotations as ann
 from cnntool.data.splits import stratified_split
 from cnntool.errors import ConfigError
@@ -77,7 +78,6 @@ def shift_and_zoom(pixels: "torch.Tensor", targets: "torch.Tensor", *, shift: fl
     the y-vector targets' boxes move with it. A draw that would push the object partly out of the frame
     leaves that image as it was: a cut digit may read as another."""
     import torch
-    import torch.nn.functional as F
 
     n = len(pixels)
     dev = pixels.device
@@ -89,12 +89,7 @@ def shift_and_zoom(pixels: "torch.Tensor", targets: "torch.Tensor", *, shift: fl
     inside = (cx - w / 2 >= 0) & (cx + w / 2 <= 1) & (cy - h / 2 >= 0) & (cy + h / 2 <= 1)
     move = (present < 0.5) | inside
     zoom, tx, ty = torch.where(move, zoom, 1.0), torch.where(move, tx, 0.0), torch.where(move, ty, 0.0)
-    # grid_sample reads the input at q = (p - 2t) / zoom for each output point p, both in [-1, 1] units
-    zeros = torch.zeros_like(zoom)
-    theta = torch.stack([torch.stack([1 / zoom, zeros, -2 * tx / zoom], 1),
-                         torch.stack([zeros, 1 / zoom, -2 * ty / zoom], 1)], 1)
-    grid = F.affine_grid(theta, list(pixels.shape), align_corners=False)
-    out = F.grid_sample(pixels - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
+    out = zoom_and_shift(pixels, zoom, tx, ty, fill=fill)
     moved = targets.clone()
     boxed = move & (present >= 0.5)
     moved[:, 1:5] = torch.where(boxed[:, None], torch.stack([cx, cy, h, w], 1), targets[:, 1:5])
@@ -168,8 +163,6 @@ class LocalizeTask:
         return Preprocessor(self.input).normalize(pixels)
 
     def train_batch(self, images: "torch.Tensor", targets: "torch.Tensor"):
-        import torch
-
         if self.cfg.augment:
             pixels, targets = shift_and_zoom(images.float(), targets, shift=self.cfg.shift, scale=self.cfg.scale,
                                              fill=float(self.input.fill))
