@@ -223,6 +223,7 @@ TrainDeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N
 ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="channels_last memory format.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in the run directory.")]
 EmaOpt = Annotated[float, typer.Option("--ema", min=0.0, max=0.99999, help="Keep a moving average of the weights with this decay (e.g. 0.999) and ship it; 0 = off.")]
+InitOpt = Annotated[Optional[str], typer.Option("--init", help="Fine-tune: start from these weights (file or embedded name); tensors whose name and shape match are copied, so a new class count keeps a fresh head.", show_default=False)]
 RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Checkpoint directory (default: runs/<out name>).", show_default=False)]
 InputSizeOpt = Annotated[Optional[str], typer.Option("--input-size", help="Input N or HxW (default: the model's).", show_default=False)]
 
@@ -286,6 +287,7 @@ def train_classify_cmd(
     bf16: Bf16Opt = False,
     channels_last: ChannelsLastOpt = False,
     ema: EmaOpt = 0.0,
+    init: InitOpt = None,
     resume: ResumeOpt = False,
     run_dir: RunDirOpt = None,
     quiet: QuietOpt = False,
@@ -302,7 +304,7 @@ def train_classify_cmd(
         label_smoothing=label_smoothing, tta_flip=tta_flip, cross_source=cross_source, teacher=teacher, distill=distill,
         temperature=temperature, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, warmup=warmup, seed=seed, workers=workers, device=device,
-        threads=threads, bf16=bf16, channels_last=channels_last, ema=ema, resume=resume, run_dir=run_dir, quiet=quiet,
+        threads=threads, bf16=bf16, channels_last=channels_last, ema=ema, resume=resume, init=init, run_dir=run_dir, quiet=quiet,
         command=_command_line(ctx),
     )
     raise typer.Exit(code)
@@ -359,6 +361,7 @@ def train_detect_cmd(
     threads: ThreadsOpt = None,
     bf16: Bf16Opt = False,
     channels_last: ChannelsLastOpt = False,
+    init: InitOpt = None,
     resume: ResumeOpt = False,
     run_dir: RunDirOpt = None,
     quiet: QuietOpt = False,
@@ -373,7 +376,7 @@ def train_detect_cmd(
         data=data, model=model, out=out, kwargs=kwarg, input_size=input_size, val_split=val_split, shift=shift,
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, warmup=warmup, seed=seed, workers=workers, device=device,
-        threads=threads, bf16=bf16, channels_last=channels_last, resume=resume, run_dir=run_dir, quiet=quiet,
+        threads=threads, bf16=bf16, channels_last=channels_last, resume=resume, init=init, run_dir=run_dir, quiet=quiet,
         command=_command_line(ctx),
     )
     raise typer.Exit(code)
@@ -659,6 +662,7 @@ def train_localize_cmd(
     threads: ThreadsOpt = None,
     bf16: Bf16Opt = False,
     channels_last: ChannelsLastOpt = False,
+    init: InitOpt = None,
     resume: ResumeOpt = False,
     run_dir: RunDirOpt = None,
     quiet: QuietOpt = False,
@@ -673,7 +677,7 @@ def train_localize_cmd(
         data=data, model=model, out=out, kwargs=kwarg, input_size=input_size, loss=loss, augment=augment, shift=shift,
         scale=scale, jitter=jitter, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, warmup=warmup, seed=seed, workers=workers, device=device,
-        threads=threads, bf16=bf16, channels_last=channels_last, resume=resume, run_dir=run_dir, quiet=quiet,
+        threads=threads, bf16=bf16, channels_last=channels_last, resume=resume, init=init, run_dir=run_dir, quiet=quiet,
         command=_command_line(ctx),
     )
     raise typer.Exit(code)
@@ -707,6 +711,7 @@ def train_landmarks_cmd(
     threads: ThreadsOpt = None,
     bf16: Bf16Opt = False,
     channels_last: ChannelsLastOpt = False,
+    init: InitOpt = None,
     resume: ResumeOpt = False,
     run_dir: RunDirOpt = None,
     quiet: QuietOpt = False,
@@ -722,7 +727,7 @@ def train_landmarks_cmd(
         scale=scale, jitter=jitter, tolerance=tolerance, epochs=epochs, batch_size=batch_size, lr=lr,
         optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, schedule=schedule, warmup=warmup,
         seed=seed, workers=workers, device=device, threads=threads, bf16=bf16, channels_last=channels_last,
-        resume=resume, run_dir=run_dir, quiet=quiet, command=_command_line(ctx),
+        resume=resume, init=init, run_dir=run_dir, quiet=quiet, command=_command_line(ctx),
     )
     raise typer.Exit(code)
 

@@ -51,6 +51,7 @@ class TrainConfig:
     channels_last: bool = False
     ema: float = 0.0  # decay of an exponential moving average of the weights; the average is what ships
     resume: bool = False
+    init: str | None = None  # fine-tuning: a weights file (or embedded name) to start from
     run_dir: Path | None = None  # checkpoints; default runs/<out stem>
     eval_batch_size: int = 500
     quiet: bool = False
@@ -192,7 +193,9 @@ class Trainer:
             self.device = _device(cfg.device, dist)
             data = task.prepare(cfg.seed)
             torch.manual_seed(cfg.seed)  # same initial weights on every rank and every run
-            model = task.build_model().to(self.device)
+            model = task.build_model()
+            self.parent = self._start_from(model, cfg.init) if cfg.init else None
+            model = model.to(self.device)
             if cfg.channels_last:
                 model = model.to(memory_format=torch.channels_last)
             self.model = model
@@ -211,6 +214,10 @@ class Trainer:
                     progress.log(f"training {task.metadata()['model']} on {len(data.train)} images, "
                                  f"validating on {len(data.val)}, {cfg.epochs} epochs, device {self.device}"
                                  + (f", {dist.world} processes" if dist.enabled else ""))
+                    if self.parent:
+                        fresh, total = self.parent["left_fresh"], len(model.state_dict())
+                        progress.log(f"started from {cfg.init}: {total - len(fresh)}/{total} tensors copied"
+                                     + (f"; fresh: {', '.join(fresh[:3])}{' …' if len(fresh) > 3 else ''}" if fresh else ""))
                 while state.epoch < cfg.epochs:
                     self._epoch(train_model, data, state)
                 return self._finish(data, state)
@@ -320,6 +327,18 @@ class Trainer:
                               + ("  (best)" if improved else ""))
         self._save_last(state)
 
+    @staticmethod
+    def _start_from(model, init: str) -> dict[str, Any]:
+        """Load the matching tensors of `init` into the fresh model; returns its provenance for the metadata."""
+        import hashlib
+
+        path = weights.resolve(init)
+        state, parent = weights.load(path)
+        holds = f" (holds {parent['model']} {parent.get('kwargs', {})})" if parent.get("model") else ""
+        fresh = weights.transfer(model, state, source=f"--init {init}{holds}")
+        return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "model": parent.get("model", ""), "command": parent.get("command", ""), "left_fresh": fresh}
+
     # --- checkpoints ----------------------------------------------------------------------------------
 
     def _save_last(self, state: _State) -> Path:
@@ -378,6 +397,7 @@ class Trainer:
             **task.metadata(),
             "metrics": metrics,
             "command": cfg.command,
+            **({"init": self.parent} if self.parent else {}),
             "epochs": cfg.epochs,
             "seed": cfg.seed,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -178,3 +178,14 @@ def load_into(model: "torch.nn.Module", state_dict: Mapping[str, "torch.Tensor"]
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         raise ConfigError(f"{source}: weights do not fit this model: " + "; ".join(parts))
     model.load_state_dict(state_dict, strict=True)
+
+
+def transfer(model: "torch.nn.Module", state_dict: Mapping[str, "torch.Tensor"], *, source: str) -> list[str]:
+    """Fine-tuning's start: copy every tensor whose name and shape match (a new class count keeps its fresh
+    head); returns the names left as initialized. Nothing in common means another architecture: an error."""
+    own = model.state_dict()
+    fits = {k: v for k, v in state_dict.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if not fits:
+        raise ConfigError(f"{source}: no tensor fits this model (another architecture?)")
+    model.load_state_dict(fits, strict=False)
+    return [k for k in own if k not in fits]

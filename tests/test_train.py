@@ -211,3 +211,38 @@ def test_the_teacher_reads_the_student_batch_in_its_own_normalization(data, tmp_
     with torch.no_grad():
         expected = (reference.module(Preprocessor(reference.input).normalize(pixels.float())) / 2.0).softmax(1)
     torch.testing.assert_close(soft, expected)
+
+
+def test_init_starts_from_a_trained_file_and_records_where_it_came_from(data, tmp_path):
+    from cnntool.errors import ConfigError
+
+    parent = tiny_config(tmp_path, "parent", epochs=6)
+    train(tiny_task(data), parent)
+    # lr 0: the fine-tuned file must hold exactly the tensors it started from
+    child = tiny_config(tmp_path, "child", epochs=1, lr=0.0, schedule="constant", init=str(parent.out))
+    meta = train(tiny_task(data), child)
+    assert _same(_state(parent.out), _state(child.out))
+    parent_meta = weights.read_metadata(parent.out)
+    assert meta["init"]["file"] == "parent.safetensors" and meta["init"]["left_fresh"] == []
+    assert meta["init"]["sha256"] == __import__("hashlib").sha256(parent.out.read_bytes()).hexdigest()
+    assert meta["init"]["model"] == "lenet5-relu"
+    assert meta["metrics"]["heldout"]["accuracy"] == parent_meta["metrics"]["heldout"]["accuracy"]
+    with pytest.raises(ConfigError, match=r"holds lenet5-relu .*no tensor fits"):  # says what the file is
+        train(tiny_task(data, model="resnet-small"), tiny_config(tmp_path, "other", init=str(parent.out)))
+
+
+def test_transfer_keeps_a_fresh_head_for_another_class_count_and_refuses_another_architecture():
+    from cnntool import registry
+    from cnntool.errors import ConfigError
+
+    torch.manual_seed(0)
+    ten = registry.get("lenet5-relu", task="classify").build(num_classes=10).state_dict()
+    three = registry.get("lenet5-relu", task="classify").build(num_classes=3)
+    head_before = {k: v.clone() for k, v in three.state_dict().items() if tuple(v.shape) != tuple(ten[k].shape)}
+    fresh = weights.transfer(three, ten, source="test")
+    assert sorted(fresh) == sorted(head_before) and len(fresh) == 2  # the output layer's weight and bias
+    for k, v in three.state_dict().items():
+        assert torch.equal(v, head_before[k] if k in head_before else ten[k]), k
+    resnet = registry.get("resnet-small", task="classify").build(num_classes=10).state_dict()
+    with pytest.raises(ConfigError, match="no tensor fits"):
+        weights.transfer(three, resnet, source="test")
