@@ -199,7 +199,7 @@ class Trainer:
             if cfg.channels_last:
                 model = model.to(memory_format=torch.channels_last)
             self.model = model
-            self.ema = _copy_frozen(model) if cfg.ema else None
+            self.ema = _Ema(model) if cfg.ema else None
             self.optimizer = _optimizer(model, cfg)
             state = self._resume() if cfg.resume else _State()
             train_model = model
@@ -227,7 +227,7 @@ class Trainer:
     @property
     def shipped(self):
         """The weights that are validated, selected and written: the moving average when there is one."""
-        return self.ema if self.ema is not None else self.model
+        return self.ema.module if self.ema is not None else self.model
 
     def _metric_name(self) -> str:
         return self.task.new_metrics().primary
@@ -271,7 +271,7 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             if self.ema is not None:
-                _ema_update(self.ema, self.model, cfg.ema, state.epoch * steps + step)
+                self.ema.update(cfg.ema, state.epoch * steps + step)
             batch_n = len(images)
             state.train_loss_sum += float(loss.detach()) * batch_n
             state.train_seen += batch_n
@@ -344,7 +344,7 @@ class Trainer:
     def _save_last(self, state: _State) -> Path:
         path = self.cfg.checkpoint_dir / "last.safetensors"
         if self.dist.main:
-            extra = {"ema": self.ema.state_dict()} if self.ema is not None else {}
+            extra = {"ema": self.ema.module.state_dict()} if self.ema is not None else {}
             checkpoint.save(path, self.model.state_dict(), self.optimizer, asdict(state), extra=extra)
         self.dist.barrier()
         return path
@@ -356,7 +356,7 @@ class Trainer:
         model_state, optimizer_state, progress, extra = checkpoint.load(path)
         weights.load_into(self.model, model_state, source=str(path))
         if self.ema is not None:
-            weights.load_into(self.ema, extra.get("ema", model_state), source=f"{path} (ema)")
+            weights.load_into(self.ema.module, extra.get("ema", model_state), source=f"{path} (ema)")
         self.optimizer.load_state_dict(optimizer_state)
         return _State(**progress)
 
@@ -425,26 +425,30 @@ class Trainer:
         draw_curves(self.cfg.sidecar(".curve.png"), state.history, self._metric_name())
 
 
-def _copy_frozen(model):
-    import copy
+class _Ema:
+    """A frozen copy of the model kept as ema ← d·ema + (1−d)·model after every step; d ramps up over the
+    first steps so early averages forget the random initialization. Integer buffers (BatchNorm's counter)
+    are copied. The tensor pairs are listed once: every update to either model is in place, and walking
+    state_dict() each step would cost more than the arithmetic."""
 
-    ema = copy.deepcopy(model)
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    return ema
+    def __init__(self, model) -> None:
+        import copy
 
+        self.module = copy.deepcopy(model)
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        pairs = list(zip(self.module.state_dict().values(), model.state_dict().values()))
+        floats = [(e, m) for e, m in pairs if e.dtype.is_floating_point]
+        self._averages, self._currents = [e for e, _ in floats], [m for _, m in floats]
+        self._counters = [(e, m) for e, m in pairs if not e.dtype.is_floating_point]
 
-def _ema_update(ema, model, decay: float, step: int) -> None:
-    """ema ← d·ema + (1−d)·model; d ramps up over the first steps so early averages forget the random
-    initialization. Integer buffers (BatchNorm's counter) are copied."""
-    import torch
+    def update(self, decay: float, step: int) -> None:
+        import torch
 
-    d = min(decay, (1 + step) / (10 + step))
-    with torch.no_grad():
-        for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
-            if e.dtype.is_floating_point:
-                e.lerp_(m, 1 - d)
-            else:
+        d = min(decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(self._averages, self._currents, 1 - d)
+            for e, m in self._counters:
                 e.copy_(m)
 
 

@@ -246,3 +246,21 @@ def test_transfer_keeps_a_fresh_head_for_another_class_count_and_refuses_another
     resnet = registry.get("resnet-small", task="classify").build(num_classes=10).state_dict()
     with pytest.raises(ConfigError, match="no tensor fits"):
         weights.transfer(three, resnet, source="test")
+
+
+def test_the_weight_average_follows_its_formula_and_copies_counters():
+    from cnntool.train import _Ema
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    ema = _Ema(model)
+    before = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    with torch.no_grad():  # in place, as the optimizer and BatchNorm update
+        for p in model.parameters():
+            p.add_(1.0)
+        model[1].num_batches_tracked.add_(5)
+    ema.update(0.999, step=100)
+    d = 101 / 110  # the ramp, below 0.999 at step 100
+    for k, v in ema.module.state_dict().items():
+        current = model.state_dict()[k]
+        expected = current if k.endswith("num_batches_tracked") else d * before[k] + (1 - d) * current
+        assert torch.allclose(v, expected), k
