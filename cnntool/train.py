@@ -337,7 +337,8 @@ class Trainer:
         holds = f" (holds {parent['model']} {parent.get('kwargs', {})})" if parent.get("model") else ""
         fresh = weights.transfer(model, state, source=f"--init {init}{holds}")
         return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                "model": parent.get("model", ""), "command": parent.get("command", ""), "left_fresh": fresh}
+                "model": parent.get("model", ""), "command": parent.get("command", ""), "left_fresh": fresh,
+                **({"init": parent["init"]} if "init" in parent else {})}  # a chain of fine-tunes stays traceable
 
     # --- checkpoints ----------------------------------------------------------------------------------
 

@@ -227,6 +227,8 @@ def test_init_starts_from_a_trained_file_and_records_where_it_came_from(data, tm
     assert meta["init"]["sha256"] == __import__("hashlib").sha256(parent.out.read_bytes()).hexdigest()
     assert meta["init"]["model"] == "lenet5-relu"
     assert meta["metrics"]["heldout"]["accuracy"] == parent_meta["metrics"]["heldout"]["accuracy"]
+    grandchild = train(tiny_task(data), tiny_config(tmp_path, "grandchild", epochs=1, init=str(child.out)))
+    assert grandchild["init"]["file"] == "child.safetensors" and grandchild["init"]["init"] == meta["init"]
     with pytest.raises(ConfigError, match=r"holds lenet5-relu .*no tensor fits"):  # says what the file is
         train(tiny_task(data, model="resnet-small"), tiny_config(tmp_path, "other", init=str(parent.out)))
 
