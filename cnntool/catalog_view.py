@@ -35,6 +35,7 @@ def describe(spec: registry.ModelSpec) -> dict[str, Any]:
             row["metrics"] = meta.get("metrics", {}).get("heldout")
             row["heldout_data"] = meta.get("metrics", {}).get("heldout_data")
             row["command"] = meta.get("command")
+            row["init"] = meta.get("init")  # the file a fine-tune started from, with that file's command
     return row
 
 

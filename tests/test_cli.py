@@ -63,6 +63,9 @@ def test_models_lists_the_registry_as_json():
     rows = json.loads(proc.stdout)
     assert {row["name"] for row in rows} == set(registry.names())
     assert proc.returncode == 0
+    for row in rows:  # a fine-tune names the file it started from
+        if "--init" in (row.get("command") or ""):
+            assert len(row["init"]["sha256"]) == 64 and row["init"]["command"].startswith("cnntool train")
 
 
 def test_usage_errors_exit_2_with_one_line():
