@@ -223,7 +223,7 @@ TrainDeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N
 ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="channels_last memory format.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in the run directory.")]
 EmaOpt = Annotated[float, typer.Option("--ema", min=0.0, max=0.99999, help="Keep a moving average of the weights with this decay (e.g. 0.999) and ship it; 0 = off.")]
-InitOpt = Annotated[Optional[str], typer.Option("--init", help="Fine-tune: start from these weights (file or embedded name); tensors whose name and shape match are copied, so a new class count keeps a fresh head.", show_default=False)]
+InitOpt = Annotated[Optional[str], typer.Option("--init", help="Fine-tune: start from these weights (a file, an embedded name, or DEFAULT / a torchvision weights name for the torchvision architectures); tensors whose name and shape match are copied, so a new class count keeps a fresh head.", show_default=False)]
 RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Checkpoint directory (default: runs/<out name>).", show_default=False)]
 InputSizeOpt = Annotated[Optional[str], typer.Option("--input-size", help="Input N or HxW (default: the model's).", show_default=False)]
 

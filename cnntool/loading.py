@@ -67,7 +67,7 @@ def load_model(model: str | None, weights_arg: str | None, *, task: str, device:
     """Resolve and build. `model` None → the architecture a weights file names, else the task's default;
     `weights_arg` None → the registry entry's own source."""
     weights_file = None
-    if weights_arg is not None and not _is_torchvision_name(weights_arg):
+    if weights_arg is not None and not is_torchvision_name(weights_arg):
         weights_file = weights.resolve(weights_arg)
         meta = weights.read_metadata(weights_file)
         # Before the file's architecture is looked up among this task's models: "weights for task X"
@@ -88,15 +88,13 @@ def load_model(model: str | None, weights_arg: str | None, *, task: str, device:
         # Converted from another format by the builder itself (e.g. dlib's face models).
         loaded = LoadedModel(spec.name, spec, spec.build())
     else:
-        if not (spec.weights or "").startswith("torchvision:"):
-            raise ConfigError(f"{source!r}: torchvision weights names apply only to torchvision models, not {spec.name!r}")
-        loaded = _from_torchvision(spec, source.split(":", 1)[1] if source.startswith("torchvision:") else source)
+        loaded = _from_torchvision(spec, source)
     loaded.module.eval()
     loaded.module.to(device)
     return loaded
 
 
-def _is_torchvision_name(source: str) -> bool:
+def is_torchvision_name(source: str) -> bool:
     """DEFAULT, IMAGENET1K_V1, ResNet18_Weights.IMAGENET1K_V1 — unless a file of that name exists."""
     if Path(source).is_file():
         return False
@@ -129,10 +127,14 @@ def _from_file(spec: ModelSpec, path: Path) -> LoadedModel:
     return LoadedModel(name, spec, module, meta)
 
 
-def _from_torchvision(spec: ModelSpec, name: str) -> LoadedModel:
+def torchvision_weights(spec: ModelSpec, name: str) -> tuple[Any, dict[str, "torch.Tensor"]]:
+    """(weights enum, state dict) for DEFAULT / IMAGENET1K_V1 / ResNet18_Weights.IMAGENET1K_V1 / torchvision:…"""
     import torchvision.models as tvm
 
-    enum_name = spec.weights.split(":", 1)[1].split(".")[0] if spec.weights else ""
+    if not (spec.weights or "").startswith("torchvision:"):
+        raise ConfigError(f"{name!r}: torchvision weights names apply only to torchvision models, not {spec.name!r}")
+    name = name.split(":", 1)[1] if name.startswith("torchvision:") else name
+    enum_name = spec.weights.split(":", 1)[1].split(".")[0]
     try:
         enum = tvm.get_weight(f"{enum_name}.{name}") if "." not in name and name.upper() != "DEFAULT" else None
         if name.upper() == "DEFAULT":
@@ -141,9 +143,13 @@ def _from_torchvision(spec: ModelSpec, name: str) -> LoadedModel:
         elif enum is None:
             enum = tvm.get_weight(name)
     except (ValueError, AttributeError, KeyError):
-        members = [m.name for m in type(tvm.get_weight(spec.weights.split(":", 1)[1]))] if enum_name else []
+        members = [m.name for m in type(tvm.get_weight(spec.weights.split(":", 1)[1]))]
         raise ConfigError(f"unknown torchvision weights {name!r} for {spec.name}; valid: DEFAULT, {', '.join(members)}") from None
-    state = fetch_torchvision_state_dict(enum.url)
+    return enum, fetch_torchvision_state_dict(enum.url)
+
+
+def _from_torchvision(spec: ModelSpec, name: str) -> LoadedModel:
+    enum, state = torchvision_weights(spec, name)
     if spec.task == "detect":
         input_spec = spec.input  # detectors resize and normalize inside their own transform
     else:

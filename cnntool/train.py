@@ -327,11 +327,17 @@ class Trainer:
                               + ("  (best)" if improved else ""))
         self._save_last(state)
 
-    @staticmethod
-    def _start_from(model, init: str) -> dict[str, Any]:
+    def _start_from(self, model, init: str) -> dict[str, Any]:
         """Load the matching tensors of `init` into the fresh model; returns its provenance for the metadata."""
         import hashlib
 
+        from cnntool import loading, registry
+
+        if loading.is_torchvision_name(init):  # e.g. ImageNet weights under a new head
+            meta = self.task.metadata()
+            enum, state = loading.torchvision_weights(registry.get(meta["model"], task=meta["task"]), init)
+            fresh = weights.transfer(model, state, source=f"--init {init} ({enum})")
+            return {"torchvision_weights": str(enum), "url": enum.url, "left_fresh": fresh}
         path = weights.resolve(init)
         state, parent = weights.load(path)
         holds = f" (holds {parent['model']} {parent.get('kwargs', {})})" if parent.get("model") else ""

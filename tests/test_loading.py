@@ -139,3 +139,26 @@ def test_googlenet_weights_with_aux_heads_load_into_the_aux_free_model(hub):
     torch.save(published, hub / os.path.basename(enum.url))
     loaded = loading.load_model("googlenet", "DEFAULT", task="classify")
     assert torch.equal(loaded.module.state_dict()["fc.weight"], published["fc.weight"])
+
+
+def test_training_can_start_from_torchvision_weights_under_a_new_head(hub, tmp_path):
+    import torchvision.models as tvm
+    from train_helpers import tiny_config, tiny_idx, tiny_task
+
+    from cnntool.train import train
+
+    torch.manual_seed(0)
+    published = registry.get("resnet18").build().state_dict()
+    hub.mkdir(parents=True)
+    torch.save(published, hub / os.path.basename(tvm.ResNet18_Weights.IMAGENET1K_V1.url))
+    (tmp_path / "data").mkdir()
+    data = tiny_idx(tmp_path / "data")
+    cfg = tiny_config(tmp_path, epochs=1, lr=0.0, schedule="constant", init="DEFAULT")
+    meta = train(tiny_task(data, model="resnet18"), cfg)  # 3 classes, not ImageNet's 1,000
+    assert meta["init"]["torchvision_weights"] == "ResNet18_Weights.IMAGENET1K_V1"
+    assert meta["init"]["left_fresh"] == ["fc.weight", "fc.bias"]
+    shipped = weights.load(cfg.out)[0]
+    assert shipped["fc.weight"].shape == (3, 512)
+    assert torch.equal(shipped["conv1.weight"], published["conv1.weight"])  # lr 0: exactly what was planted
+    with pytest.raises(ConfigError, match="apply only to torchvision models"):
+        train(tiny_task(data), tiny_config(tmp_path, "lenet", init="DEFAULT"))
