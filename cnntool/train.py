@@ -2,9 +2,9 @@
 
 The task object supplies data, batches, loss and metrics (interface in cnntool/tasks/classify_train.py).
 The engine owns the rest: seeded data order and augmentation, the optimizer and learning-rate schedule,
-bf16 autocast and channels_last, validation each epoch, best/last checkpoints, resume (also mid-epoch),
-SIGINT/SIGTERM → checkpoint then exit, torchrun (DDP) and the outputs: weights + metadata written
-atomically, a metrics JSON and a training-curve PNG beside them.
+bf16 autocast and channels_last, fine-tuning from trained weights (`init`), validation each epoch, best/last
+checkpoints, resume (also mid-epoch), SIGINT/SIGTERM → checkpoint then exit, torchrun (DDP) and the outputs:
+weights + metadata written atomically, a metrics JSON and a training-curve PNG beside them.
 
 Repeatability: the data order of an epoch depends only on (seed, epoch), and torch's global RNG is
 reseeded from (seed, rank, epoch, step) before every step, so a run resumed from any step boundary
@@ -51,7 +51,7 @@ class TrainConfig:
     channels_last: bool = False
     ema: float = 0.0  # decay of an exponential moving average of the weights; the average is what ships
     resume: bool = False
-    init: str | None = None  # fine-tuning: a weights file (or embedded name) to start from
+    init: str | None = None  # fine-tuning: a weights file, embedded name or torchvision weights name to start from
     run_dir: Path | None = None  # checkpoints; default runs/<out stem>
     eval_batch_size: int = 500
     quiet: bool = False
