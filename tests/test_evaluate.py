@@ -104,7 +104,6 @@ def test_fashion_model_reproduces_its_held_out_accuracy_here():
     assert abs(report["accuracy"] - heldout["accuracy"]) <= 0.0005
 
 
-
 def test_device_auto_is_resolved_before_loading():
     """--device auto means CUDA when there is one, else the CPU (not a device name torch would reject)."""
     from cnntool import evaluate
