@@ -167,6 +167,10 @@ def classify_cmd(
                  max_pixels=max_pixels, quiet=quiet, topk=topk)
 
 
+# Shared by `detect` and `evaluate detect`.
+TtaOpt = Annotated[bool, typer.Option("--tta", help="Test-time augmentation: also run every image 1.17× and 1.33× larger and pool the boxes before NMS (three forward passes).")]
+
+
 @app.command("detect")
 def detect_cmd(
     inputs: Inputs,
@@ -176,6 +180,7 @@ def detect_cmd(
     iou: Annotated[Optional[float], typer.Option("--iou", min=0.0, max=1.0, help="Non-maximum suppression: drop a box overlapping a better one of its class by more than this IoU. Default 0.45.", show_default=False)] = None,
     max_det: Annotated[Optional[int], typer.Option("--max-det", min=1, help="Most detections per image. Default 100.", show_default=False)] = None,
     classes: Annotated[Optional[str], typer.Option("--classes", help="Only these classes, comma-separated names or indices: --classes 3,7.", show_default=False)] = None,
+    tta: TtaOpt = False,
     fmt: FormatOpt = None,
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 16,
@@ -194,7 +199,7 @@ def detect_cmd(
     """
     _run_predict("detect", inputs, model=model, weights=weights, fmt=fmt, device=device, batch_size=batch_size,
                  workers=workers, threads=threads, bf16=bf16, compile_model=compile_model, save=save, recursive=recursive,
-                 max_pixels=max_pixels, quiet=quiet, conf=conf, iou=iou, max_det=max_det, classes=classes)
+                 max_pixels=max_pixels, quiet=quiet, conf=conf, iou=iou, max_det=max_det, classes=classes, tta=tta)
 
 
 # --- train and evaluate (the training engine's commands; each task adds its own `train <task>`) ----------
@@ -796,6 +801,7 @@ def evaluate_detect_cmd(
     split: Annotated[str, typer.Option("--split", help="Which split of the data: test, val or train.")] = "test",
     conf: Annotated[float, typer.Option("--conf", min=0.0, max=1.0, help="Least score kept (low: AP integrates over the whole ranking).")] = 0.001,
     iou: Annotated[float, typer.Option("--iou", min=0.0, max=1.0, help="Class-wise NMS IoU.")] = 0.6,
+    tta: TtaOpt = False,
     fmt: ReportFormatOpt = "table",
     device: DeviceOpt = "cpu",
     batch_size: BatchOpt = 64,
@@ -808,7 +814,7 @@ def evaluate_detect_cmd(
     from cnntool import evaluate
 
     report = evaluate.detect(data=data, model=model, weights=weights, split=split, batch_size=batch_size,
-                             device=device, threads=threads, conf=conf, iou=iou)
+                             device=device, threads=threads, conf=conf, iou=iou, tta=tta)
     evaluate.write_detect_report(report, fmt)
 
 

@@ -160,9 +160,11 @@ def verify_face(*, data: str | None, pairs, identities: str | None, model: str |
 
 
 def detect(*, data: str, model: str | None, weights: str | None, split: str = "test", batch_size: int = 64,
-           device: str = "cpu", threads: int | None = None, conf: float = 0.001, iou: float = 0.6) -> dict[str, Any]:
+           device: str = "cpu", threads: int | None = None, conf: float = 0.001, iou: float = 0.6,
+           tta: bool = False) -> dict[str, Any]:
     """COCO mAP50-95, mAP50, mAP75, recall and per-class AP of a detector on one split of a detection
-    dataset (scene JSON, COCO JSON or YOLO txt), through the same loading and metric code as training."""
+    dataset (scene JSON, COCO JSON or YOLO txt), through the same loading and metric code as training;
+    `tta`: at detect.TTA_SCALES."""
     from cnntool.data import detect_formats
     from cnntool.evaluation import run_eval
     from cnntool.tasks.detect_train import DetectConfig, DetectTask
@@ -171,14 +173,19 @@ def detect(*, data: str, model: str | None, weights: str | None, split: str = "t
     splits, classes = detect_formats.read_dataset(data)
     if split not in splits:
         raise ConfigError(f"data {data!r} has no {split!r} split (has: {', '.join(splits)})")
-    task = DetectTask.for_loaded(loaded, DetectConfig(data=data, conf=conf, iou=iou))
+    task = DetectTask.for_loaded(loaded, DetectConfig(data=data, conf=conf, iou=iou, tta=tta))
     if tuple(classes) != task.classes:
         raise ConfigError(f"data {data!r} has classes {', '.join(classes)}; the model {', '.join(task.classes)}")
     samples = splits[split]
     dataset = task.cache(samples, max(1, max(len(s.objects) for s in samples)))
-    result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size)
+    result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size, tta=tta)
     objects = sum(len(s.objects) for s in samples)
-    return _report("detect", loaded, f"{data}: {split} split, {len(samples)} images, {objects} objects", result)
+    described = f"{data}: {split} split, {len(samples)} images, {objects} objects"
+    if tta:
+        from cnntool.tasks.detect import TTA_SCALES
+
+        described += f", test-time augmentation at scales {', '.join(map(str, TTA_SCALES))}"
+    return _report("detect", loaded, described, result)
 
 
 def write_detect_report(report: dict[str, Any], fmt: str, stream: TextIO | None = None) -> None:

@@ -198,6 +198,8 @@ class Predictor:
         self.task = task_module(loaded.task)
         given = {k: v for k, v in task_options.items() if v is not None}
         self.task_options = {**loaded.spec.decode, **given}
+        runner = getattr(self.task, "runner", None)  # a task may call its model its own way (detect's --tta)
+        self.run_model = runner(self.model, loaded.module, self.task_options) if runner else self.model
         self.preprocessor = Preprocessor(loaded.input)
 
     def _forward(self, arrays: list["np.ndarray"]):
@@ -208,7 +210,7 @@ class Predictor:
 
         if len({a.shape for a in arrays}) == 1:
             pixels = torch.from_numpy(np.stack(arrays))
-            return self.model(self.preprocessor.normalize(pixels).to(self.device))
+            return self.run_model(self.preprocessor.normalize(pixels).to(self.device))
         outputs = [self._forward([a]) for a in arrays]
         return torch.cat(outputs) if isinstance(outputs[0], torch.Tensor) else [o for out in outputs for o in out]
 

@@ -180,3 +180,52 @@ def test_the_training_shift_moves_boxes_with_their_objects_and_keeps_them_whole(
         assert torch.equal(moved[:, 1], targets[:, 1])  # padding rows stay padding
     assert len(offsets) > 20
     assert all(dx <= 0 and dy >= 0 for k, dx, dy in offsets if k == 1)
+
+
+class BrightBoxes:
+    """A stand-in detector that boxes the bright pixels (> 0.5) of each image in the frame it is given,
+    and remembers the sizes it was run at."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def __call__(self, images):
+        self.sizes.append(tuple(images.shape[-2:]))
+        out = []
+        for image in images:
+            ys, xs = torch.nonzero(image[0] > 0.5, as_tuple=True)
+            box = torch.tensor([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], dtype=torch.float32)
+            out.append({"boxes": box, "scores": torch.ones(1), "labels": torch.zeros(1, dtype=torch.long)})
+        return out
+
+
+def test_tta_runs_each_scale_at_a_stride_multiple_and_maps_boxes_back():
+    images = torch.zeros(2, 1, 96, 96)
+    images[0, 0, 20:44, 30:70] = 1.0
+    images[1, 0, 60:90, 8:40] = 1.0
+    detector = BrightBoxes()
+    pooled = detect.multi_scale(detector, images, stride=8)
+    assert detector.sizes == [(96, 96), (112, 112), (128, 128)]  # 96 × 1, 1.17, 1.33
+    for found, truth in zip(pooled, ([30, 20, 70, 44], [8, 60, 40, 90])):
+        assert found["boxes"].shape == (3, 4) and found["labels"].tolist() == [0, 0, 0]
+        for box in found["boxes"]:  # each scale's box, back in the 96×96 frame (bilinear edges: ±1 px)
+            assert box.tolist() == pytest.approx(truth, abs=1.0)
+    assert pooled[0]["boxes"][0].tolist() == [30, 20, 70, 44]  # the input size itself is not resampled
+
+
+def test_tta_keeps_the_input_size_and_rounds_only_the_larger_ones():
+    images = torch.zeros(1, 1, 100, 60)
+    images[0, 0, 10:50, 10:30] = 1.0
+    detector = BrightBoxes()
+    detect.multi_scale(detector, images, stride=32)
+    assert detector.sizes == [(100, 60), (128, 64), (128, 64)]  # 117 → 128, 70.2 → 64; 133 → 128, 79.8 → 64
+
+
+def test_the_pipeline_calls_the_detector_through_tta_only_when_asked():
+    detector, module = BrightBoxes(), torch.nn.Module()
+    module.stride = 16
+    assert detect.runner(detector, module, {"conf": 0.25}) is detector
+    images = torch.zeros(1, 1, 64, 64)
+    images[0, 0, 8:24, 8:24] = 1.0
+    found = detect.runner(detector, module, {"tta": True})(images)
+    assert detector.sizes == [(64, 64), (80, 80), (80, 80)] and found[0]["boxes"].shape == (3, 4)

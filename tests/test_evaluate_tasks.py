@@ -1,6 +1,6 @@
-"""`cnntool evaluate localize` and `cnntool evaluate landmarks` on small generated data sets: the command's
-figures are the ones run_eval gives through the training task's held-out path on the same data, a missing
-split is one error line with exit 2, and the table format prints the headline figures."""
+"""`cnntool evaluate localize`, `evaluate landmarks` and `evaluate detect` on small generated data sets: the
+command's figures are the ones run_eval gives through the training task's held-out path on the same data, a
+missing split is one error line with exit 2, and the table format prints the headline figures."""
 
 import json
 
@@ -113,3 +113,67 @@ def test_evaluate_landmarks_missing_split_is_one_line_exit_2(tmp_path, capsys):
     assert len(lines) == 1 and "no 'train' split" in lines[0] and "has: test" in lines[0]
     code, _, err = run_cli(["evaluate", "landmarks", "--data", str(tmp_path / "missing")], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no 'test' split" in err
+
+
+@pytest.fixture(scope="module")
+def detect_scenes_dir(tmp_path_factory):
+    """20 held-out scenes of up to four digits (as yolo-digits' data) and 1 training scene."""
+    from cnntool.data import scenes
+
+    root = tmp_path_factory.mktemp("detect-scenes")
+    config = scenes.SceneConfig(size=96, max_objects=4, empty_fraction=0.1, scale=(0.25, 0.5))
+    scenes.write_dataset(root, {"train": 1, "test": 20}, seed=0, config=config)
+    return root
+
+
+def test_evaluate_detect_gives_the_training_held_out_figures(detect_scenes_dir, capsys):
+    from cnntool.evaluation import run_eval
+    from cnntool.loading import load_model
+    from cnntool.tasks.detect_train import DetectConfig, DetectTask
+
+    code, out, _ = run_cli(["evaluate", "detect", "--data", str(detect_scenes_dir), "--model", "yolo-digits",
+                            "--format", "json", "--threads", "1"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    loaded = load_model("yolo-digits", None, task="detect")
+    task = DetectTask.for_loaded(loaded, DetectConfig(data=str(detect_scenes_dir)))
+    direct = run_eval(loaded.module, task.prepare(0).heldout, task)
+    assert report["task"] == "detect" and "test split, 20 images" in report["data"]
+    for key in ("map50_95", "map50", "map75", "mar100"):
+        assert report[key] == pytest.approx(direct.metrics[key], rel=1e-9), key
+    assert set(report["per_class"]) <= set("0123456789") and report["map50"] > 0.5
+
+    code, out, _ = run_cli(["evaluate", "detect", "--data", str(detect_scenes_dir), "--model", "yolo-digits",
+                            "--threads", "1"], capsys)
+    assert code == 0 and "mAP50-95" in out and "recall@100" in out
+
+
+def test_evaluate_detect_tta_scores_what_detect_tta_finds(detect_scenes_dir, capsys):
+    """The evaluation's TTA (input size through the loss path, larger sizes added) pools the same
+    candidates as the prediction pipeline's (detect.multi_scale over every scale)."""
+    from functools import partial
+
+    import torch
+
+    from cnntool.loading import load_model
+    from cnntool.tasks import detect
+    from cnntool.tasks.detect_metrics import DetectMetrics, DetectOutputs
+    from cnntool.tasks.detect_train import DetectConfig, DetectTask
+
+    code, out, _ = run_cli(["evaluate", "detect", "--data", str(detect_scenes_dir), "--model", "yolo-digits",
+                            "--tta", "--format", "json", "--threads", "1"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert "test-time augmentation at scales 1.0, 1.17, 1.33" in report["data"]
+    loaded = load_model("yolo-digits", None, task="detect")
+    task = DetectTask.for_loaded(loaded, DetectConfig(data=str(detect_scenes_dir)))
+    heldout = task.prepare(0).heldout
+    metrics = DetectMetrics(task.classes, partial(detect.postprocess, p=task.post))
+    model = loaded.module.eval()
+    with torch.no_grad():
+        images, targets = heldout[:]
+        found = detect.multi_scale(model, task.eval_batch(images), stride=model.stride)
+    metrics.update(DetectOutputs(None, found), targets)
+    direct = metrics.compute()
+    for key in ("map50_95", "map50", "mar100"):
+        assert report[key] == pytest.approx(direct[key], abs=1e-6), key

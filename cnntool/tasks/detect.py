@@ -10,7 +10,8 @@ prediction pipeline stays as it is, and post-processing (--conf, --classes, clas
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 if TYPE_CHECKING:
     import torch
@@ -80,6 +81,46 @@ def decode(outputs: Sequence[Mapping[str, "torch.Tensor"]], geometries: Sequence
             for b, s, i in zip(kept["boxes"].tolist(), kept["scores"].tolist(), kept["labels"].tolist())
         ]})
     return out
+
+
+# Test-time augmentation (--tta): every image is also run 17 % and 33 % larger and the candidates of all
+# scales are pooled before NMS, as Ultralytics' augment=True does (it also mirrors; a mirrored digit is no
+# digit). The scales were chosen on yolo-digits' validation scenes (weights/README.md § yolo-digits).
+TTA_SCALES = (1.0, 1.17, 1.33)
+
+
+def multi_scale(model: Callable[["torch.Tensor"], list], images: "torch.Tensor", *, stride: int,
+                scales: Sequence[float] = TTA_SCALES) -> list[dict[str, "torch.Tensor"]]:
+    """Each image's candidates from `images` resized by every scale (the sides of a scale other than 1
+    rounded to the model's stride), boxes mapped back to the input frame and pooled per image."""
+    import torch
+    import torch.nn.functional as F
+
+    height, width = images.shape[-2:]
+    pooled: list[dict[str, torch.Tensor]] = []
+    for scale in scales:
+        size = (height, width) if scale == 1 else tuple(max(stride, round(side * scale / stride) * stride)
+                                                        for side in (height, width))
+        resized = images if size == (height, width) else F.interpolate(images, size=size, mode="bilinear",
+                                                                         align_corners=False)
+        back = torch.tensor([width / size[1], height / size[0]] * 2)
+        found = [{**d, "boxes": d["boxes"] * back.to(d["boxes"])} for d in model(resized)]
+        pooled = pool(pooled, found) if pooled else found
+    return pooled
+
+
+def pool(first: list[dict[str, "torch.Tensor"]], second: list[dict[str, "torch.Tensor"]]) -> list[dict[str, "torch.Tensor"]]:
+    """Two candidate lists of the same images joined image by image."""
+    import torch
+
+    return [{k: torch.cat([a[k], b[k]]) for k in a} for a, b in zip(first, second)]
+
+
+def runner(model: Callable, module: "torch.nn.Module", options: Mapping[str, Any]) -> Callable:
+    """How the prediction pipeline calls the detector: as it is, or at TTA_SCALES under --tta."""
+    if not options.get("tta"):
+        return model
+    return partial(multi_scale, model, stride=getattr(module, "stride", 32))
 
 
 def draw(image: "Image.Image", fields: Mapping[str, Any]) -> "Image.Image":

@@ -46,6 +46,7 @@ class DetectConfig:
     conf: float = 0.001  # evaluation keeps low-score detections: AP integrates over the whole ranking
     iou: float = 0.6
     max_det: int = 100
+    tta: bool = False  # evaluation at detect.TTA_SCALES (cnntool evaluate detect --tta)
 
 
 def _is_torchvision(spec) -> bool:
@@ -184,12 +185,16 @@ class DetectTask:
 
     def forward_eval(self, model, inputs: "torch.Tensor", *, tta: bool = False) -> DetectOutputs:
         if self._grid is None:  # torchvision's detectors, sliding windows: candidates only
-            out = model(inputs)
-            return DetectOutputs(None, _shift_labels(out, -1) if self.torchvision else out)
-        from cnntool.models import yolo
+            raw, out = None, model(inputs)
+        else:
+            from cnntool.models import yolo
 
-        raw = model.raw(inputs)
-        return DetectOutputs(raw, yolo.decode(raw, model.anchors, model.stride))
+            raw = model.raw(inputs)
+            out = yolo.decode(raw, model.anchors, model.stride)
+        if tta and self.cfg.tta:  # the other scales' candidates join the input size's (raw stays its, for the loss)
+            more = detect.multi_scale(model, inputs, stride=getattr(model, "stride", 32), scales=detect.TTA_SCALES[1:])
+            out = detect.pool(out, more)
+        return DetectOutputs(raw, _shift_labels(out, -1) if self.torchvision else out)
 
     def loss(self, outputs: Any, targets: "torch.Tensor") -> "torch.Tensor":
         import torch
