@@ -167,8 +167,9 @@ def classify_cmd(
                  max_pixels=max_pixels, quiet=quiet, topk=topk)
 
 
-# Shared by `detect` and `evaluate detect`.
-TtaOpt = Annotated[bool, typer.Option("--tta", help="Test-time augmentation: also run every image 1.17× and 1.33× larger and pool the boxes before NMS (three forward passes).")]
+# Test-time augmentation, each shared by a predict command and its `evaluate`.
+DetectTtaOpt = Annotated[bool, typer.Option("--tta", help="Test-time augmentation: also run every image 1.17× and 1.33× larger and pool the boxes before NMS (three forward passes).")]
+LocalizeTtaOpt = Annotated[bool, typer.Option("--tta", help="Test-time augmentation: average with four copies shifted diagonally by 5% of the frame (five forward passes).")]
 
 
 @app.command("detect")
@@ -180,7 +181,7 @@ def detect_cmd(
     iou: Annotated[Optional[float], typer.Option("--iou", min=0.0, max=1.0, help="Non-maximum suppression: drop a box overlapping a better one of its class by more than this IoU. Default 0.45.", show_default=False)] = None,
     max_det: Annotated[Optional[int], typer.Option("--max-det", min=1, help="Most detections per image. Default 100.", show_default=False)] = None,
     classes: Annotated[Optional[str], typer.Option("--classes", help="Only these classes, comma-separated names or indices: --classes 3,7.", show_default=False)] = None,
-    tta: TtaOpt = False,
+    tta: DetectTtaOpt = False,
     fmt: FormatOpt = None,
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 16,
@@ -743,6 +744,7 @@ def localize_cmd(
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     threshold: Annotated[float, typer.Option("--threshold", min=0.0, max=1.0, help="p_c at or above this reports an object.")] = 0.5,
+    tta: LocalizeTtaOpt = False,
     fmt: FormatOpt = None,
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 64,
@@ -761,7 +763,7 @@ def localize_cmd(
     """
     _run_predict("localize", inputs, model=model, weights=weights, fmt=fmt, device=device, batch_size=batch_size,
                  workers=workers, threads=threads, bf16=bf16, compile_model=compile_model, save=save, recursive=recursive,
-                 max_pixels=max_pixels, quiet=quiet, threshold=threshold)
+                 max_pixels=max_pixels, quiet=quiet, threshold=threshold, tta=tta)
 
 
 @app.command("landmarks")
@@ -801,7 +803,7 @@ def evaluate_detect_cmd(
     split: Annotated[str, typer.Option("--split", help="Which split of the data: test, val or train.")] = "test",
     conf: Annotated[float, typer.Option("--conf", min=0.0, max=1.0, help="Least score kept (low: AP integrates over the whole ranking).")] = 0.001,
     iou: Annotated[float, typer.Option("--iou", min=0.0, max=1.0, help="Class-wise NMS IoU.")] = 0.6,
-    tta: TtaOpt = False,
+    tta: DetectTtaOpt = False,
     fmt: ReportFormatOpt = "table",
     device: DeviceOpt = "cpu",
     batch_size: BatchOpt = 64,
@@ -829,6 +831,7 @@ def evaluate_localize_cmd(
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     split: AnnotationSplitOpt = "test",
+    tta: LocalizeTtaOpt = False,
     fmt: ReportFormatOpt = "table",
     device: DeviceOpt = "cpu",
     batch_size: EvalBatchOpt = 500,
@@ -841,7 +844,7 @@ def evaluate_localize_cmd(
     from cnntool import evaluate
 
     report = evaluate.localize(data=data, model=model, weights=weights, split=split, batch_size=batch_size,
-                               device=device, threads=threads)
+                               device=device, threads=threads, tta=tta)
     evaluate.write_localize_report(report, fmt)
 
 

@@ -226,10 +226,10 @@ def _annotation_split(data: str, split: str):
 
 
 def localize(*, data: str, model: str | None, weights: str | None, split: str = "test", batch_size: int = 500,
-             device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+             device: str = "cpu", threads: int | None = None, tta: bool = False) -> dict[str, Any]:
     """Presence accuracy, class accuracy, mean IoU and IoU ≥ 0.5 accuracy of a localizer on one split of an
     annotation directory, through the task code and metric that training uses for its held-out figures
-    (and the loss the weights were trained with)."""
+    (and the loss the weights were trained with); `tta`: averaged over localize.TTA_SHIFT shifts."""
     from pathlib import Path
 
     from cnntool.data import annotations as ann
@@ -238,15 +238,20 @@ def localize(*, data: str, model: str | None, weights: str | None, split: str = 
 
     path, annotations = _annotation_split(data, split)
     loaded, device = _load("localize", model, weights, device, threads)
-    task = LocalizeTask.for_loaded(loaded, LocalizeConfig(data=data, loss=loaded.metadata.get("loss", "modern")))
+    task = LocalizeTask.for_loaded(loaded, LocalizeConfig(data=data, loss=loaded.metadata.get("loss", "modern"),
+                                                          tta=tta))
     if (Path(data) / "classes.txt").is_file():
         listed = ann.read_classes(Path(data), annotations)
         if listed != task.classes:
             raise ConfigError(f"data {data!r} has classes {', '.join(listed)}; the model {', '.join(task.classes)}")
     dataset = task.cache(annotations)
-    result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size)
-    return _report("localize", loaded, f"{data}: {split} split ({path.name}), {len(dataset)} images, "
-                   f"{result.metrics['objects']} objects", result)
+    result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size, tta=tta)
+    described = f"{data}: {split} split ({path.name}), {len(dataset)} images, {result.metrics['objects']} objects"
+    if tta:
+        from cnntool.tasks.localize import TTA_SHIFT
+
+        described += f", test-time augmentation: mean of the image and four copies shifted diagonally by {TTA_SHIFT:.0%}"
+    return _report("localize", loaded, described, result)
 
 
 def landmarks(*, data: str, model: str | None, weights: str | None, split: str = "test",

@@ -62,6 +62,12 @@ def test_evaluate_localize_gives_the_training_held_out_figures(scenes_dir, capsy
     code, out, _ = run_cli(["evaluate", "localize", "--data", str(scenes_dir), "--threads", "1"], capsys)
     assert code == 0 and "presence accuracy" in out and "mean IoU" in out
 
+    code, out, _ = run_cli(["evaluate", "localize", "--data", str(scenes_dir), "--tta", "--format", "json",
+                            "--threads", "1"], capsys)
+    averaged = json.loads(out)
+    assert code == 0 and "four copies shifted diagonally by 5%" in averaged["data"] and averaged["images"] == 30
+    assert all(0.0 <= averaged[key] <= 1.0 for key in LOCALIZE_KEYS[:4])
+
 
 def test_evaluate_localize_missing_split_is_one_line_exit_2(scenes_dir, capsys):
     code, out, err = run_cli(["evaluate", "localize", "--data", str(scenes_dir), "--split", "val"], capsys)

@@ -196,6 +196,45 @@ def test_refiner_reads_the_first_stage_box_and_applies_fast_rcnn_deltas():
     torch.testing.assert_close(out[0, [0, 5, 6]], torch.tensor([0.7, 1.3, -0.6]))
 
 
+class BrightSquareLocalizer:
+    """A stand-in localizer: raw scores whose ŷ is p_c 0.9, the box of the bright pixels (> 0.5) of each image
+    in the frame it is given, and class probabilities that depend on that box's place (so shifted copies
+    disagree and the mean is not any one of them)."""
+
+    def __call__(self, images):
+        rows = []
+        for image in images:
+            ys, xs = torch.nonzero(image[0] > 0.5, as_tuple=True)
+            h, w = image.shape[-2:]
+            x1, y1, x2, y2 = xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h
+            box = torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, y2 - y1, x2 - x1])
+            rows.append(torch.cat([torch.logit(torch.tensor([0.9])), torch.logit(box), torch.stack([x1 * 10, -x1 * 10])]))
+        return torch.stack(rows)
+
+
+def test_tta_undoes_each_shift_and_averages_the_y_vectors():
+    images = torch.zeros(2, 1, 100, 100)
+    images[0, 0, 20:50, 30:70] = 1.0
+    images[1, 0, 50:90, 10:40] = 1.0
+    stub = BrightSquareLocalizer()
+    y_hat = localize.interpret(localize.shifted_mean(stub, images))
+    # Every shifted copy, moved back, gives the same box: the mean is the unshifted image's box.
+    assert torch.allclose(y_hat[:, 1:5], localize.interpret(stub(images))[:, 1:5], atol=1e-5)
+    assert y_hat[:, 0].tolist() == pytest.approx([0.9, 0.9], abs=1e-5)
+    # The class probabilities are the mean of the five copies' (shift 5 px: x1 moved by 0, +5, −5, +5, −5 px).
+    for k, x1 in enumerate((0.30, 0.10)):
+        copies = [torch.tensor([x * 10, -x * 10]).softmax(0) for x in (x1, x1 + 0.05, x1 - 0.05, x1 + 0.05, x1 - 0.05)]
+        assert y_hat[k, 5:].tolist() == pytest.approx(torch.stack(copies).mean(0).tolist(), abs=1e-5)
+
+
+def test_the_pipeline_averages_shifts_only_when_asked():
+    stub = BrightSquareLocalizer()
+    assert localize.runner(stub, torch.nn.Module(), {"threshold": 0.5}) is stub
+    images = torch.zeros(1, 1, 40, 40)
+    images[0, 0, 10:20, 10:30] = 1.0
+    assert localize.runner(stub, torch.nn.Module(), {"tta": True})(images).shape == (1, 7)
+
+
 def localizer_metadata():
     from cnntool import weights
 
@@ -258,6 +297,11 @@ def test_cli_generates_scenes_and_localizes_them(tmp_path, capsys):
     records = [json.loads(line) for line in out.splitlines()]
     assert len(records) == 2 and all(set(r["object"]) == {"present", "label", "score", "box"} for r in records)
     assert len(list((tmp_path / "drawn").iterdir())) == 2
+    code, out = run_cli(["localize", *images, "--format", "jsonl", "--device", "cpu", "--tta"], capsys)
+    assert code == 0
+    averaged = [json.loads(line) for line in out.splitlines()]
+    assert [set(r) for r in averaged] == [set(r) - {"saved"} for r in records]
+    assert all(set(r["object"]) == {"present", "label", "score", "box"} for r in averaged)
 
 
 def test_train_at_another_input_size_records_it_and_the_weights_load_with_it(tmp_path, capsys):

@@ -40,6 +40,7 @@ class LocalizeConfig:
     jitter: float = 0.3  # brightness and contrast factors within 1 ± jitter
     val_split: float = 0.1  # used only when the data has no val split
     input_size: tuple[int, int] | None = None  # (height, width), square; None: the model's
+    tta: bool = False  # evaluation averaged over localize.TTA_SHIFT shifts (cnntool evaluate localize --tta)
 
     def __post_init__(self) -> None:
         if self.input_size is not None and (self.input_size[0] != self.input_size[1] or self.input_size[0] < 8):
@@ -173,7 +174,7 @@ class LocalizeTask:
         return self._normalize(images)
 
     def forward_eval(self, model, inputs: "torch.Tensor", *, tta: bool = False) -> "torch.Tensor":
-        return model(inputs)
+        return localize.shifted_mean(model, inputs) if tta and self.cfg.tta else model(inputs)
 
     def loss(self, outputs: "torch.Tensor", targets: "torch.Tensor") -> "torch.Tensor":
         return localize.loss(outputs, targets, self.cfg.loss)
