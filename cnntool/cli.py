@@ -212,6 +212,9 @@ evaluate_app = typer.Typer(help="Measure a trained model on labelled data; each 
                            no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(evaluate_app, name="evaluate", help="Evaluate a model: cnntool evaluate classify --data digits …")
 
+# `train detect` and `train localize`: their held-out figures also under the predict command's --tta.
+TrainTtaOpt = Annotated[bool, typer.Option("--tta", help="Also report held-out figures with test-time augmentation (as the predict command's --tta).")]
+
 # Engine options every `train <task>` command shares.
 DataOpt = Annotated[str, typer.Option("--data", "-d", help="A built-in name (fashion-mnist, digits, sklearn-digits), an idx images file, or a class-per-folder directory.", show_default=False)]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Weights file to write (.safetensors); NAME.metrics.json and NAME.curve.png go beside it.", show_default=False)]
@@ -352,6 +355,7 @@ def train_detect_cmd(
     kwarg: Annotated[List[str], typer.Option("--kwarg", help="Builder override key=value (JSON values), repeatable: --kwarg 'widths=[16,32,64]'.")] = [],
     input_size: InputSizeOpt = None,
     shift: Annotated[float, typer.Option("--shift", min=0.0, max=0.5, help="Random translation, ± share of the frame (objects stay inside).")] = 0.1,
+    tta: TrainTtaOpt = False,
     epochs: EpochsOpt = 30,
     batch_size: TrainBatchOpt = 32,
     lr: LrOpt = 0.003,
@@ -379,7 +383,7 @@ def train_detect_cmd(
     from cnntool import train_commands
 
     code = train_commands.detect(
-        data=data, model=model, out=out, kwargs=kwarg, input_size=input_size, val_split=val_split, shift=shift,
+        data=data, model=model, out=out, kwargs=kwarg, input_size=input_size, val_split=val_split, shift=shift, tta=tta,
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, warmup=warmup, seed=seed, workers=workers, device=device,
         threads=threads, bf16=bf16, channels_last=channels_last, resume=resume, init=init, run_dir=run_dir, quiet=quiet,
@@ -654,6 +658,7 @@ def train_localize_cmd(
     shift: ShiftShareOpt = 0.08,
     scale: ScaleShareOpt = 0.12,
     jitter: JitterOpt = 0.3,
+    tta: TrainTtaOpt = False,
     epochs: EpochsOpt = 12,
     batch_size: TrainBatchOpt = 64,
     lr: LrOpt = 0.003,
@@ -681,7 +686,7 @@ def train_localize_cmd(
 
     code = train_commands.localize(
         data=data, model=model, out=out, kwargs=kwarg, input_size=input_size, loss=loss, augment=augment, shift=shift,
-        scale=scale, jitter=jitter, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
+        scale=scale, jitter=jitter, tta=tta, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, warmup=warmup, seed=seed, workers=workers, device=device,
         threads=threads, bf16=bf16, channels_last=channels_last, resume=resume, init=init, run_dir=run_dir, quiet=quiet,
         command=_command_line(ctx),

@@ -393,9 +393,11 @@ class Trainer:
         metrics: dict[str, Any] = {"heldout": heldout.metrics, "heldout_data": data.heldout_description,
                                    "weights_from": chosen,
                                    "validation": state.history[-1] if state.history else {}}
-        if getattr(task.cfg, "tta_flip", False):
+        if getattr(task.cfg, "tta_flip", False):  # classify: averaged with the mirror image
             tta = evaluate(data.heldout, tta=True)
             metrics["heldout_tta_flip"] = {k: v for k, v in tta.metrics.items() if k in ("images", "accuracy", "top5")}
+        elif getattr(task.cfg, "tta", False):  # detect, localize: as their predict commands' --tta
+            metrics["heldout_tta"] = evaluate(data.heldout, tta=True).metrics
         for key, dataset, description in task.extra_evaluations():
             result = evaluate(dataset)
             metrics[key] = result.metrics

@@ -80,13 +80,13 @@ def _run(task, cfg) -> int:
 
 
 def detect(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_size: str | None, val_split: float,
-           shift: float, **engine: Any) -> int:
+           shift: float, tta: bool, **engine: Any) -> int:
     """Train a detector (our grid detector or a torchvision one) on scene JSON, COCO JSON or YOLO txt data."""
     from cnntool.tasks.detect_train import DetectConfig, DetectTask
     from cnntool.train import TrainConfig
 
     task = DetectTask(DetectConfig(data=data, model=model, kwargs=parse_kwargs(kwargs),
-                                   input_size=parse_size(input_size), val_split=val_split, shift=shift))
+                                   input_size=parse_size(input_size), val_split=val_split, shift=shift, tta=tta))
     return _run(task, TrainConfig(out=out, **engine))
 
 
@@ -117,14 +117,14 @@ def verify_face(*, data: str, model: str, out: Path, kwargs: Sequence[str], obje
 
 
 def localize(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_size: str | None, loss: str,
-             augment: bool, shift: float, scale: float, jitter: float, **engine: Any) -> int:
+             augment: bool, shift: float, scale: float, jitter: float, tta: bool, **engine: Any) -> int:
     """Train classification with localization (the lecture's y-vector) on box annotations."""
     from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
     from cnntool.train import TrainConfig
 
     task = LocalizeTask(LocalizeConfig(data=data, model=model, kwargs=parse_kwargs(kwargs),
                                        input_size=parse_size(input_size), loss=loss, augment=augment, shift=shift,
-                                       scale=scale, jitter=jitter))
+                                       scale=scale, jitter=jitter, tta=tta))
     return _run(task, TrainConfig(out=out, **engine))
 
 

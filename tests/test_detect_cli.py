@@ -100,3 +100,25 @@ def _iou(a, b):
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = iw * ih
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_train_detect_tta_records_what_evaluate_tta_gives(tmp_path, capsys):
+    """`train detect --tta` stores held-out figures both ways; `evaluate detect --tta` on the written weights
+    gives the stored TTA figures again (the training's and the command's TTA are one code path)."""
+    from cnntool.cli import main
+
+    data, out = tmp_path / "scenes", tmp_path / "tiny.safetensors"
+    scenes.write_dataset(data, {"train": 8, "val": 2, "test": 6}, seed=0,
+                         config=scenes.SceneConfig(size=96, max_objects=4, scale=(0.25, 0.5)))
+    for args in (["train", "detect", "--data", str(data), "--out", str(out), "--kwarg", "widths=[8,16,32]",
+                  "--epochs", "1", "--batch-size", "4", "--threads", "1", "--tta", "--quiet"],
+                 ["evaluate", "detect", "--data", str(data), "--weights", str(out), "--tta", "--format", "json",
+                  "--threads", "1"]):
+        with pytest.raises(SystemExit) as stop:
+            main(args)
+        assert stop.value.code == 0
+    report = json.loads(capsys.readouterr().out)
+    stored = weights.read_metadata(out)["metrics"]
+    assert set(stored["heldout_tta"]) == set(stored["heldout"])
+    for key in ("map50_95", "map50", "mar100"):
+        assert report[key] == pytest.approx(stored["heldout_tta"][key], abs=1e-6), key

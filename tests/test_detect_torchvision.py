@@ -87,7 +87,7 @@ def test_train_detect_fasterrcnn_mobilenet_on_tiny_data(tmp_path):
                          seed=1, config=scenes.SceneConfig(size=96, max_objects=3, scale=(0.3, 0.5)))
     out = tmp_path / "frcnn.safetensors"
     code = detect(data=str(data), model="fasterrcnn-mobilenet", out=out, kwargs=[], input_size=None, val_split=0.25,
-                  shift=0.0, epochs=1, batch_size=4, lr=0.001, optimizer="adamw", momentum=0.9, weight_decay=0.0,
+                  shift=0.0, tta=False, epochs=1, batch_size=4, lr=0.001, optimizer="adamw", momentum=0.9, weight_decay=0.0,
                   schedule="constant", warmup=0.0, seed=0, workers=0, device="cpu", threads=2, bf16=False,
                   channels_last=False, resume=False, run_dir=tmp_path / "run", quiet=True, command="test")
     assert code == 0

@@ -315,10 +315,11 @@ def test_train_at_another_input_size_records_it_and_the_weights_load_with_it(tmp
     out = tmp_path / "loc.safetensors"
     code, _ = run_cli(["train", "localize", "--data", str(tmp_path / "s"), "--out", str(out), "--input-size", "96",
                        "--kwarg", "widths=[8,16]", "--kwarg", "refine=4", "--kwarg", "downsample=2", "--epochs", "1",
-                       "--batch-size", "4", "--threads", "1", "--quiet"], capsys)
+                       "--batch-size", "4", "--threads", "1", "--tta", "--quiet"], capsys)
     assert code == 0
     meta = weights.read_metadata(out)
     assert meta["input"]["size"] == [96, 96]
+    assert set(meta["metrics"]["heldout_tta"]) == set(meta["metrics"]["heldout"])  # --tta: held-out figures both ways
     assert {k: meta["kwargs"][k] for k in ("input_size", "refine", "downsample")} == {"input_size": 96, "refine": 4,
                                                                                    "downsample": 2}
     code, printed = run_cli(["localize", str(tmp_path / "s/test/000000.png"), "--weights", str(out), "--format",

@@ -46,7 +46,7 @@ class DetectConfig:
     conf: float = 0.001  # evaluation keeps low-score detections: AP integrates over the whole ranking
     iou: float = 0.6
     max_det: int = 100
-    tta: bool = False  # evaluation at detect.TTA_SCALES (cnntool evaluate detect --tta)
+    tta: bool = False  # held-out evaluation also at detect.TTA_SCALES (train/evaluate detect --tta)
 
 
 def _is_torchvision(spec) -> bool:

@@ -40,7 +40,7 @@ class LocalizeConfig:
     jitter: float = 0.3  # brightness and contrast factors within 1 ± jitter
     val_split: float = 0.1  # used only when the data has no val split
     input_size: tuple[int, int] | None = None  # (height, width), square; None: the model's
-    tta: bool = False  # evaluation averaged over localize.TTA_SHIFT shifts (cnntool evaluate localize --tta)
+    tta: bool = False  # held-out evaluation also averaged over shifts (train/evaluate localize --tta)
 
     def __post_init__(self) -> None:
         if self.input_size is not None and (self.input_size[0] != self.input_size[1] or self.input_size[0] < 8):
