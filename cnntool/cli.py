@@ -146,6 +146,7 @@ def classify_cmd(
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     topk: Annotated[int, typer.Option("--topk", "-k", min=1, help="How many labels to report per image.")] = 5,
+    tta_flip: Annotated[bool, typer.Option("--tta-flip", help="Test-time augmentation: average with the mirror image (for classes a mirror does not change, e.g. clothes; not digits).")] = False,
     fmt: FormatOpt = None,
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 64,
@@ -164,7 +165,7 @@ def classify_cmd(
     """
     _run_predict("classify", inputs, model=model, weights=weights, fmt=fmt, device=device, batch_size=batch_size,
                  workers=workers, threads=threads, bf16=bf16, compile_model=compile_model, save=save, recursive=recursive,
-                 max_pixels=max_pixels, quiet=quiet, topk=topk)
+                 max_pixels=max_pixels, quiet=quiet, topk=topk, tta_flip=tta_flip)
 
 
 # Test-time augmentation, each shared by a predict command and its `evaluate`.

@@ -54,3 +54,28 @@ def test_batches_hold_the_requested_good_images_and_pauses_end_them_early():
     good = [item(str(i), 0) for i in range(5)]
     groups = list(batched(iter([good[0], bad, good[1], good[2], None, good[3], good[4]]), 2))
     assert [[i.source for i in g] for g in groups] == [["0", "bad", "1"], ["2"], ["3", "4"]]
+
+
+def test_classify_tta_flip_scores_are_the_mean_over_the_image_and_its_mirror_file(tmp_path):
+    """`classify --tta-flip` against the plain pipeline run on the image and on a mirrored copy written to disk."""
+    from pathlib import Path
+
+    from PIL import Image, ImageOps
+
+    from cnntool.predict import RunOptions, predict
+
+    digits = sorted(Path(__file__).parents[1].joinpath("examples/digits").glob("*.png"))[:4]
+    mirrored = []
+    for path in digits:
+        mirrored.append(tmp_path / path.name)
+        ImageOps.mirror(Image.open(path)).save(mirrored[-1])
+
+    def scores(paths, **task_options):
+        records = predict([str(p) for p in paths], "classify", RunOptions(device="cpu", threads=1, quiet=True,
+                                                                          task_options={"topk": 10, **task_options}))
+        return [{p["label"]: p["score"] for p in r.fields["predictions"]} for r in records]
+
+    flipped = scores(digits, tta_flip=True)
+    for both, plain, mirror in zip(flipped, scores(digits), scores(mirrored)):
+        for label, score in both.items():
+            assert score == pytest.approx((plain[label] + mirror[label]) / 2, abs=1e-5)

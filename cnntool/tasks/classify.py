@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 if TYPE_CHECKING:
     import torch
@@ -26,6 +27,17 @@ def decode(logits: "torch.Tensor", geometries: Sequence["Geometry"], *, classes:
             for s, i in zip(row_scores, row_indices)
         ]})
     return out
+
+
+def mirror_mean(model: Callable[["torch.Tensor"], "torch.Tensor"], images: "torch.Tensor") -> "torch.Tensor":
+    """Test-time augmentation (--tta-flip): logits whose softmax is the mean of the class probabilities of
+    the images and of their mirror images."""
+    return ((model(images).float().softmax(1) + model(images.flip(3)).float().softmax(1)) / 2).log()
+
+
+def runner(model: Callable, module: "torch.nn.Module", options: Mapping[str, Any]) -> Callable:
+    """How the prediction pipeline calls the classifier: as it is, or with its mirror image under --tta-flip."""
+    return partial(mirror_mean, model) if options.get("tta_flip") else model
 
 
 def draw(image: "Image.Image", fields: Mapping[str, Any]) -> "Image.Image":

@@ -25,6 +25,7 @@ from cnntool.data.splits import stratified_split
 from cnntool.errors import ConfigError
 from cnntool.preprocess import Preprocessor
 from cnntool.registry import InputSpec
+from cnntool.tasks import classify
 from cnntool.tasks.classify_metrics import ClassifyMetrics
 
 if TYPE_CHECKING:
@@ -180,10 +181,7 @@ class ClassifyTask:
         return self._normalize(images.float())
 
     def forward_eval(self, model, inputs: "torch.Tensor", *, tta: bool = False) -> "torch.Tensor":
-        logits = model(inputs)
-        if tta and self.cfg.tta_flip:
-            logits = (logits.float().softmax(1) + model(inputs.flip(3)).float().softmax(1)).log()
-        return logits
+        return classify.mirror_mean(model, inputs) if tta and self.cfg.tta_flip else model(inputs)
 
     def loss(self, outputs: "torch.Tensor", targets) -> "torch.Tensor":
         """Cross-entropy with the labels; while distilling (targets = labels, teacher probabilities at
