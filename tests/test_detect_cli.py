@@ -89,9 +89,12 @@ def test_embedded_detector_metadata_records_held_out_figures_and_command(embedde
     heldout = meta["metrics"]["heldout"]
     assert set(heldout["per_class"]) == set("0123456789")
     assert embedded.stat().st_size < 5_000_000
+    augmented = meta["metrics"]["heldout_tta"]  # the same split under --tta, recorded by `train detect --tta`
+    assert set(augmented["per_class"]) == set("0123456789")
     missed = {k: heldout[k] for k, goal in GOAL.items() if heldout[k] < goal}
     if missed:
-        pytest.xfail(f"held-out {missed} below the goal {GOAL} (reached, not hidden)")
+        with_tta = {k: round(augmented[k], 4) for k in GOAL}
+        pytest.xfail(f"held-out {missed} below the goal {GOAL}; with --tta {with_tta} (reached, not hidden)")
 
 
 def _iou(a, b):
