@@ -331,11 +331,10 @@ class Trainer:
         """Load the matching tensors of `init` into the fresh model; returns its provenance for the metadata."""
         import hashlib
 
-        from cnntool import loading, registry
+        from cnntool import loading
 
         if loading.is_torchvision_name(init):  # e.g. ImageNet weights under a new head
-            meta = self.task.metadata()
-            enum, state = loading.torchvision_weights(registry.get(meta["model"], task=meta["task"]), init)
+            enum, state = loading.torchvision_weights(self.task.spec, init)
             fresh = weights.transfer(model, state, source=f"--init {init} ({enum})")
             return {"torchvision_weights": str(enum), "url": enum.url, "left_fresh": fresh}
         path = weights.resolve(init)

@@ -116,11 +116,15 @@ def pool(first: list[dict[str, "torch.Tensor"]], second: list[dict[str, "torch.T
     return [{k: torch.cat([a[k], b[k]]) for k in a} for a, b in zip(first, second)]
 
 
+def stride_of(module: "torch.nn.Module") -> int:
+    """What the sides of a rescaled input are rounded to: the grid detector's stride, else 32 (torchvision's
+    detectors resize inside their own transform anyway)."""
+    return getattr(module, "stride", 32)
+
+
 def runner(model: Callable, module: "torch.nn.Module", options: Mapping[str, Any]) -> Callable:
     """How the prediction pipeline calls the detector: as it is, or at TTA_SCALES under --tta."""
-    if not options.get("tta"):
-        return model
-    return partial(multi_scale, model, stride=getattr(module, "stride", 32))
+    return partial(multi_scale, model, stride=stride_of(module)) if options.get("tta") else model
 
 
 def draw(image: "Image.Image", fields: Mapping[str, Any]) -> "Image.Image":

@@ -192,7 +192,7 @@ class DetectTask:
             raw = model.raw(inputs)
             out = yolo.decode(raw, model.anchors, model.stride)
         if tta and self.cfg.tta:  # the other scales' candidates join the input size's (raw stays its, for the loss)
-            more = detect.multi_scale(model, inputs, stride=getattr(model, "stride", 32), scales=detect.TTA_SCALES[1:])
+            more = detect.multi_scale(model, inputs, stride=detect.stride_of(model), scales=detect.TTA_SCALES[1:])
             out = detect.pool(out, more)
         return DetectOutputs(raw, _shift_labels(out, -1) if self.torchvision else out)
 
