@@ -372,6 +372,7 @@ def train_detect_cmd(
     threads: ThreadsOpt = None,
     bf16: Bf16Opt = False,
     channels_last: ChannelsLastOpt = False,
+    ema: EmaOpt = 0.0,
     init: InitOpt = None,
     resume: ResumeOpt = False,
     run_dir: RunDirOpt = None,
@@ -387,7 +388,7 @@ def train_detect_cmd(
         data=data, model=model, out=out, kwargs=kwarg, input_size=input_size, val_split=val_split, shift=shift, tta=tta,
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, warmup=warmup, seed=seed, workers=workers, device=device,
-        threads=threads, bf16=bf16, channels_last=channels_last, resume=resume, init=init, run_dir=run_dir, quiet=quiet,
+        threads=threads, bf16=bf16, channels_last=channels_last, ema=ema, resume=resume, init=init, run_dir=run_dir, quiet=quiet,
         command=_command_line(ctx),
     )
     raise typer.Exit(code)
@@ -524,6 +525,7 @@ def train_verify_cmd(
     threads: ThreadsOpt = None,
     bf16: Bf16Opt = False,
     channels_last: ChannelsLastOpt = False,
+    ema: EmaOpt = 0.0,
     resume: ResumeOpt = False,
     run_dir: RunDirOpt = None,
     quiet: QuietOpt = False,
@@ -542,7 +544,7 @@ def train_verify_cmd(
         cross_source=cross_source, val_split=val_split, shift=shift, rotate=rotate, scale=scale, hflip=hflip,
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, warmup=warmup, seed=seed, workers=workers, device=device,
-        threads=threads, bf16=bf16, channels_last=channels_last, resume=resume, run_dir=run_dir, quiet=quiet,
+        threads=threads, bf16=bf16, channels_last=channels_last, ema=ema, resume=resume, run_dir=run_dir, quiet=quiet,
         command=_command_line(ctx),
     )
     raise typer.Exit(code)
@@ -674,6 +676,7 @@ def train_localize_cmd(
     threads: ThreadsOpt = None,
     bf16: Bf16Opt = False,
     channels_last: ChannelsLastOpt = False,
+    ema: EmaOpt = 0.0,
     init: InitOpt = None,
     resume: ResumeOpt = False,
     run_dir: RunDirOpt = None,
@@ -689,7 +692,7 @@ def train_localize_cmd(
         data=data, model=model, out=out, kwargs=kwarg, input_size=input_size, loss=loss, augment=augment, shift=shift,
         scale=scale, jitter=jitter, tta=tta, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, warmup=warmup, seed=seed, workers=workers, device=device,
-        threads=threads, bf16=bf16, channels_last=channels_last, resume=resume, init=init, run_dir=run_dir, quiet=quiet,
+        threads=threads, bf16=bf16, channels_last=channels_last, ema=ema, resume=resume, init=init, run_dir=run_dir, quiet=quiet,
         command=_command_line(ctx),
     )
     raise typer.Exit(code)
@@ -723,6 +726,7 @@ def train_landmarks_cmd(
     threads: ThreadsOpt = None,
     bf16: Bf16Opt = False,
     channels_last: ChannelsLastOpt = False,
+    ema: EmaOpt = 0.0,
     init: InitOpt = None,
     resume: ResumeOpt = False,
     run_dir: RunDirOpt = None,
@@ -738,7 +742,7 @@ def train_landmarks_cmd(
         data=data, model=model, out=out, kwargs=kwarg, loss=loss, augment=augment, rotate=rotate, shift=shift,
         scale=scale, jitter=jitter, tolerance=tolerance, epochs=epochs, batch_size=batch_size, lr=lr,
         optimizer=optimizer, momentum=momentum, weight_decay=weight_decay, schedule=schedule, warmup=warmup,
-        seed=seed, workers=workers, device=device, threads=threads, bf16=bf16, channels_last=channels_last,
+        seed=seed, workers=workers, device=device, threads=threads, bf16=bf16, channels_last=channels_last, ema=ema,
         resume=resume, init=init, run_dir=run_dir, quiet=quiet, command=_command_line(ctx),
     )
     raise typer.Exit(code)
