@@ -16,7 +16,7 @@ NO_LAYERS = "test-shape-calc-opaque"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def test_models():
+def two_models_of_our_own():
     """Two models of our own, so --model is tested whatever the catalog holds."""
     input_spec = registry.InputSpec(size=(28, 28), channels=1, mean=(0.5,), std=(0.5,))
     for name, layers in ((TINY, "conv3:4 relu max2 fc:10"), (NO_LAYERS, None)):
