@@ -162,3 +162,17 @@ def test_training_can_start_from_torchvision_weights_under_a_new_head(hub, tmp_p
     assert torch.equal(shipped["conv1.weight"], published["conv1.weight"])  # lr 0: exactly what was planted
     with pytest.raises(ConfigError, match="apply only to torchvision models"):
         train(tiny_task(data), tiny_config(tmp_path, "lenet", init="DEFAULT"))
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in weights.weights_dir().glob("*.safetensors")))
+def test_every_embedded_file_ships_with_its_own_runs_metrics_and_curve(name):
+    """weights/NAME.metrics.json and NAME.curve.png are the sidecars of the run that wrote NAME.safetensors:
+    replacing the weights without them leaves another training's history beside them."""
+    import json
+
+    folder = weights.weights_dir()
+    meta = weights.read_metadata(folder / f"{name}.safetensors")
+    run = json.loads((folder / f"{name}.metrics.json").read_text())
+    assert (run["command"], run["final"]["metrics"], run["final"]["created"]) == (
+        meta["command"], meta["metrics"], meta["created"])
+    assert (folder / f"{name}.curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
