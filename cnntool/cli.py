@@ -182,6 +182,7 @@ def detect_cmd(
     iou: Annotated[Optional[float], typer.Option("--iou", min=0.0, max=1.0, help="Non-maximum suppression: drop a box overlapping a better one of its class by more than this IoU. Default 0.45.", show_default=False)] = None,
     max_det: Annotated[Optional[int], typer.Option("--max-det", min=1, help="Most detections per image. Default 100.", show_default=False)] = None,
     classes: Annotated[Optional[str], typer.Option("--classes", help="Only these classes, comma-separated names or indices: --classes 3,7.", show_default=False)] = None,
+    multi_label: Annotated[bool, typer.Option("--multi-label", help="A box may be reported once for every class whose score clears --conf, not only for its best (as Ultralytics' validation; the mAP that `evaluate detect` reports first).")] = False,
     tta: DetectTtaOpt = False,
     fmt: FormatOpt = None,
     device: DeviceOpt = "auto",
@@ -201,7 +202,8 @@ def detect_cmd(
     """
     _run_predict("detect", inputs, model=model, weights=weights, fmt=fmt, device=device, batch_size=batch_size,
                  workers=workers, threads=threads, bf16=bf16, compile_model=compile_model, save=save, recursive=recursive,
-                 max_pixels=max_pixels, quiet=quiet, conf=conf, iou=iou, max_det=max_det, classes=classes, tta=tta)
+                 max_pixels=max_pixels, quiet=quiet, conf=conf, iou=iou, max_det=max_det, classes=classes,
+                 multi_label=multi_label, tta=tta)
 
 
 # --- train and evaluate (the training engine's commands; each task adds its own `train <task>`) ----------

@@ -194,8 +194,12 @@ def write_detect_report(report: dict[str, Any], fmt: str, stream: TextIO | None 
         return
     from rich.table import Table
 
+    one = report["one_label_per_box"]
     console.print(f"mAP50-95 {report['map50_95']:.4f}   mAP50 {report['map50']:.4f}   mAP75 {report['map75']:.4f}   "
-                  f"recall@100 {report['mar100']:.4f}   {report['images_per_second']} img/s", highlight=False)
+                  f"recall@100 {report['mar100']:.4f}   {report['images_per_second']} img/s   (every class per box "
+                  f"that clears the threshold)\n"
+                  f"mAP50-95 {one['map50_95']:.4f}   mAP50 {one['map50']:.4f}   mAP75 {one['map75']:.4f}   "
+                  f"recall@100 {one['mar100']:.4f}   (only each box's best class)", highlight=False)
     per_class = Table("class", "AP50-95", "recall@100")
     for name, row in report["per_class"].items():
         per_class.add_row(name, f"{row['ap50_95']:.4f}", f"{row['recall100']:.4f}")

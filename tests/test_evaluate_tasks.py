@@ -157,8 +157,6 @@ def test_evaluate_detect_gives_the_training_held_out_figures(detect_scenes_dir, 
 def test_evaluate_detect_tta_scores_what_detect_tta_finds(detect_scenes_dir, capsys):
     """The evaluation's TTA (input size through the loss path, larger sizes added) pools the same
     candidates as the prediction pipeline's (detect.multi_scale over every scale)."""
-    from functools import partial
-
     import torch
 
     from cnntool.loading import load_model
@@ -174,7 +172,7 @@ def test_evaluate_detect_tta_scores_what_detect_tta_finds(detect_scenes_dir, cap
     loaded = load_model("yolo-digits", None, task="detect")
     task = DetectTask.for_loaded(loaded, DetectConfig(data=str(detect_scenes_dir)))
     heldout = task.prepare(0).heldout
-    metrics = DetectMetrics(task.classes, partial(detect.postprocess, p=task.post))
+    metrics = DetectMetrics(task.classes, task.post)
     model = loaded.module.eval()
     with torch.no_grad():
         images, targets = heldout[:]
@@ -183,3 +181,4 @@ def test_evaluate_detect_tta_scores_what_detect_tta_finds(detect_scenes_dir, cap
     direct = metrics.compute()
     for key in ("map50_95", "map50", "mar100"):
         assert report[key] == pytest.approx(direct[key], abs=1e-6), key
+        assert report["one_label_per_box"][key] == pytest.approx(direct["one_label_per_box"][key], abs=1e-6), key

@@ -8,9 +8,9 @@ H·stride × W·stride pixels. A cell (i, j) with anchor (a_w, a_h) decodes to
   size   = (a_w, a_h) · exp(t_w, t_h)
   score  = σ(t_o) · max softmax(class logits)
 In training mode the module returns the raw tensor (for the loss); in eval mode one dict per image,
-{"boxes" (A·H·W, 4) xyxy input pixels, "scores", "labels"}, every cell's candidate: the detect task's
-decode applies the confidence threshold, NMS and the mapping to original pixels (the contract every
-detector of the registry shares).
+{"boxes" (A·H·W, 4) xyxy input pixels, "scores", "labels", "class_scores" (A·H·W, K) objectness × each
+class's probability}, every cell's candidate: the detect task's decode applies the confidence threshold,
+NMS and the mapping to original pixels (the contract every detector of the registry shares).
 """
 
 from __future__ import annotations
@@ -78,14 +78,14 @@ def grid_boxes(raw: Tensor, anchors: Sequence[Sequence[float]], stride: int) -> 
 
 
 def decode(raw: Tensor, anchors: Sequence[Sequence[float]], stride: int) -> list[dict[str, Tensor]]:
-    """Every cell's candidate per image: boxes (input pixels), scores = objectness × class probability,
-    labels (class index)."""
+    """Every cell's candidate per image: boxes (input pixels), class_scores = objectness × each class's
+    probability, and the best of them as scores and labels (class index)."""
     raw = raw.float()
     boxes = grid_boxes(raw, anchors, stride).flatten(1, 3)
-    probs = raw[..., 5:].softmax(-1).flatten(1, 3)
-    best, labels = probs.max(-1)
-    scores = raw[..., 4].sigmoid().flatten(1) * best
-    return [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(boxes, scores, labels)]
+    class_scores = raw[..., 4:5].sigmoid().flatten(1, 3) * raw[..., 5:].softmax(-1).flatten(1, 3)
+    scores, labels = class_scores.max(-1)
+    return [{"boxes": b, "scores": s, "labels": l, "class_scores": c}
+            for b, s, l, c in zip(boxes, scores, labels, class_scores)]
 
 
 def assign(boxes: Tensor, anchors: Sequence[Sequence[float]], stride: int, grid: tuple[int, int]) -> list[tuple[int, int, int, int]]:

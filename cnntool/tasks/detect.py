@@ -2,9 +2,11 @@
 
 The contract every registered detector keeps (YOLO-style grid, sliding windows, torchvision's Faster
 R-CNN / RetinaNet / SSDlite / FCOS): in eval mode the module returns one dict per image, torchvision's
-{"boxes": (n, 4) xyxy in the model's input frame, "scores": (n,), "labels": (n,) class indices}. So the
-prediction pipeline stays as it is, and post-processing (--conf, --classes, class-wise NMS at --iou,
---max-det) happens once, here, for all of them.
+{"boxes": (n, 4) xyxy in the model's input frame, "scores": (n,), "labels": (n,) class indices}, and
+optionally "class_scores" (n, K): every class's score for each box (the grid detector keeps them;
+torchvision's detectors already return a box per class). So the prediction pipeline stays as it is, and
+post-processing (--conf, --classes, --multi-label, class-wise NMS at --iou, --max-det) happens once, here,
+for all of them.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ class PostProcess:
     iou: float = 0.45  # NMS: a box overlapping a better one of its class by more than this is dropped
     max_det: int = 100  # most detections per image
     classes: tuple[int, ...] | None = None  # class indices kept (None: all)
+    # A box may carry every class whose score clears `conf`, not only its best (Ultralytics' validation,
+    # torchvision's detectors): a digit the head half reads as a 9 is also reported as the 2 it may be.
+    multi_label: bool = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], classes: Sequence[str]) -> "PostProcess":
-        given = {k: options[k] for k in ("conf", "iou", "max_det") if options.get(k) is not None}
+        given = {k: options[k] for k in ("conf", "iou", "max_det", "multi_label") if options.get(k) is not None}
         wanted = options.get("classes")
         return cls(**given, classes=None if not wanted else class_indices(wanted, classes))
 
@@ -60,6 +65,10 @@ def postprocess(candidates: Mapping[str, "torch.Tensor"], p: PostProcess) -> dic
 
     boxes, scores, labels = (candidates[k].detach().float().cpu() if k != "labels" else candidates[k].detach().cpu()
                              for k in ("boxes", "scores", "labels"))
+    if p.multi_label and "class_scores" in candidates:
+        per_class = candidates["class_scores"].detach().float().cpu()
+        box_index, labels = (per_class >= p.conf).nonzero(as_tuple=True)
+        boxes, scores = boxes[box_index], per_class[box_index, labels]
     keep = scores >= p.conf
     if p.classes is not None:
         keep &= torch.isin(labels, torch.tensor(p.classes, dtype=labels.dtype))

@@ -3,8 +3,10 @@ pycocotools): mAP50-95, mAP50, mAP75, recall, and AP per class."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Sequence
+
+from cnntool.tasks.detect import PostProcess, postprocess
 
 if TYPE_CHECKING:
     import torch
@@ -22,28 +24,34 @@ class DetectOutputs:
 class DetectMetrics:
     """Accumulates candidates (after the task's post-processing) against ground truth; `compute` runs
     COCO's evaluation once over everything seen. Training steps are not scored (their outputs are raw
-    heads or loss dicts, and mAP is not an average of per-batch values)."""
+    heads or loss dicts, and mAP is not an average of per-batch values).
+
+    Scored twice, in one pass: with every class whose score clears the threshold kept per box (the main
+    figures, and what selects checkpoints: Ultralytics' validation scores its detectors this way, and
+    torchvision's return a box per class anyway) and with only each box's best class (`one_label_per_box`,
+    what `cnntool detect` reports unless given --multi-label). For a detector without per-class scores
+    the two agree."""
 
     primary = "map50_95"
 
-    def __init__(self, classes: Sequence[str], postprocess) -> None:
+    def __init__(self, classes: Sequence[str], post: PostProcess) -> None:
         from torchmetrics.detection import MeanAveragePrecision
 
         self.classes = list(classes)
-        self.postprocess = postprocess
-        self.metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True,
-                                           backend="pycocotools")
+        self.posts = {"every_label": replace(post, multi_label=True), "best_label": replace(post, multi_label=False)}
+        self.metrics = {name: MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True,
+                                                   backend="pycocotools") for name in self.posts}
         self.images = 0
         self._summary: dict[str, float] = {}
 
     def update(self, outputs: Any, targets: "torch.Tensor") -> None:
         if not isinstance(outputs, DetectOutputs):
             return
-        preds = [self.postprocess(d) for d in outputs.detections]
         truth = [{"boxes": t[t[:, 0] >= 0, 1:].float().cpu(), "labels": t[t[:, 0] >= 0, 0].long().cpu()}
                  for t in targets.view(len(targets), -1, 5)]
-        self.metric.update(preds, truth)
-        self.images += len(preds)
+        for name, post in self.posts.items():
+            self.metrics[name].update([postprocess(d, post) for d in outputs.detections], truth)
+        self.images += len(truth)
 
     def tensors(self) -> list["torch.Tensor"]:
         return []  # not summable across processes: under torchrun each rank reports its own share
@@ -55,7 +63,8 @@ class DetectMetrics:
         return dict(self._summary)
 
     def compute(self) -> dict[str, Any]:
-        result = self.metric.compute()
+        result = self.metrics["every_label"].compute()
+        best = self.metrics["best_label"].compute()
         self._summary = {"map50_95": float(result["map"]), "map50": float(result["map_50"])}
         per_class = {}
         present = result["classes"].reshape(-1).tolist()
@@ -64,4 +73,6 @@ class DetectMetrics:
             name = self.classes[index] if index < len(self.classes) else str(index)
             per_class[name] = {"ap50_95": ap, "recall100": recall}
         return {"images": self.images, **self._summary, "map75": float(result["map_75"]),
-                "mar100": float(result["mar_100"]), "per_class": per_class}
+                "mar100": float(result["mar_100"]), "per_class": per_class,
+                "one_label_per_box": {"map50_95": float(best["map"]), "map50": float(best["map_50"]),
+                                      "map75": float(best["map_75"]), "mar100": float(best["mar_100"])}}

@@ -211,7 +211,7 @@ class DetectTask:
         return yolo.loss(outputs, targets.view(len(targets), -1, 5), anchors, stride)
 
     def new_metrics(self) -> DetectMetrics:
-        return DetectMetrics(self.classes, partial(detect.postprocess, p=self.post))
+        return DetectMetrics(self.classes, self.post)
 
     def metadata(self) -> dict[str, Any]:
         spec_input = asdict(self.input)
@@ -221,7 +221,8 @@ class DetectTask:
                 "input": spec_input, "data": self.data_description,
                 "augment": f"shift ±{self.cfg.shift} of the frame, objects kept inside" if self.cfg.shift else "none",
                 "evaluation": f"COCO mAP (torchmetrics MeanAveragePrecision, pycocotools) on detections with "
-                              f"score ≥ {self.cfg.conf}, class-wise NMS IoU {self.cfg.iou}, at most {self.cfg.max_det}"}
+                              f"score ≥ {self.cfg.conf}, every class per box that clears it (one_label_per_box: "
+                              f"only each box's best), class-wise NMS IoU {self.cfg.iou}, at most {self.cfg.max_det}"}
 
 
 def _grid_of(model) -> tuple | None:
