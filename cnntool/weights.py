@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -140,16 +142,25 @@ def load(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"], dict[str, 
         raise ConfigError(f"{path}: cannot load weights: {str(exc).splitlines()[0]}") from None
 
 
+def _blocked_global(message: str) -> str:
+    """' (it asks for posix.system)' from torch's weights-only refusal, whose first lines instead advise
+    loading with weights_only=False, which would run the payload."""
+    found = re.search(r"GLOBAL ([\w.]+)", message)
+    return f" (it asks for {found.group(1)})" if found else ""
+
+
 def _load_torch_file(path: Path) -> dict[str, "torch.Tensor"]:
     import pickle
 
     import torch
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. its note on pickle protocols: a stray multi-line warning
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
-        raise ConfigError(f"{path}: refused: the file holds pickled objects other than tensors ({first})") from None
+        raise ConfigError(f"{path}: refused: the file holds pickled objects other than tensors"
+                          f"{_blocked_global(str(exc))}; cnntool loads tensors only") from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot load weights: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__}") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):

@@ -5,6 +5,7 @@ import pickle
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 import torch
@@ -63,7 +64,8 @@ def test_offline_cli_fails_within_seconds_with_one_line(tmp_path, digit_png):
     assert time.monotonic() - started < 60
 
 
-def test_a_pickle_payload_is_refused_and_never_runs(tmp_path):
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_a_pickle_payload_is_refused_and_never_runs(tmp_path, writer):
     marker = tmp_path / "pwned"
 
     class Payload:
@@ -71,11 +73,17 @@ def test_a_pickle_payload_is_refused_and_never_runs(tmp_path):
             return (os.system, (f"touch {marker}",))
 
     evil = tmp_path / "evil.pt"
-    with open(evil, "wb") as fh:
-        pickle.dump({"weight": Payload()}, fh)
-    with pytest.raises(ConfigError, match="refused"):
-        weights.load(evil)
+    with open(evil, "wb") as fh:  # pickling happens here, harmlessly; unpickling would run the payload
+        (torch.save if writer == "torch.save" else pickle.dump)({"weight": Payload()}, fh)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's own warnings would be stray lines on the user's stderr
+        with pytest.raises(ConfigError, match="refused") as refusal:
+            weights.load(evil)
     assert not marker.exists()
+    message = str(refusal.value)
+    assert "weights_only" not in message and "\n" not in message  # torch's text advises the unsafe load
+    if writer == "torch.save":
+        assert "asks for posix.system" in message
 
 
 def test_truncated_safetensors_is_one_clear_error(tmp_path):
