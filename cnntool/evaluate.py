@@ -80,10 +80,12 @@ def _report_console(report: dict[str, Any], fmt: str, stream: TextIO | None, tit
     if fmt == "json":
         stream.write(json.dumps(report, indent=2) + "\n")
         return None
-    from rich.console import Console
+    from rich.markup import escape
 
-    console = Console(file=stream)
-    console.print(title, highlight=False)
+    from cnntool.records import rich_console
+
+    console = rich_console(stream)
+    console.print(escape(title))  # paths may hold [brackets], which rich would read as markup
     return console
 
 
@@ -93,8 +95,7 @@ def write_report(report: dict[str, Any], fmt: str, stream: TextIO | None = None)
         return
     from rich.table import Table
 
-    console.print(f"accuracy {report['accuracy']:.4f}   top-5 {report['top5']:.4f}   loss {report['loss']:.4f}",
-                  highlight=False)
+    console.print(f"accuracy {report['accuracy']:.4f}   top-5 {report['top5']:.4f}   loss {report['loss']:.4f}")
     per_class = Table("class", "precision", "recall", "support")
     for name, row in report["per_class"].items():
         per_class.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", str(row["support"]))
@@ -199,7 +200,7 @@ def write_detect_report(report: dict[str, Any], fmt: str, stream: TextIO | None 
                   f"recall@100 {report['mar100']:.4f}   {report['images_per_second']} img/s   (every class per box "
                   f"that clears the threshold)\n"
                   f"mAP50-95 {one['map50_95']:.4f}   mAP50 {one['map50']:.4f}   mAP75 {one['map75']:.4f}   "
-                  f"recall@100 {one['mar100']:.4f}   (only each box's best class)", highlight=False)
+                  f"recall@100 {one['mar100']:.4f}   (only each box's best class)")
     per_class = Table("class", "AP50-95", "recall@100")
     for name, row in report["per_class"].items():
         per_class.add_row(name, f"{row['ap50_95']:.4f}", f"{row['recall100']:.4f}")
@@ -293,7 +294,7 @@ def write_localize_report(report: dict[str, Any], fmt: str, stream: TextIO | Non
     console.print(f"presence accuracy {report['presence_accuracy']:.4f}   "
                   f"class accuracy {report['class_accuracy']:.4f}   mean IoU {report['mean_iou']:.4f}   "
                   f"IoU≥0.5 {report['iou50_accuracy']:.4f}   loss {report['loss']:.4f}   "
-                  f"{report['images_per_second']} img/s", highlight=False)
+                  f"{report['images_per_second']} img/s")
 
 
 def write_landmarks_report(report: dict[str, Any], fmt: str, stream: TextIO | None = None) -> None:
@@ -302,4 +303,4 @@ def write_landmarks_report(report: dict[str, Any], fmt: str, stream: TextIO | No
         return
     console.print(f"NME {report['nme']:.4f} (by the {report['nme_normalized_by']})   within {report['tolerance']:g} "
                   f"{report['within_tolerance']:.4f} of {report['points']} points   loss {report['loss']:.4f}   "
-                  f"{report['images_per_second']} img/s", highlight=False)
+                  f"{report['images_per_second']} img/s")

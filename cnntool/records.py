@@ -28,6 +28,15 @@ class OutputFormat(str, enum.Enum):
         return cls.table if isatty is not None and isatty() else cls.jsonl
 
 
+def rich_console(stream: TextIO):
+    """A rich Console writing to stream. Off a terminal rich assumes 80 columns and folds long lines and
+    tables; a redirected report or table gets room enough that nothing folds."""
+    from rich.console import Console
+
+    isatty = getattr(stream, "isatty", None)
+    return Console(file=stream, highlight=False, width=None if isatty is not None and isatty() else 200)
+
+
 @dataclass
 class Record:
     source: str
@@ -176,11 +185,7 @@ class TableWriter(Writer):
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
-        from rich.console import Console
-
-        # Off a terminal rich assumes 80 columns; a redirected table should not wrap its results.
-        isatty = getattr(stream, "isatty", lambda: False)()
-        self._console = Console(file=stream, highlight=False, width=None if isatty else 200)
+        self._console = rich_console(stream)
         self._rows: list[tuple[str, str, str]] = []
         self._widths: tuple[int, int] | None = None
 

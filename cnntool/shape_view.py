@@ -389,9 +389,10 @@ def _chain_json(chain: Chain, model: str | None = None) -> dict[str, Any]:
 
 
 def _chain_table(chain: Chain, title: str, stdout: TextIO) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from cnntool.records import rich_console
 
     table = Table(title=escape(title) or None, title_justify="left", show_footer=True)
     table.add_column("#", justify="right")
@@ -411,7 +412,4 @@ def _chain_table(chain: Chain, title: str, stdout: TextIO) -> None:
         name = "  " * row.depth + ("└ " if merge else "") + branch + row.name
         table.add_row(str(index), escape(name), format_shape(row.output_shape), f"{row.params:,}",
                       f"{row.macs:,}" if row.macs else "", _per_dim_text(row.rf), _per_dim_text(row.jump))
-    isatty = getattr(stdout, "isatty", None)
-    # a pipe has no width; give the table enough room that no column folds
-    width = None if isatty is not None and isatty() else 160
-    Console(file=stdout, width=width, highlight=False).print(table)
+    rich_console(stdout).print(table)

@@ -531,11 +531,11 @@ def write_report(report: dict[str, Any], fmt: str, stream=None) -> None:
     if fmt == "json":
         stream.write(json.dumps(report, indent=2) + "\n")
         return
-    from rich.console import Console
     from rich.table import Table
 
-    # Off a terminal rich assumes 80 columns, which would truncate the metric names.
-    console = Console(file=stream, highlight=False, width=None if getattr(stream, "isatty", lambda: False)() else 160)
+    from cnntool.records import rich_console
+
+    console = rich_console(stream)
     console.print(f"{report['model']} on {report['data']}")
     if report.get("failed_inputs"):
         console.print(f"{len(report['failed_inputs'])} inputs could not be embedded (left out), e.g. {report['failed_inputs'][0]}")

@@ -58,3 +58,17 @@ def test_default_format_depends_on_terminal():
 def test_flatten_and_error_info():
     assert flatten({"box": [1, 2], "o": {"p": None}}) == {"box.0": 1, "box.1": 2, "o.p": None}
     assert error_info(OSError()) == {"type": "OSError", "message": "OSError"}
+
+
+def test_a_redirected_report_keeps_each_line_whole():
+    # rich folds at 80 columns off a terminal; the localize report's metric line is ~110 characters
+    from cnntool.evaluate import write_localize_report
+
+    report = {"model": "localizer-digits", "data": "runs/[scenes]: test split (test.json), 2000 images",
+              "presence_accuracy": 0.965, "class_accuracy": 0.927, "mean_iou": 0.831, "iou50_accuracy": 0.95,
+              "loss": 0.63, "images_per_second": 439.7}
+    stream = io.StringIO()
+    write_localize_report(report, "table", stream)
+    title, metrics = stream.getvalue().splitlines()
+    assert title == "localizer-digits on runs/[scenes]: test split (test.json), 2000 images"
+    assert metrics.startswith("presence accuracy 0.9650") and metrics.endswith("439.7 img/s")

@@ -17,12 +17,16 @@ NO_LAYERS = "test-shape-calc-opaque"
 
 @pytest.fixture(scope="module", autouse=True)
 def two_models_of_our_own():
-    """Two models of our own, so --model is tested whatever the catalog holds."""
+    """Two models of our own, so --model is tested whatever the catalog holds; gone again afterwards, so
+    that later tests see the real registry."""
     input_spec = registry.InputSpec(size=(28, 28), channels=1, mean=(0.5,), std=(0.5,))
-    for name, layers in ((TINY, "conv3:4 relu max2 fc:10"), (NO_LAYERS, None)):
-        if name not in registry.names():
+    registry.names()  # load the real catalog first
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+        for name, layers in ((TINY, "conv3:4 relu max2 fc:10"), (NO_LAYERS, None)):
             registry.register(registry.ModelSpec(name=name, task="classify", builder="tests.nowhere:build",
                                                  input=input_spec, layers=layers))
+        yield
 
 
 def shape_calc(capsys, *args: str) -> tuple[int, str, str]:
