@@ -8,10 +8,13 @@ their worth shows in the same run. Also printed: the model's pure forward rate o
 and as cnntool prepares it (the ceilings for the naive loop and for cnntool). --profile adds where one
 cnntool pass (workers 0) spends its time.
 
-Images: the real JPEG photos shipped with opencv-doc / scikit-image / scikit-learn, at their native sizes,
-re-encoded and cycled to N files. Weights are random (speed does not depend on them).
+Images: the real JPEG photos shipped with opencv-doc / scikit-image / scikit-learn, at their native sizes
+(≤ 0.5 MP), re-encoded and cycled to N files; or, with --photos, a folder's JPEGs as they are, e.g. the 3-25 MP
+camera photos of Debian's ukui-wallpapers, where decoding rather than the forward pass sets the naive loop's
+pace. Weights are random (speed does not depend on them).
 
     python bench/classify_throughput.py                 # resnet18@224 over 256 JPEGs
+    python bench/classify_throughput.py --photos /usr/share/backgrounds   # camera photos at full size
     python bench/classify_throughput.py --model lenet5 --n 5000 --digits
     python bench/classify_throughput.py --repeats 1 --workers 0 --profile
 """
@@ -40,6 +43,21 @@ def make_jpegs(directory: Path, n: int) -> list[str]:
         src = photos[i % len(photos)]
         out = directory / f"{i:05d}.jpg"
         Image.open(src).convert("RGB").save(out, quality=90)
+        paths.append(str(out))
+    return paths
+
+
+def copy_photos(directory: Path, n: int, source: Path) -> list[str]:
+    """source's JPEG files as they are (full resolution, EXIF kept), cycled to n files."""
+    import shutil
+
+    photos = sorted(p for p in source.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    if not photos:
+        raise SystemExit(f"no JPEG files in {source}")
+    paths = []
+    for i in range(n):
+        out = directory / f"{i:05d}.jpg"
+        shutil.copyfile(photos[i % len(photos)], out)
         paths.append(str(out))
     return paths
 
@@ -128,6 +146,8 @@ def main() -> None:
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--digits", action="store_true", help="small PNG digits instead of JPEG photos")
+    parser.add_argument("--photos", type=Path, help="full-resolution JPEG photos from this folder, as they are "
+                        "(e.g. /usr/share/backgrounds: ukui-wallpapers' 3-25 MP camera photos)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
@@ -144,7 +164,10 @@ def main() -> None:
     model = spec.build().eval()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        paths = (make_digits if args.digits else make_jpegs)(tmp, args.n)
+        if args.photos is not None:
+            paths = copy_photos(tmp, args.n, args.photos)
+        else:
+            paths = (make_digits if args.digits else make_jpegs)(tmp, args.n)
         input_doc = {k: getattr(spec.input, k) for k in ("size", "channels", "mean", "std", "resize", "crop_fraction", "fill")}
         num_classes = model(torch.zeros(1, spec.input.channels, *spec.input.size)).shape[1]
         weights_path = weights.save(tmp / "model.safetensors", model.state_dict(), {
@@ -166,7 +189,9 @@ def main() -> None:
             profile_pass(weights_path, paths, batch_size=args.batch_size)
     naive, mine = statistics.median(naive_rates), statistics.median(our_rates)
     unoptimized = statistics.median(unoptimized_rates)
-    print(f"model {spec.name} @ {spec.input.describe()}, {args.n} {'digit PNGs' if args.digits else 'photo JPEGs'}, "
+    images = ("digit PNGs" if args.digits else f"full-resolution JPEGs from {args.photos}" if args.photos
+              else "photo JPEGs")
+    print(f"model {spec.name} @ {spec.input.describe()}, {args.n} {images}, "
           f"{args.threads} threads, cnntool workers={args.workers} batch={args.batch_size}")
     print(f"naive per-image loop                  : {naive:8.1f} img/s")
     print(f"cnntool pipeline                      : {mine:8.1f} img/s")
