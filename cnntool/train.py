@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -74,6 +75,20 @@ class TrainConfig:
 
     def sidecar(self, suffix: str) -> Path:
         return self.out.with_name(f"{self.out.stem}{suffix}")
+
+
+def _check_writable(cfg: TrainConfig) -> None:
+    """Make the folders of --out and --run-dir and prove they take a file, before any data is read: a
+    training must not run for an hour and then fail to write its first report."""
+    for option, folder in (("--out", cfg.out.parent), ("--run-dir", cfg.checkpoint_dir)):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except (FileExistsError, NotADirectoryError):
+            raise ConfigError(f"{option}: cannot write to {folder} (a file stands where a folder should be)") from None
+        except OSError as exc:
+            raise ConfigError(f"{option}: cannot write to {folder} ({exc.strerror or exc})") from None
 
 
 class TrainingInterrupted(Exception):
@@ -190,6 +205,8 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.dist = dist = distributed.init(cfg.device)
         try:
+            if dist.main:
+                _check_writable(cfg)
             self.device = _device(cfg.device, dist)
             data = task.prepare(cfg.seed)
             torch.manual_seed(cfg.seed)  # same initial weights on every rank and every run

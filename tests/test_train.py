@@ -96,6 +96,23 @@ def test_resume_without_checkpoint_is_a_config_error(data, tmp_path):
         train(tiny_task(data), tiny_config(tmp_path, "none", resume=True))
 
 
+def test_output_folders_are_made_or_refused_before_any_data_is_read(data, tmp_path):
+    from cnntool.errors import ConfigError
+
+    class NeverPrepared:
+        def prepare(self, seed):
+            raise AssertionError("data read before the output folders were checked")
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for cfg in (tiny_config(tmp_path, out=blocker / "w.safetensors"), tiny_config(tmp_path, run_dir=blocker / "run")):
+        with pytest.raises(ConfigError, match="cannot write to .*a-file"):
+            train(NeverPrepared(), cfg)
+    nested = tiny_config(tmp_path, out=tmp_path / "new" / "deeper" / "w.safetensors", epochs=1)
+    train(tiny_task(data), nested)
+    assert nested.out.exists() and nested.sidecar(".metrics.json").exists()
+
+
 def test_onecycle_schedule_shape():
     cfg = TrainConfig(out="x.safetensors", lr=0.1, warmup=0.2, schedule="onecycle")
     assert learning_rate(cfg, 0, 100) == pytest.approx(0.004)
