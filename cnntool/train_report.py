@@ -4,6 +4,7 @@ PNG drawn with PIL (no plotting library), plus the live progress display on stde
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -64,11 +65,12 @@ class Progress:
         self.quiet, self.metric, self.batch_size = quiet, metric, batch_size
         self._bar = None
         if not quiet:
-            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 
-            self.console = Console(stderr=True)
+            from cnntool.records import rich_console
+
+            self.console = rich_console(sys.stderr)
             # Not a terminal (a log file): no bar, a plain line every LOG_EVERY_S seconds instead.
             self._bar = None if not self.console.is_terminal else RichProgress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -119,4 +121,4 @@ class Progress:
 
     def log(self, message: str) -> None:
         if not self.quiet:
-            (self.console.print if self._bar is None else self._bar.console.print)(message, highlight=False)
+            (self.console.print if self._bar is None else self._bar.console.print)(message)
