@@ -607,7 +607,9 @@ def data_scenes_cmd(
     """
     from cnntool.data import scenes
     from cnntool.errors import ConfigError
+    from cnntool.folders import writable_folder
 
+    writable_folder(out, "--out")
     try:
         config = scenes.SceneConfig(size=size, objects=objects, max_objects=max_objects, empty_fraction=empty,
                                     scale=(min_scale, max_scale), mix_backgrounds=mix_backgrounds,
@@ -635,7 +637,9 @@ def data_documents_cmd(
     Example: cnntool data documents --out runs/data/documents --n 12000 --seed 0
     """
     from cnntool.data import documents
+    from cnntool.folders import writable_folder
 
+    writable_folder(out, "--out")
     config = documents.DocumentConfig(size=size)
     written = documents.write_dataset(out, {"train": n, "val": val, "test": test}, seed=seed, config=config)
     if not quiet:

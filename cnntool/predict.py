@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from cnntool import sources
+from cnntool.folders import writable_folder
 from cnntool.preprocess import DEFAULT_MAX_PIXELS, Geometry, ImageError, Preprocessor, open_image
 from cnntool.records import OutputFormat, Record, error_info, make_writer
 
@@ -278,9 +279,8 @@ class ImageDirectory:
     """A directory this run writes images into: PNGs named after their inputs, never overwriting an
     earlier output of the same run (two inputs may share a file name), each written atomically."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: Path, option: str) -> None:
+        self.directory = writable_folder(directory, option)
         self._used: set[str] = set()
 
     def write(self, source: str, image) -> Path:
@@ -301,7 +301,7 @@ class AnnotationSaver:
     """Draws each result onto its original image (`--save DIR`)."""
 
     def __init__(self, directory: Path, task) -> None:
-        self.output = ImageDirectory(directory)
+        self.output = ImageDirectory(directory, "--save")
         self.task = task
 
     def save(self, item: Item, record: Record) -> None:

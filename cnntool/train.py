@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ from cnntool import checkpoint, distributed, weights
 from cnntool.data import batches
 from cnntool.errors import ConfigError
 from cnntool.evaluation import autocast, run_eval
+from cnntool.folders import writable_folder
 from cnntool.train_report import Progress, draw_curves, write_metrics_json
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -75,20 +75,6 @@ class TrainConfig:
 
     def sidecar(self, suffix: str) -> Path:
         return self.out.with_name(f"{self.out.stem}{suffix}")
-
-
-def _check_writable(cfg: TrainConfig) -> None:
-    """Make the folders of --out and --run-dir and prove they take a file, before any data is read: a
-    training must not run for an hour and then fail to write its first report."""
-    for option, folder in (("--out", cfg.out.parent), ("--run-dir", cfg.checkpoint_dir)):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder):
-                pass
-        except (FileExistsError, NotADirectoryError):
-            raise ConfigError(f"{option}: cannot write to {folder} (a file stands where a folder should be)") from None
-        except OSError as exc:
-            raise ConfigError(f"{option}: cannot write to {folder} ({exc.strerror or exc})") from None
 
 
 class TrainingInterrupted(Exception):
@@ -205,8 +191,9 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.dist = dist = distributed.init(cfg.device)
         try:
-            if dist.main:
-                _check_writable(cfg)
+            if dist.main:  # before any data is read: a training must not fail at its first report
+                writable_folder(cfg.out.parent, "--out")
+                writable_folder(cfg.checkpoint_dir, "--run-dir")
             self.device = _device(cfg.device, dist)
             data = task.prepare(cfg.seed)
             torch.manual_seed(cfg.seed)  # same initial weights on every rank and every run

@@ -147,6 +147,15 @@ def test_save_writes_annotated_images(batch_dir, lenet_weights, tmp_path):
     assert saved.width >= 20 and saved.height > 20
 
 
+def test_an_output_folder_blocked_by_a_file_is_one_line_before_any_work(batch_dir, lenet_weights, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = run("classify", "-m", "lenet5", "-w", lenet_weights, str(batch_dir / "0-good.png"), "--save",
+               str(blocker / "out"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().count("\n") == 0 and "--save: cannot write to" in proc.stderr
+
+
 def test_closed_pipe_ends_quietly(batch_dir, lenet_weights):
     many = " ".join([str(batch_dir / "0-good.png")] * 300)
     proc = subprocess.run(f"set -o pipefail; {sys.executable} -m cnntool classify -m lenet5 -w {lenet_weights} "

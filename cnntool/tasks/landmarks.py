@@ -151,7 +151,7 @@ class Rectifier:
     def __init__(self, directory: "Path", *, quiet: bool = False) -> None:
         from cnntool.predict import ImageDirectory
 
-        self.output = ImageDirectory(directory)
+        self.output = ImageDirectory(directory, "--rectify")
         self.quiet = quiet
 
     def __call__(self, record: Any) -> None:
