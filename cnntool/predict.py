@@ -75,14 +75,26 @@ class Item:
 
 
 def resolve_device(name: str) -> str:
+    """auto, cpu, cuda, cuda:N or mps → a device torch can use here, or a one-line ConfigError."""
     import torch
+
+    from cnntool.errors import ConfigError
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from cnntool.errors import ConfigError
-
-        raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N, mps")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r} requested but there are {torch.cuda.device_count()} CUDA devices")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r} requested but MPS is not available; use --device cpu")
     return name
 
 

@@ -108,15 +108,10 @@ def _step_seed(seed: int, rank: int, epoch: int, step: int) -> int:
 
 
 def _device(name: str, d: distributed.Dist) -> str:
-    import torch
+    from cnntool.predict import resolve_device
 
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and d.enabled:
-        name = f"cuda:{d.local_rank}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but no CUDA device is available")
-    return name
+    name = resolve_device(name)
+    return f"cuda:{d.local_rank}" if name == "cuda" and d.enabled else name
 
 
 def _optimizer(model, cfg: TrainConfig):

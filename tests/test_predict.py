@@ -79,3 +79,18 @@ def test_classify_tta_flip_scores_are_the_mean_over_the_image_and_its_mirror_fil
     for both, plain, mirror in zip(flipped, scores(digits), scores(mirrored)):
         for label, score in both.items():
             assert score == pytest.approx((plain[label] + mirror[label]) / 2, abs=1e-5)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("tpu", "unknown device 'tpu'; valid: auto, cpu, cuda, cuda:N, mps"),
+    ("cuda:x", "unknown device"),
+    ("cuda", "CUDA is not available"),
+    ("cuda:1", "CUDA is not available"),
+])
+def test_a_device_that_cannot_be_used_is_one_line(monkeypatch, name, message):
+    from cnntool.predict import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        resolve_device(name)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
