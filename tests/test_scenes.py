@@ -70,6 +70,22 @@ def test_mixed_backgrounds_change_training_scenes_only(tmp_path):
         assert not np.array_equal(plain, np.asarray(Image.open(tmp_path / f"mixed/train/{i:06d}.png")))
 
 
+def test_a_scene_names_the_photo_under_it(tmp_path):
+    # Two flat photos of different colours: the scene's corner pixel tells which one was drawn.
+    photos = []
+    for name, colour in (("red.png", (220, 20, 20)), ("blue.png", (20, 20, 220))):
+        photos.append(tmp_path / name)
+        Image.new("RGB", (200, 200), colour).save(photos[-1])
+    pool = scenes.object_pool("digits", "train")
+    for seed in range(6):
+        scene = scenes.make_scene(np.random.default_rng(seed), backgrounds=photos, pool=pool, config=CONFIG)
+        corner = np.asarray(scene.image)[0, 0]
+        assert scene.background == ("red.png" if corner[0] > corner[2] else "blue.png")
+    mixed = scenes.make_scene(np.random.default_rng(0), backgrounds=photos, pool=pool,
+                              config=scenes.SceneConfig(size=96, mix_backgrounds=True))
+    assert mixed.background == "mixed"
+
+
 def test_a_mixed_background_is_tiled_from_the_given_photos(tmp_path):
     # Flat photos stay flat through turns, flips and recolouring: each tile is one colour, one rectangle.
     photos = []

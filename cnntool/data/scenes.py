@@ -70,6 +70,7 @@ class SceneConfig:
 class Scene:
     image: Image.Image
     objects: list[dict[str, Any]] = field(default_factory=list)  # {"label": str, "box": [x1, y1, x2, y2]}
+    background: str = ""  # the photo's file name, or "mixed" (tiles of several photos)
 
 
 # --- pools ---------------------------------------------------------------------------------------
@@ -246,10 +247,11 @@ def paste_object(rng: np.random.Generator, canvas: np.ndarray, patch: np.ndarray
 def make_scene(rng: np.random.Generator, *, backgrounds: list[Path], pool: ObjectPool,
                config: SceneConfig) -> Scene:
     if config.mix_backgrounds:
-        canvas = mixed_background(rng, backgrounds, config.size)
+        canvas, background = mixed_background(rng, backgrounds, config.size), "mixed"
     else:
-        photo = load_photo(backgrounds[int(rng.integers(len(backgrounds)))])
-        canvas = np.asarray(random_crop(rng, photo, (config.size, config.size)), dtype=np.float64).copy()
+        path = backgrounds[int(rng.integers(len(backgrounds)))]
+        canvas = np.asarray(random_crop(rng, load_photo(path), (config.size, config.size)), dtype=np.float64).copy()
+        background = path.name
     count = 0 if rng.random() < config.empty_fraction else int(rng.integers(1, config.max_objects + 1))
     objects: list[dict[str, Any]] = []
     for _ in range(count):
@@ -258,7 +260,7 @@ def make_scene(rng: np.random.Generator, *, backgrounds: list[Path], pool: Objec
         if box is not None:
             objects.append({"label": pool.classes[int(pool.labels[index])], "box": box})
     image = Image.fromarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8), "RGB")
-    return Scene(image, objects)
+    return Scene(image, objects, background)
 
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
