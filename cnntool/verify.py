@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from cnntool import sources, weights
 from cnntool.data.builtin import cache_dir
 from cnntool.errors import ConfigError
+from cnntool.folders import writable_folder
 from cnntool.preprocess import DEFAULT_MAX_PIXELS, Preprocessor, open_image
 from cnntool.records import OutputFormat, Record, make_writer
 from cnntool.tasks.verify import METRICS
@@ -219,7 +220,7 @@ def write_calibration(loaded: "LoadedModel", opts: VerifyOptions, metric: str, e
     if target.suffix == ".safetensors":
         weights.save(target, state, {**meta, "verification": document})
     else:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        writable_folder(target.parent, "--out")
         weights.atomic_write_bytes(target, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
     return target
 
@@ -502,6 +503,8 @@ def calibrate(opts: VerifyOptions, *, pairs: Path | None, data: Path | None, far
         raise ConfigError("calibrate needs exactly one of --pairs FILE or --data DIR (a folder per identity)")
     if choose not in ("eer", "far"):
         raise ConfigError(f"--choose must be eer or far, not {choose!r}")
+    if write and out is not None:
+        writable_folder(Path(out).parent, "--out")  # before the embedding work, not after it
     loaded = load(opts)
     embedder = Embedder(loaded, opts)
     metrics = [opts.metric] if opts.metric else usable_metrics(loaded)

@@ -54,3 +54,14 @@ def test_calibrating_our_weights_writes_into_their_metadata(tmp_path):
     meta = weights.read_metadata(path)
     assert meta["task"] == "face-embed" and meta["verification"]["thresholds"]["euclidean"]["threshold"] == 0.33
     assert weights.load(Path(path))[0]["w"].tolist() == [0.0, 0.0]
+
+
+def test_an_out_path_under_a_file_is_refused_before_any_embedding(tmp_path, monkeypatch):
+    from cnntool import verify
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(verify, "load", lambda opts: pytest.fail("the model was loaded before --out was checked"))
+    with pytest.raises(ConfigError, match="^--out: cannot write to .*a-file"):
+        verify.calibrate(VerifyOptions(), pairs=tmp_path / "pairs.txt", data=None, far=0.01, choose="eer",
+                         out=blocker / "cal.json")
