@@ -14,11 +14,10 @@ from collections import Counter
 from pathlib import Path
 
 
-def photos_under(data: Path, seed: int) -> list[str]:
-    """The background photo of each test scene, checked against the written annotations."""
+def photos_under(entries: list[dict], seed: int) -> list[str]:
+    """The background photo of each test scene, checked against its written annotation."""
     from cnntool.data import scenes
 
-    entries = json.loads((data / "test.json").read_text())
     config = scenes.SceneConfig()
     pool, photos = scenes.object_pool(config.objects, "test"), scenes.background_paths("test")
     names = []
@@ -26,7 +25,7 @@ def photos_under(data: Path, seed: int) -> list[str]:
         scene = scenes.make_scene(scenes.scene_rng(seed, "test", i), backgrounds=photos, pool=pool, config=config)
         drawn = scenes.annotation_entry(entry["image"], scene.objects, single=True)
         if drawn != entry:
-            raise SystemExit(f"{data}: test scene {i} is not the one seed {seed} draws; pass the seed it was made with")
+            raise SystemExit(f"test scene {i} is not the one seed {seed} draws; pass the seed it was made with")
         names.append(scene.background)
     return names
 
@@ -43,7 +42,7 @@ def main() -> None:
     from cnntool.predict import RunOptions, predict
 
     entries = json.loads((args.data / "test.json").read_text())
-    photos = photos_under(args.data, args.seed)
+    photos = photos_under(entries, args.seed)
     options = RunOptions(model=args.model, weights=args.weights, device="cpu", threads=args.threads, batch_size=100)
     counts: dict[str, Counter] = {}
     records = predict([str(args.data / e["image"]) for e in entries], "localize", options)

@@ -220,7 +220,7 @@ def write_calibration(loaded: "LoadedModel", opts: VerifyOptions, metric: str, e
     if target.suffix == ".safetensors":
         weights.save(target, state, {**meta, "verification": document})
     else:
-        writable_folder(target.parent, "--out")
+        writable_folder(target.parent, "--out" if out is not None else "calibration cache")
         weights.atomic_write_bytes(target, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
     return target
 

@@ -64,15 +64,21 @@ class DetectMetrics:
 
     def compute(self) -> dict[str, Any]:
         result = self.metrics["every_label"].compute()
-        best = self.metrics["best_label"].compute()
-        self._summary = {"map50_95": float(result["map"]), "map50": float(result["map_50"])}
+        figures = _headline(result)
+        self._summary = {k: figures[k] for k in ("map50_95", "map50")}
         per_class = {}
         present = result["classes"].reshape(-1).tolist()
         for index, ap, recall in zip(present, result["map_per_class"].reshape(-1).tolist(),
                                      result["mar_100_per_class"].reshape(-1).tolist()):
             name = self.classes[index] if index < len(self.classes) else str(index)
             per_class[name] = {"ap50_95": ap, "recall100": recall}
-        return {"images": self.images, **self._summary, "map75": float(result["map_75"]),
-                "mar100": float(result["mar_100"]), "per_class": per_class,
-                "one_label_per_box": {"map50_95": float(best["map"]), "map50": float(best["map_50"]),
-                                      "map75": float(best["map_75"]), "mar100": float(best["mar_100"])}}
+        return {"images": self.images, **figures, "per_class": per_class,
+                "one_label_per_box": _headline(self.metrics["best_label"].compute())}
+
+
+# Our names for torchmetrics' headline figures.
+_HEADLINE = {"map50_95": "map", "map50": "map_50", "map75": "map_75", "mar100": "mar_100"}
+
+
+def _headline(result: dict[str, "torch.Tensor"]) -> dict[str, float]:
+    return {ours: float(result[theirs]) for ours, theirs in _HEADLINE.items()}
