@@ -598,6 +598,7 @@ def data_scenes_cmd(
     max_scale: Annotated[float, typer.Option("--max-scale", min=0.01, max=1.0, help="Largest object.")] = 0.7,
     mix_backgrounds: Annotated[bool, typer.Option("--mix-backgrounds", help="Training scenes only: tile, turn and recolour photo crops so a few photos give many backgrounds.")] = False,
     extra_photos: Annotated[List[Path], typer.Option("--extra-photos", help="More background photos (a file, or a folder of them), repeatable: training and validation scenes only; the held-out photos stay the bundled ones.")] = [],
+    clutter: Annotated[List[Path], typer.Option("--clutter", help="A folder of PNG cut-outs with transparency (searched through), repeatable: training scenes get up to three as unlabelled distractors under the object, e.g. /usr/share/tuxpaint/stamps/food.")] = [],
     workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="Processes drawing scenes (the files do not depend on it).")] = 0,
     quiet: QuietOpt = False,
 ) -> None:
@@ -613,7 +614,8 @@ def data_scenes_cmd(
     try:
         config = scenes.SceneConfig(size=size, objects=objects, max_objects=max_objects, empty_fraction=empty,
                                     scale=(min_scale, max_scale), mix_backgrounds=mix_backgrounds,
-                                    extra_photos=scenes.photo_files(extra_photos))
+                                    extra_photos=scenes.photo_files(extra_photos),
+                                    clutter=scenes.cutout_files(clutter))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     written = scenes.write_dataset(out, {"train": n, "val": val, "test": test}, seed=seed, config=config,

@@ -304,6 +304,19 @@ def test_cli_generates_scenes_and_localizes_them(tmp_path, capsys):
     assert all(set(r["object"]) == {"present", "label", "score", "box"} for r in averaged)
 
 
+def test_cli_refuses_a_clutter_folder_without_cut_outs_before_writing_scenes(tmp_path, capsys):
+    from cnntool.cli import main
+
+    (tmp_path / "flat").mkdir()
+    Image.new("RGB", (20, 20)).save(tmp_path / "flat/opaque.png")
+    for folder in (tmp_path / "flat", tmp_path / "missing"):
+        with pytest.raises(SystemExit) as stop:
+            main(["data", "scenes", "--out", str(tmp_path / "s"), "--n", "2", "--clutter", str(folder)])
+        message = capsys.readouterr().err.strip()
+        assert stop.value.code == 2 and str(folder) in message and len(message.splitlines()) == 1
+    assert not (tmp_path / "s/train.json").exists()
+
+
 def test_train_at_another_input_size_records_it_and_the_weights_load_with_it(tmp_path, capsys):
     """--input-size N trains the localizer at N×N (its box head is sized by it); the weights' metadata carries
     the size and the kwargs, so `cnntool localize --weights` rebuilds the same two-stage net."""

@@ -135,6 +135,46 @@ def test_extra_photos_that_are_not_photos_are_refused_up_front(tmp_path):
         scenes.photo_files([tmp_path / "empty"])
 
 
+def _cutouts(root):
+    """A nested stamp folder: magenta discs with transparent corners, and one opaque picture to skip."""
+    nested = root / "food" / "fruit"
+    nested.mkdir(parents=True)
+    disc = Image.new("RGBA", (60, 60), (0, 0, 0, 0))
+    inside = Image.eval(Image.radial_gradient("L"), lambda v: 255 if v < 128 else 0).resize((60, 60))
+    disc.paste((255, 0, 255, 255), mask=inside)
+    disc.save(nested / "disc.png")
+    disc.transpose(Image.ROTATE_90).save(root / "food" / "disc2.png")
+    Image.new("RGB", (40, 40), (0, 255, 0)).save(nested / "opaque.png")
+    return root
+
+
+def test_clutter_cut_outs_are_found_through_subfolders_and_need_transparency(tmp_path):
+    root = _cutouts(tmp_path / "stamps")
+    assert [p.name for p in scenes.cutout_files([root])] == ["disc2.png", "disc.png"]
+    with pytest.raises(ValueError, match="no such folder"):
+        scenes.cutout_files([tmp_path / "missing"])
+    opaque_only = tmp_path / "opaque"
+    opaque_only.mkdir()
+    Image.new("RGB", (40, 40), (0, 255, 0)).save(opaque_only / "flat.png")
+    with pytest.raises(ValueError, match="no PNG cut-outs"):
+        scenes.cutout_files([opaque_only])
+
+
+def test_clutter_is_pasted_into_training_scenes_only(tmp_path):
+    cluttered = scenes.SceneConfig(size=96, clutter=scenes.cutout_files([_cutouts(tmp_path / "stamps")]))
+    counts = {"train": 12, "val": 2, "test": 2}
+    scenes.write_dataset(tmp_path / "plain", counts, seed=4, config=CONFIG)
+    scenes.write_dataset(tmp_path / "clutter", counts, seed=4, config=cluttered)
+    for name in ("val.json", "test.json", "val/000001.png", "test/000001.png"):
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "clutter" / name).read_bytes()
+    magenta = [((np.asarray(Image.open(tmp_path / kind / f"train/{i:06d}.png"), dtype=int)
+                 - (255, 0, 255)) ** 2).sum(-1).min() == 0
+               for kind in ("plain", "clutter") for i in range(12)]
+    assert not any(magenta[:12]) and sum(magenta[12:]) >= 4  # 0..3 discs a scene: most scenes get one
+    for entry in json.loads((tmp_path / "clutter/train.json").read_text()):  # the annotations stay the objects'
+        assert (entry["label"] is None) == (entry["box"] is None)
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_the_pasted_object_lies_inside_its_box_and_touches_every_side(seed):
     rng = np.random.default_rng(seed)

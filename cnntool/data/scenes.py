@@ -15,6 +15,11 @@ to four photos tiled, turned, flipped and recoloured. A few dozen photos otherwi
 photos themselves: the localizer lost 5 points of presence accuracy going from training to held-out photos
 with the same digits, and almost none going to held-out digits on training photos.
 
+With `clutter`, training scenes (only) also carry up to three distractors drawn under the object: photo
+cut-outs with transparency (fruit, animals, flowers: e.g. Tux Paint's stamps), unlabelled. The localizer's
+false alarms on held-out photos sat on such structure (an apple's highlights, a fruit's pith, a striped
+shirt), which a few dozen background photos show too rarely.
+
 Scene i of a split is drawn from its own generator seeded by (seed, split, i): any scene can be
 regenerated alone and the output does not depend on how many scenes are made.
 """
@@ -54,6 +59,8 @@ class SceneConfig:
     max_overlap: float = 0.1  # multi-object scenes: largest IoU allowed between two objects
     mix_backgrounds: bool = False  # training split only: tiled, turned, recoloured photo crops
     extra_photos: tuple[Path, ...] = ()  # more background photos for training and validation (not test)
+    clutter: tuple[Path, ...] = ()  # training split only: cut-outs (RGBA) pasted as unlabelled distractors
+    clutter_scale: tuple[float, float] = (0.2, 0.8)  # a distractor's longer side relative to the scene side
 
     def __post_init__(self) -> None:
         if self.objects not in OBJECT_SOURCES:
@@ -131,6 +138,54 @@ def photo_files(paths: Sequence[Path]) -> tuple[Path, ...]:
         except Exception as exc:
             raise ValueError(f"{path}: not a readable photo ({exc})") from None
     return tuple(found)
+
+
+def cutout_files(folders: Sequence[Path]) -> tuple[Path, ...]:
+    """PNGs with an alpha channel anywhere under the folders (sorted): the value of --clutter. Stamp
+    collections nest their pictures by theme, so folders are searched through."""
+    found: list[Path] = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: no such folder")
+        inside = []
+        for path in sorted(folder.rglob("*.png")):
+            try:
+                with Image.open(path) as img:
+                    if "A" in img.getbands() or "transparency" in img.info:
+                        inside.append(path)
+            except Exception:
+                continue  # a broken picture among hundreds is skipped, not fatal
+        if not inside:
+            raise ValueError(f"{folder}: no PNG cut-outs with transparency under this folder")
+        found += inside
+    return tuple(found)
+
+
+@lru_cache(maxsize=512)
+def load_cutout(path: Path) -> Image.Image:
+    img = Image.open(path).convert("RGBA")
+    img.thumbnail((256, 256), Image.BILINEAR)  # distractors are at most a scene wide
+    return img
+
+
+def paste_clutter(rng: np.random.Generator, canvas: np.ndarray, cutouts: Sequence[Path],
+                  scale: tuple[float, float]) -> None:
+    """Paste 0..3 random cut-outs into the float RGB canvas in place, each scaled, flipped and placed at
+    random (partly outside the frame allowed: clutter is cut by the edges in real photos too)."""
+    size = canvas.shape[0]
+    for _ in range(int(rng.integers(0, 4))):
+        cutout = load_cutout(cutouts[int(rng.integers(len(cutouts)))])
+        factor = rng.uniform(*scale) * size / max(cutout.size)
+        w, h = max(2, round(cutout.width * factor)), max(2, round(cutout.height * factor))
+        rgba = np.asarray(cutout.resize((w, h), Image.BILINEAR), dtype=np.float64)
+        if rng.random() < 0.5:
+            rgba = rgba[:, ::-1]
+        x, y = int(rng.integers(-w // 2, size - w // 2)), int(rng.integers(-h // 2, size - h // 2))
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, size), min(y + h, size)
+        piece = rgba[y0 - y:y1 - y, x0 - x:x1 - x]
+        alpha = piece[..., 3:] / 255.0
+        region = canvas[y0:y1, x0:x1]
+        region[:] = region * (1 - alpha) + piece[..., :3] * alpha
 
 
 @lru_cache(maxsize=256)
@@ -252,6 +307,8 @@ def make_scene(rng: np.random.Generator, *, backgrounds: list[Path], pool: Objec
         path = backgrounds[int(rng.integers(len(backgrounds)))]
         canvas = np.asarray(random_crop(rng, load_photo(path), (config.size, config.size)), dtype=np.float64).copy()
         background = path.name
+    if config.clutter:
+        paste_clutter(rng, canvas, config.clutter, config.clutter_scale)
     count = 0 if rng.random() < config.empty_fraction else int(rng.integers(1, config.max_objects + 1))
     objects: list[dict[str, Any]] = []
     for _ in range(count):
@@ -294,7 +351,7 @@ def write_split(out: Path, split: str, n: int, *, seed: int, config: SceneConfig
     """Write n scenes as out/<split>/NNNNNN.png and their annotations as out/<split>.json; with workers > 1,
     that many processes draw them (the same files: each scene has its own generator)."""
     if split != "train":  # validation and test scenes stay plain photos, like the images a user brings
-        config = replace(config, mix_backgrounds=False)
+        config = replace(config, mix_backgrounds=False, clutter=())
     (out / split).mkdir(parents=True, exist_ok=True)
     if workers > 1:
         step = max(1, -(-n // (workers * 4)))  # several chunks per process evens out slow ones
