@@ -50,13 +50,14 @@ class LoadedModel:
         return self.spec.classes
 
 
-def input_spec_from(document: dict[str, Any]) -> InputSpec:
+def input_spec_from(document: dict[str, Any], base: InputSpec) -> InputSpec:
+    """A weights file's input spec, over the registry's: files written before a field existed take the
+    registry's value for it."""
     fields = dict(document)
-    fields["size"] = tuple(fields["size"])
-    for key in ("mean", "std"):
+    for key in ("size", "mean", "std"):
         if key in fields:
             fields[key] = tuple(fields[key])
-    return InputSpec(**fields)
+    return replace(base, **fields)
 
 
 def default_model(task: str) -> str:
@@ -115,7 +116,7 @@ def _from_file(spec: ModelSpec, path: Path) -> LoadedModel:
             spec,
             kwargs=meta.get("kwargs", spec.kwargs),
             classes=tuple(meta.get("classes", spec.classes)),
-            input=input_spec_from(meta["input"]) if "input" in meta else spec.input,
+            input=input_spec_from(meta["input"], spec.input) if "input" in meta else spec.input,
         )
     outputs = spec.kwargs.get("num_classes", spec.kwargs.get("num_points"))
     if spec.classes and outputs is not None and len(spec.classes) != outputs:

@@ -16,6 +16,10 @@ TASKS = ("classify", "localize", "landmarks", "detect", "face-embed")
 
 # Resize modes understood by cnntool.preprocess.
 RESIZE_MODES = ("stretch", "letterbox", "center-crop", "none")
+# What the model was trained to see on what: "light" objects on a dark ground (MNIST, OpenCV's digits,
+# Fashion-MNIST), so an image whose border is brighter than mid-grey (a digit written on paper, a product
+# shot on white) is inverted first; "dark" the other way round; "any" leaves images as they are.
+FOREGROUNDS = ("any", "light", "dark")
 
 
 class UnknownModelError(KeyError):
@@ -37,6 +41,7 @@ class InputSpec:
     crop_fraction: float = 0.875
     # Colour of letterbox padding and of transparent pixels when an image is flattened, 0..255.
     fill: int = 0
+    foreground: str = "any"  # one of FOREGROUNDS
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -45,6 +50,8 @@ class InputSpec:
             raise ValueError("mean and std need one value per channel")
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, not {self.resize!r}")
+        if self.foreground not in FOREGROUNDS:
+            raise ValueError(f"foreground must be one of {', '.join(FOREGROUNDS)}, not {self.foreground!r}")
 
     def describe(self) -> str:
         if self.resize == "none":

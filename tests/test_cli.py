@@ -6,10 +6,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from cnntool import registry, weights
 
@@ -84,6 +85,17 @@ def test_the_readmes_first_command_reads_the_held_out_examples():
     _, labels = load_opencv_digits()
     held_out = {int(i) for i in stratified_split(labels, 0.2, 0)[1]}
     assert all(int(name.split("sheet")[1][:4]) in held_out for name in read)
+
+
+def test_the_example_digits_written_dark_on_light_are_read_the_same(tmp_path):
+    """The embedded LeNet-5 was trained on white digits on black; the same held-out digits inverted (ink on
+    paper) reach it the right way round."""
+    for path in sorted(Path("examples/digits").glob("*.png")):
+        ImageOps.invert(Image.open(path).convert("L")).save(tmp_path / path.name)
+    proc = run("classify", "examples/digits/", str(tmp_path), "--format", "jsonl")
+    assert proc.returncode == 0
+    read = [(os.path.basename(r["source"]), r["predictions"][0]["label"]) for r in _records(proc.stdout)]
+    assert len(read) == 40 and read[:20] == read[20:]
 
 
 def test_usage_errors_exit_2_with_one_line():

@@ -42,6 +42,7 @@ def test_cli_training_converges_and_writes_everything(data, tmp_path):
     assert meta["task"] == "classify" and meta["model"] == "lenet5-relu"
     assert meta["kwargs"]["num_classes"] == 3 and meta["kwargs"]["input_size"] == [16, 16]
     assert meta["input"]["size"] == [16, 16] and meta["classes"] == ["0", "1", "2"]
+    assert meta["input"]["foreground"] == "light"  # bright shapes on a dark ground: read off the data
     assert meta["command"].startswith("cnntool train classify --data ") and "--input-size 16" in meta["command"]
     assert "official test split" in meta["metrics"]["heldout_data"]  # t10k- beside the train file
     history = __import__("json").loads((tmp_path / "w.metrics.json").read_text())["history"]

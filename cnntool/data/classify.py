@@ -112,6 +112,28 @@ def cache_arrays(images: np.ndarray, labels: np.ndarray, spec: InputSpec) -> Arr
     return ArrayImages(tensor, torch.as_tensor(np.asarray(labels, dtype=np.int64)))
 
 
+def foreground_of(images: "torch.Tensor") -> str:
+    """What an in-memory dataset (uint8 (N, C, H, W)) shows on what, read off its images' borders: "light"
+    when every border is darker than mid-grey and most are near black (MNIST-style), "dark" the other way
+    round, else "any". Recorded in the weights so inference turns a user's image the training data's way."""
+    frames = _border_means(images)
+    median = float(frames.median())
+    if float(frames.max()) <= 127.5 and median < 32:
+        return "light"
+    if float(frames.min()) > 127.5 and median > 223:
+        return "dark"
+    return "any"
+
+
+def _border_means(images: "torch.Tensor") -> "torch.Tensor":
+    """Mean of each image's one-pixel frame, all channels (as preprocess.border_mean, for a batch)."""
+    import torch
+
+    x = images.float()
+    ring = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)
+    return ring.flatten(1).mean(1)
+
+
 def open_classify_data(source: str, spec: InputSpec) -> ClassifyData:
     """A built-in name, an idx images file, or a class-per-folder directory (with optional train/ and
     test/ subfolders)."""

@@ -9,6 +9,8 @@ Other tasks add their models in their own marked sections at the end of this fil
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cnntool.registry import InputSpec, ModelSpec, register, set_default
 
 # --- layer-string helpers -------------------------------------------------------------------------
@@ -310,18 +312,22 @@ for _name, _builder, _enum, _side, _summary in (
     ))
 
 # --- classify: embedded models trained with `cnntool train classify` (recipes in weights/README.md) -------
+# Both were trained on light objects on black; their files predate `foreground` in the metadata, so the
+# entries say it (a retrained file records it itself: the engine reads it off the data).
 
 register(ModelSpec(
     name="lenet5-digits", task="classify", builder="cnntool.models.lenet:lenet5",
     kwargs={"num_classes": 10, "in_channels": 1, "activation": "relu", "pool": "max"},
-    input=DIGITS_32, classes=DIGIT_CLASSES, layers=_lenet5("relu", "max", 10),
+    input=replace(DIGITS_32, foreground="light"), classes=DIGIT_CLASSES, layers=_lenet5("relu", "max", 10),
     weights="embedded:lenet5-digits.safetensors",
-    summary="LeNet-5 (ReLU, max-pool) trained on OpenCV's 5,000 handwritten digits (white on black)",
+    summary="LeNet-5 (ReLU, max-pool) trained on OpenCV's 5,000 handwritten digits (white on black; "
+            "dark-on-light images are inverted)",
 ))
 register(ModelSpec(
     name="fashion-resnet-small", task="classify", builder="cnntool.models.resnet:resnet_small",
     kwargs={"widths": (48, 96, 192), "blocks": (2, 2, 2), "num_classes": 10, "in_channels": 1, "dropout": 0.0},
-    input=FASHION_28, classes=FASHION_CLASSES, weights="embedded:fashion-resnet-small.safetensors",
+    input=replace(FASHION_28, foreground="light"), classes=FASHION_CLASSES,
+    weights="embedded:fashion-resnet-small.safetensors",
     layers=resnet_small_layers(widths=(48, 96, 192), blocks=(2, 2, 2), num_classes=10, dropout=0.0),
     summary="Small ResNet (widths 48/96/192, two basic blocks per stage) trained on Fashion-MNIST",
 ))

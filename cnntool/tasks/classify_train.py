@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnntool import registry
 from cnntool.augment import AugmentConfig, erase, warp
-from cnntool.data.classify import ClassifyData, open_classify_data
+from cnntool.data.classify import ClassifyData, foreground_of, open_classify_data
 from cnntool.data.splits import stratified_split
 from cnntool.errors import ConfigError
 from cnntool.preprocess import Preprocessor
@@ -93,6 +93,8 @@ class ClassifyTask:
     def prepare(self, seed: int) -> TaskData:
         data = open_classify_data(self.cfg.data, self.input)
         self.classes = data.classes
+        if hasattr(data.train, "images"):  # in-memory data: read its ground once (folders are streamed)
+            self.input = replace(self.input, foreground=foreground_of(data.train.images))
         if self._stats_from_data and hasattr(data.train, "images"):
             self._set_stats(data.train.images)
         if self.cfg.teacher:
