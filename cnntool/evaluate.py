@@ -93,17 +93,18 @@ def write_report(report: dict[str, Any], fmt: str, stream: TextIO | None = None)
     console = _report_console(report, fmt, stream, f"{report['model']} on {report['data']}: {report['images']} images")
     if console is None:
         return
+    from rich.markup import escape
     from rich.table import Table
 
     console.print(f"accuracy {report['accuracy']:.4f}   top-5 {report['top5']:.4f}   loss {report['loss']:.4f}")
     per_class = Table("class", "precision", "recall", "support")
-    for name, row in report["per_class"].items():
-        per_class.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", str(row["support"]))
+    for name, row in report["per_class"].items():  # class names are folder names: [brackets] are not markup
+        per_class.add_row(escape(name), f"{row['precision']:.4f}", f"{row['recall']:.4f}", str(row["support"]))
     console.print(per_class)
     names = list(report["per_class"])
-    confusion = Table("true \\ predicted", *[n[:8] for n in names], title="confusion matrix")
+    confusion = Table("true \\ predicted", *[escape(n[:8]) for n in names], title="confusion matrix")
     for name, row in zip(names, report["confusion"]):
-        confusion.add_row(name, *[str(v) for v in row])
+        confusion.add_row(escape(name), *[str(v) for v in row])
     console.print(confusion)
 
 
@@ -193,6 +194,7 @@ def write_detect_report(report: dict[str, Any], fmt: str, stream: TextIO | None 
     console = _report_console(report, fmt, stream, f"{report['model']} on {report['data']}")
     if console is None:
         return
+    from rich.markup import escape
     from rich.table import Table
 
     one = report["one_label_per_box"]
@@ -203,7 +205,7 @@ def write_detect_report(report: dict[str, Any], fmt: str, stream: TextIO | None 
                   f"recall@100 {one['mar100']:.4f}   (only each box's best class)")
     per_class = Table("class", "AP50-95", "recall@100")
     for name, row in report["per_class"].items():
-        per_class.add_row(name, f"{row['ap50_95']:.4f}", f"{row['recall100']:.4f}")
+        per_class.add_row(escape(name), f"{row['ap50_95']:.4f}", f"{row['recall100']:.4f}")
     console.print(per_class)
 
 

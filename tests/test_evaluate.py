@@ -110,3 +110,18 @@ def test_device_auto_is_resolved_before_loading():
 
     report = evaluate.classify(data="digits", model="lenet5-digits", weights=None, split="heldout", device="auto")
     assert report["images"] == 1000 and report["accuracy"] > 0.98
+
+
+def test_class_names_with_brackets_are_printed_as_written():
+    """Class names are folder names; rich would read "[bold]" as markup (and "[/x]" as an error)."""
+    import io
+
+    from cnntool.evaluate import write_report
+
+    names = ["[bold]cat", "dog[/x]"]
+    report = {"model": "m", "data": "d", "images": 2, "accuracy": 0.5, "top5": 1.0, "loss": 0.7,
+              "per_class": {n: {"precision": 1.0, "recall": 0.5, "support": 1} for n in names},
+              "confusion": [[1, 0], [1, 0]]}
+    out = io.StringIO()
+    write_report(report, "table", out)
+    assert out.getvalue().count("[bold]cat") == 2 and "dog[/x]" in out.getvalue()
