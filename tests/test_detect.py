@@ -149,6 +149,8 @@ def test_perfect_predictions_have_map_one_and_a_miss_lowers_it():
     shifted[0]["boxes"] = perfect[0]["boxes"] + torch.tensor([8.0, 0, 8, 0])  # IoU 0.58 for the "3"
     worse = metrics_for(shifted)
     assert worse["map50"] == 1.0 and worse["map50_95"] < 0.9
+    # No per-class scores: one label per box is all there is, and the figures are the same ones.
+    assert worse["one_label_per_box"] == {k: worse[k] for k in ("map50_95", "map50", "map75", "mar100")}
 
 
 def test_decoded_class_scores_are_objectness_times_each_class_probability():

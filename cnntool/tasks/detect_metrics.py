@@ -30,7 +30,7 @@ class DetectMetrics:
     figures, and what selects checkpoints: Ultralytics' validation scores its detectors this way, and
     torchvision's return a box per class anyway) and with only each box's best class (`one_label_per_box`,
     what `cnntool detect` reports unless given --multi-label). For a detector without per-class scores
-    the two agree."""
+    the two agree, and COCO's evaluation runs once."""
 
     primary = "map50_95"
 
@@ -42,6 +42,7 @@ class DetectMetrics:
         self.metrics = {name: MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True,
                                                    backend="pycocotools") for name in self.posts}
         self.images = 0
+        self._per_class_scores = False  # seen any detections with every class's score
         self._summary: dict[str, float] = {}
 
     def update(self, outputs: Any, targets: "torch.Tensor") -> None:
@@ -51,6 +52,7 @@ class DetectMetrics:
                  for t in targets.view(len(targets), -1, 5)]
         for name, post in self.posts.items():
             self.metrics[name].update([postprocess(d, post) for d in outputs.detections], truth)
+        self._per_class_scores |= any("class_scores" in d for d in outputs.detections)
         self.images += len(truth)
 
     def tensors(self) -> list["torch.Tensor"]:
@@ -72,8 +74,8 @@ class DetectMetrics:
                                      result["mar_100_per_class"].reshape(-1).tolist()):
             name = self.classes[index] if index < len(self.classes) else str(index)
             per_class[name] = {"ap50_95": ap, "recall100": recall}
-        return {"images": self.images, **figures, "per_class": per_class,
-                "one_label_per_box": _headline(self.metrics["best_label"].compute())}
+        one_label = _headline(self.metrics["best_label"].compute()) if self._per_class_scores else dict(figures)
+        return {"images": self.images, **figures, "per_class": per_class, "one_label_per_box": one_label}
 
 
 # Our names for torchmetrics' headline figures.
