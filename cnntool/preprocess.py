@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from PIL import Image, ImageFile, ImageOps, ImageStat, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from cnntool.registry import InputSpec
 
@@ -231,13 +231,13 @@ class Geometry:
         return ((x - self.crop_x) * self.scale_x + self.pad_x, (y - self.crop_y) * self.scale_y + self.pad_y)
 
 
-def border_mean(img: Image.Image) -> float:
-    """Mean value of the one-pixel frame of an image (all bands): the colour of its ground."""
-    w, h = img.size
-    boxes = [(0, 0, w, 1), (0, h - 1, w, h)] + ([(0, 1, 1, h - 1), (w - 1, 1, w, h - 1)] if h > 2 else [])
-    strips = [img.crop(box) for box in boxes]
-    total = sum(sum(ImageStat.Stat(strip).sum) for strip in strips)
-    return total / sum(strip.width * strip.height * len(img.getbands()) for strip in strips)
+def border_means(images: "np.ndarray") -> "np.ndarray":
+    """Mean value of each image's one-pixel frame, all channels: uint8 (N, C, H, W) → (N,). The colour of
+    an image's ground, read the same way at inference (one image) and in training (a whole data set)."""
+    import numpy as np
+
+    frames = [images[..., 0, :], images[..., -1, :], images[..., 1:-1, 0], images[..., 1:-1, -1]]
+    return np.concatenate(frames, axis=-1).reshape(len(images), -1).mean(1)
 
 
 class Preprocessor:
@@ -263,7 +263,8 @@ class Preprocessor:
         """Resize per spec on the PIL image; the original size is the image's size as given. A model that
         reads light objects on a dark ground gets dark-on-light images inverted (and the other way round)."""
         out, geometry = self._resized(img)
-        if self.spec.foreground != "any" and (border_mean(out) > 127.5) == (self.spec.foreground == "light"):
+        if self.spec.foreground != "any" and ((border_means(self.to_uint8(out)[None])[0] > 127.5)
+                                              == (self.spec.foreground == "light")):
             out = ImageOps.invert(out)
         return out, geometry
 

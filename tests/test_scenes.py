@@ -158,6 +158,9 @@ def test_clutter_cut_outs_are_found_through_subfolders_and_need_transparency(tmp
     Image.new("RGB", (40, 40), (0, 255, 0)).save(opaque_only / "flat.png")
     with pytest.raises(ValueError, match="no PNG cut-outs"):
         scenes.cutout_files([opaque_only])
+    (opaque_only / "broken.png").write_text("a text file named .png")
+    with pytest.raises(ValueError, match="broken.png: not a readable picture"):
+        scenes.cutout_files([opaque_only])
 
 
 def test_clutter_is_pasted_into_training_scenes_only(tmp_path):

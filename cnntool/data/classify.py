@@ -18,7 +18,7 @@ import numpy as np
 
 from cnntool.data import builtin
 from cnntool.errors import ConfigError
-from cnntool.preprocess import Preprocessor
+from cnntool.preprocess import Preprocessor, border_means
 from cnntool.registry import InputSpec
 from cnntool.sources import IMAGE_SUFFIXES
 
@@ -116,22 +116,13 @@ def foreground_of(images: "torch.Tensor") -> str:
     """What an in-memory dataset (uint8 (N, C, H, W)) shows on what, read off its images' borders: "light"
     when every border is darker than mid-grey and most are near black (MNIST-style), "dark" the other way
     round, else "any". Recorded in the weights so inference turns a user's image the training data's way."""
-    frames = _border_means(images)
-    median = float(frames.median())
-    if float(frames.max()) <= 127.5 and median < 32:
+    frames = border_means(images.numpy())
+    median = float(np.median(frames))
+    if frames.max() <= 127.5 and median < 32:
         return "light"
-    if float(frames.min()) > 127.5 and median > 223:
+    if frames.min() > 127.5 and median > 223:
         return "dark"
     return "any"
-
-
-def _border_means(images: "torch.Tensor") -> "torch.Tensor":
-    """Mean of each image's one-pixel frame, all channels (as preprocess.border_mean, for a batch)."""
-    import torch
-
-    x = images.float()
-    ring = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)
-    return ring.flatten(1).mean(1)
 
 
 def open_classify_data(source: str, spec: InputSpec) -> ClassifyData:

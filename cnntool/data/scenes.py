@@ -153,8 +153,8 @@ def cutout_files(folders: Sequence[Path]) -> tuple[Path, ...]:
                 with Image.open(path) as img:
                     if "A" in img.getbands() or "transparency" in img.info:
                         inside.append(path)
-            except Exception:
-                continue  # a broken picture among hundreds is skipped, not fatal
+            except Exception as exc:  # as --extra-photos: fail before thousands of scenes are written
+                raise ValueError(f"{path}: not a readable picture ({exc})") from None
         if not inside:
             raise ValueError(f"{folder}: no PNG cut-outs with transparency under this folder")
         found += inside
