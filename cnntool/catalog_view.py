@@ -32,6 +32,7 @@ def describe(spec: registry.ModelSpec) -> dict[str, Any]:
             row["weights_error"] = str(exc)
         else:
             row["params"] = meta.get("params")
+            row["ensemble"] = meta.get("ensemble")  # members averaged, when the file holds several networks
             row["metrics"] = meta.get("metrics", {}).get("heldout")
             row["heldout_data"] = meta.get("metrics", {}).get("heldout_data")
             row["command"] = meta.get("command")

@@ -251,6 +251,9 @@ def _command_line(ctx: typer.Context) -> str:
         if source is None or source.name != "COMMANDLINE":  # by name: typer may bundle its own click
             continue
         value, flag = ctx.params[param.name], param.opts[0]
+        if param.param_type_name == "argument":
+            words += [str(item) for item in value] if isinstance(value, (list, tuple)) else [str(value)]
+            continue
         if param.is_flag:
             words.append(flag if value else (param.secondary_opts or [flag])[0])
             continue
@@ -293,6 +296,7 @@ def train_classify_cmd(
     teacher: Annotated[Optional[str], typer.Option("--teacher", help="Distil from this trained classifier (weights file or name; same classes, image size and channels).", show_default=False)] = None,
     distill: Annotated[float, typer.Option("--distill", min=0.0, max=1.0, help="Weight of the teacher's term (with --teacher); the labels get the rest.")] = 0.5,
     temperature: Annotated[float, typer.Option("--temperature", min=0.01, help="Softmax temperature of the teacher's term.")] = 4.0,
+    ensemble: Annotated[int, typer.Option("--ensemble", min=1, help="Train this many networks, one split, seeds --seed, --seed+1, …, and ship their mean probabilities (members kept in the run directory).")] = 1,
     workers: WorkersOpt = 0,
     device: TrainDeviceOpt = "cpu",
     threads: ThreadsOpt = None,
@@ -314,7 +318,7 @@ def train_classify_cmd(
         data=data, model=model, out=out, kwargs=kwarg, input_size=input_size, channels=channels, mean=mean, std=std,
         val_split=val_split, crop_pad=crop_pad, shift=shift, rotate=rotate, scale=scale, hflip=hflip, elastic=elastic, erase=erase,
         label_smoothing=label_smoothing, tta_flip=tta_flip, cross_source=cross_source, teacher=teacher, distill=distill,
-        temperature=temperature, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
+        temperature=temperature, ensemble=ensemble, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, warmup=warmup, seed=seed, workers=workers, device=device,
         threads=threads, bf16=bf16, channels_last=channels_last, ema=ema, resume=resume, init=init, run_dir=run_dir, quiet=quiet,
         command=_command_line(ctx),
@@ -887,6 +891,28 @@ def evaluate_landmarks_cmd(
     report = evaluate.landmarks(data=data, model=model, weights=weights, split=split, tolerance=tolerance,
                                 batch_size=batch_size, device=device, threads=threads)
     evaluate.write_landmarks_report(report, fmt)
+
+
+@app.command("ensemble")
+def ensemble_cmd(
+    ctx: typer.Context,
+    members: Annotated[List[str], typer.Argument(help="Weights files (or embedded names) of one architecture, each trained by `cnntool train`.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The ensemble's weights file to write (.safetensors).", show_default=False)],
+    data: Annotated[str, typer.Option("--data", "-d", help="What the members were trained on: its held-out split is scored into the metadata.", show_default=False)],
+    tta: Annotated[bool, typer.Option("--tta", help="Also record the figures with the task's test-time augmentation (localize: shifts; classify: mirror image).")] = False,
+    device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+) -> None:
+    """Average trained classifiers or localizers of one architecture into one weights file (ensembling), scored on held-out data.
+
+    Example: cnntool ensemble a.safetensors b.safetensors c.safetensors --data runs/data/scenes --out abc.safetensors
+    """
+    from cnntool.combine import combine
+
+    meta = combine(members, out=out, data=data, tta=tta, command=_command_line(ctx), device=device, threads=threads)
+    figures = ", ".join(f"{k} {v:.4f}" for k, v in meta["metrics"]["heldout"].items()
+                        if isinstance(v, float) and k != "loss")
+    typer.echo(f"ensemble of {meta['ensemble']}: held-out {figures} → {out}", err=True)
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -122,10 +122,27 @@ def _from_file(spec: ModelSpec, path: Path) -> LoadedModel:
     if spec.classes and outputs is not None and len(spec.classes) != outputs:
         # Tensors of the right shape would load, and the labels would silently be wrong.
         raise ConfigError(f"{path}: metadata names {len(spec.classes)} classes but the model has {outputs} outputs")
-    module = spec.build()
+    module = _build(spec, meta.get("ensemble", 0), path)
     weights.load_into(module, state, source=str(path))
     name = spec.name if path.parent == weights.weights_dir() else f"{spec.name}@{path.name}"
     return LoadedModel(name, spec, module, meta)
+
+
+# More members than this is not a file we wrote (and would make a crafted header build models without end).
+MAX_ENSEMBLE = 64
+
+
+def _build(spec: ModelSpec, ensemble: Any, path: Path) -> "torch.nn.Module":
+    """The architecture, or `ensemble` copies of it averaged (cnntool.models.ensemble)."""
+    if ensemble == 0:
+        return spec.build()
+    if type(ensemble) is not int or not 1 <= ensemble <= MAX_ENSEMBLE:
+        raise ConfigError(f"{path}: metadata 'ensemble' must be a member count 1..{MAX_ENSEMBLE}, not {ensemble!r}")
+    from cnntool.models.ensemble import AVERAGES, Ensemble
+
+    if spec.task not in AVERAGES:
+        raise ConfigError(f"{path}: an ensemble of {spec.task} models; only {' and '.join(AVERAGES)} models are averaged")
+    return Ensemble([spec.build() for _ in range(ensemble)], task=spec.task)
 
 
 def torchvision_weights(spec: ModelSpec, name: str) -> tuple[Any, dict[str, "torch.Tensor"]]:

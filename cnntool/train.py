@@ -45,6 +45,9 @@ class TrainConfig:
     schedule: str = "onecycle"
     warmup: float = 0.15  # fraction of all steps spent warming up (onecycle, cosine)
     seed: int = 0
+    # Seeds the initial weights, data order and augmentation when set; `seed` then seeds only the split
+    # (ensemble members: one split, different networks).
+    model_seed: int | None = None
     workers: int = 0
     device: str = "cpu"
     threads: int | None = None
@@ -72,6 +75,10 @@ class TrainConfig:
     @property
     def checkpoint_dir(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.out.stem
+
+    @property
+    def weights_seed(self) -> int:
+        return self.seed if self.model_seed is None else self.model_seed
 
     def sidecar(self, suffix: str) -> Path:
         return self.out.with_name(f"{self.out.stem}{suffix}")
@@ -191,7 +198,7 @@ class Trainer:
                 writable_folder(cfg.checkpoint_dir, "--run-dir")
             self.device = _device(cfg.device, dist)
             data = task.prepare(cfg.seed)
-            torch.manual_seed(cfg.seed)  # same initial weights on every rank and every run
+            torch.manual_seed(cfg.weights_seed)  # same initial weights on every rank and every run
             model = task.build_model()
             self.parent = self._start_from(model, cfg.init) if cfg.init else None
             model = model.to(self.device)
@@ -238,7 +245,7 @@ class Trainer:
 
         cfg, task, dist = self.cfg, self.task, self.dist
         n = len(data.train)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 7919 + state.epoch))
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.weights_seed * 7919 + state.epoch))
         usable = n - n % dist.world  # every rank takes the same number of steps
         shard = order[dist.rank:usable:dist.world]
         index_batches = batches.index_batches(shard, cfg.batch_size)
@@ -256,7 +263,7 @@ class Trainer:
         remaining = index_batches[state.step:]
         for images, targets in batches.iterate(data.train, remaining, workers=cfg.workers):
             step = state.step
-            torch.manual_seed(_step_seed(cfg.seed, dist.rank, state.epoch, step))
+            torch.manual_seed(_step_seed(cfg.weights_seed, dist.rank, state.epoch, step))
             lr = learning_rate(cfg, state.epoch * steps + step, total)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -381,43 +388,14 @@ class Trainer:
             chosen = f"best validation epoch ({state.best_epoch})"
         else:
             chosen = f"last epoch ({state.epoch}); the held-out split is not used for selection"
-        primary = self._metric_name()
-
-        def evaluate(dataset, tta: bool = False):
-            return run_eval(self.shipped, dataset, task, device=self.device, batch_size=cfg.eval_batch_size,
-                            workers=cfg.workers, channels_last=cfg.channels_last, bf16=cfg.bf16, tta=tta, dist=dist)
-
-        heldout = evaluate(data.heldout)
-        metrics: dict[str, Any] = {"heldout": heldout.metrics, "heldout_data": data.heldout_description,
-                                   "weights_from": chosen,
-                                   "validation": state.history[-1] if state.history else {}}
-        if getattr(task.cfg, "tta_flip", False):  # classify: averaged with the mirror image
-            tta = evaluate(data.heldout, tta=True)
-            metrics["heldout_tta_flip"] = {k: v for k, v in tta.metrics.items() if k in ("images", "accuracy", "top5")}
-        elif getattr(task.cfg, "tta", False):  # detect, localize: as their predict commands' --tta
-            metrics["heldout_tta"] = evaluate(data.heldout, tta=True).metrics
-        for key, dataset, description in task.extra_evaluations():
-            result = evaluate(dataset)
-            metrics[key] = result.metrics
-            metrics[f"{key}_data"] = description
-        meta = {
-            **task.metadata(),
-            "metrics": metrics,
-            "command": cfg.command,
-            **({"init": self.parent} if self.parent else {}),
-            "epochs": cfg.epochs,
-            "seed": cfg.seed,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "cnntool_version": _version(),
-            "images_per_second": {"inference": round(heldout.images_per_second, 1),
-                                  "measured": f"held-out evaluation, batch {cfg.eval_batch_size}, device "
-                                              f"{self.device}, {_threads()} threads"},
-            "train": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
-                      if k not in ("out", "run_dir", "command", "quiet", "resume")},
-        }
+        heldout, metrics = evaluate_trained(self.shipped, task, data, cfg, device=self.device, dist=dist)
+        metrics.update({"weights_from": chosen, "validation": state.history[-1] if state.history else {}})
+        meta = trained_metadata(task, cfg, metrics, heldout.images_per_second, device=self.device,
+                                parent=self.parent)
         if dist.main:
             weights.save(cfg.out, self.shipped.state_dict(), meta)
             self._write_reports(state, final=meta)
+            primary = self._metric_name()
             self.progress.log(f"held-out {primary} {heldout.summary[primary]:.4f} on {heldout.images} images "
                               f"→ {cfg.out}")
         dist.barrier()
@@ -430,6 +408,50 @@ class Trainer:
             document["final"] = {k: final[k] for k in ("metrics", "images_per_second", "created")}
         write_metrics_json(self.cfg.sidecar(".metrics.json"), document)
         draw_curves(self.cfg.sidecar(".curve.png"), state.history, self._metric_name())
+
+
+def evaluate_trained(model, task, data, cfg: TrainConfig, *, device: str, dist=None):
+    """A trained model's figures as its metadata records them: the held-out split, with the task's
+    test-time augmentation where it has one, and the task's extra evaluations (e.g. a cross-source set).
+    Returns (the held-out result, the metrics dict)."""
+
+    def evaluate(dataset, tta: bool = False):
+        return run_eval(model, dataset, task, device=device, batch_size=cfg.eval_batch_size, workers=cfg.workers,
+                        channels_last=cfg.channels_last, bf16=cfg.bf16, tta=tta, dist=dist)
+
+    heldout = evaluate(data.heldout)
+    metrics: dict[str, Any] = {"heldout": heldout.metrics, "heldout_data": data.heldout_description}
+    if getattr(task.cfg, "tta_flip", False):  # classify: averaged with the mirror image
+        tta = evaluate(data.heldout, tta=True)
+        metrics["heldout_tta_flip"] = {k: v for k, v in tta.metrics.items() if k in ("images", "accuracy", "top5")}
+    elif getattr(task.cfg, "tta", False):  # detect, localize: as their predict commands' --tta
+        metrics["heldout_tta"] = evaluate(data.heldout, tta=True).metrics
+    for key, dataset, description in task.extra_evaluations():
+        metrics[key] = evaluate(dataset).metrics
+        metrics[f"{key}_data"] = description
+    return heldout, metrics
+
+
+def trained_metadata(task, cfg: TrainConfig, metrics: dict[str, Any], images_per_second: float, *, device: str,
+                     parent: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a trained weights file says about itself (design.md §4): the task's fields, the held-out figures,
+    the exact command and the training configuration."""
+    return {
+        **task.metadata(),
+        "metrics": metrics,
+        "command": cfg.command,
+        **({"init": parent} if parent else {}),
+        "epochs": cfg.epochs,
+        "seed": cfg.seed,
+        **({"model_seed": cfg.model_seed} if cfg.model_seed is not None else {}),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cnntool_version": package_version(),
+        "images_per_second": {"inference": round(images_per_second, 1),
+                              "measured": f"held-out evaluation, batch {cfg.eval_batch_size}, device "
+                                          f"{device}, {_threads()} threads"},
+        "train": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
+                  if k not in ("out", "run_dir", "command", "quiet", "resume")},
+    }
 
 
 class _Ema:
@@ -470,7 +492,7 @@ def _to(obj, device: str):
     return obj
 
 
-def _version() -> str:
+def package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:

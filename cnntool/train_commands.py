@@ -48,8 +48,9 @@ def classify(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_s
              channels: int | None, mean: str | None, std: str | None, val_split: float, crop_pad: int,
              shift: float, rotate: float, scale: float, hflip: bool, elastic: float, erase: float, label_smoothing: float,
              tta_flip: bool, cross_source: str | None, teacher: str | None, distill: float,
-             temperature: float, **engine: Any) -> int:
-    """Train a classifier; returns the exit code (128 + signal when interrupted)."""
+             temperature: float, ensemble: int = 1, **engine: Any) -> int:
+    """Train a classifier (`ensemble` > 1: that many, averaged); returns the exit code (128 + signal when
+    interrupted)."""
     from cnntool.augment import AugmentConfig
     from cnntool.tasks.classify_train import ClassifyConfig, ClassifyTask
     from cnntool.train import TrainConfig
@@ -62,14 +63,19 @@ def classify(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_s
         label_smoothing=label_smoothing, tta_flip=tta_flip, cross_source=cross_source, teacher=teacher,
         distill=distill, temperature=temperature,
     ))
-    return _run(task, TrainConfig(out=out, **engine))
+    return _run(task, TrainConfig(out=out, **engine), ensemble=ensemble)
 
 
-def _run(task, cfg) -> int:
+def _run(task, cfg, *, ensemble: int = 1) -> int:
     from cnntool.train import TrainingInterrupted, train
 
     try:
-        train(task, cfg)
+        if ensemble == 1:
+            train(task, cfg)
+        else:
+            from cnntool.train_ensemble import train_ensemble
+
+            train_ensemble(task, cfg, ensemble)
     except TrainingInterrupted as exc:
         if not cfg.quiet:
             import sys

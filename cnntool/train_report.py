@@ -58,6 +58,32 @@ def draw_curves(path: Path, history: Sequence[dict[str, Any]], metric: str) -> N
     tmp.replace(path)
 
 
+def write_ensemble_reports(out: Path, members: Sequence[Path], document: dict[str, Any]) -> None:
+    """An ensemble's sidecars: `document` plus each member's own metrics JSON as `members`, and the members'
+    training curves one above the other (members without sidecars, e.g. embedded files, are left out)."""
+    from PIL import Image
+
+    reports, curves = [], []
+    for path in members:
+        sidecar, curve = (path.with_name(f"{path.stem}{suffix}") for suffix in (".metrics.json", ".curve.png"))
+        if sidecar.is_file():
+            reports.append({"file": path.name, **json.loads(sidecar.read_text())})
+        if curve.is_file():
+            curves.append(Image.open(curve).convert("RGB"))
+    write_metrics_json(out.with_name(f"{out.stem}.metrics.json"), {**document, "members": reports})
+    if not curves:
+        return
+    sheet = Image.new("RGB", (max(c.width for c in curves), sum(c.height for c in curves)), "white")
+    top = 0
+    for curve in curves:
+        sheet.paste(curve, (0, top))
+        top += curve.height
+    path = out.with_name(f"{out.stem}.curve.png")
+    tmp = path.with_name(f".{path.name}.tmp")
+    sheet.save(tmp, format="PNG")
+    tmp.replace(path)
+
+
 class Progress:
     """A rich progress bar per epoch on stderr: loss, metric, images/s, ETA. Silent when quiet."""
 

@@ -32,6 +32,15 @@ def interpret(z: "torch.Tensor") -> "torch.Tensor":
     return torch.cat([z[:, :5].sigmoid(), z[:, 5:].softmax(dim=1)], dim=1)
 
 
+def encode(y_hat: "torch.Tensor") -> "torch.Tensor":
+    """ŷ → raw scores that `interpret` reads back as ŷ: how averaged predictions (test-time shifts, an
+    ensemble's members) pass through decode and the metrics as one forward pass's output."""
+    import torch
+
+    eps = 1e-6
+    return torch.cat([torch.logit(y_hat[:, :5].clamp(eps, 1 - eps)), y_hat[:, 5:].clamp_min(eps).log()], dim=1)
+
+
 def cxcyhw_to_xyxy(b: "torch.Tensor") -> "torch.Tensor":
     """[b_x, b_y, b_h, b_w] → [x1, y1, x2, y2] (same units)."""
     import torch
@@ -155,7 +164,6 @@ def shifted_mean(model: Callable[["torch.Tensor"], "torch.Tensor"], images: "tor
                  shift: float = TTA_SHIFT) -> "torch.Tensor":
     """Raw scores whose ŷ (`interpret`) is the mean ŷ of the image and its four diagonal shifts, so
     decode and the metrics read them as one forward pass's."""
-    import torch
     import torch.nn.functional as F
 
     height, width = images.shape[-2:]
@@ -168,9 +176,7 @@ def shifted_mean(model: Callable[["torch.Tensor"], "torch.Tensor"], images: "tor
         y_hat[:, 1] -= dx / width
         y_hat[:, 2] -= dy / height
         total = total + y_hat
-    mean = total / len(shifts)
-    eps = 1e-6
-    return torch.cat([torch.logit(mean[:, :5].clamp(eps, 1 - eps)), mean[:, 5:].clamp_min(eps).log()], dim=1)
+    return encode(total / len(shifts))
 
 
 def runner(model: Callable, module: "torch.nn.Module", options: Mapping[str, Any]) -> Callable:

@@ -1,0 +1,95 @@
+"""`cnntool ensemble`: weights files of one architecture, each trained by `cnntool train`, → one file that
+averages them (cnntool.models.ensemble), scored on the held-out data as `cnntool evaluate` scores any model,
+with the members' metrics and training curves gathered beside it as a training run leaves its own.
+
+The file keeps member 0's description (task, architecture, classes, input, training split) and lists every
+member with its sha256, the command that trained it and its own figures, so each stays traceable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from cnntool import weights
+from cnntool.errors import ConfigError
+from cnntool.folders import writable_folder
+from cnntool.train_report import write_ensemble_reports
+
+# What must agree between members for one architecture to hold all of their tensors and read their inputs.
+_SAME = ("task", "model", "kwargs", "classes", "input")
+# Run-specific fields of member 0 that do not describe the ensemble.
+_PER_RUN = ("metrics", "command", "init", "created", "epochs", "train", "images_per_second", "model_seed", "kind",
+            "ensemble", "members", "cnntool_version")
+
+
+def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, command: str = "",
+            device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+    """Write the ensemble of `members` to `out` with its held-out figures on `data`; returns its metadata."""
+    from cnntool import evaluate
+    from cnntool.models.ensemble import AVERAGES
+    from cnntool.train import package_version
+
+    if len(members) < 2:
+        raise ConfigError(f"an ensemble wants 2 or more weights files, not {len(members)}")
+    if out.suffix != ".safetensors":
+        raise ConfigError(f"--out must end in .safetensors, not {out.name!r}")
+    writable_folder(out.parent, "--out")
+    paths = [weights.resolve(m) for m in members]
+    metas = [weights.read_metadata(p) for p in paths]
+    first = metas[0]
+    if first.get("task") not in AVERAGES:
+        raise ConfigError(f"{paths[0]}: {first.get('task') or 'no'} task; ensembles average {' or '.join(AVERAGES)} models")
+    for path, meta in zip(paths[1:], metas[1:]):
+        differ = [key for key in _SAME if _resolved(meta, key) != _resolved(first, key)]
+        if differ:
+            raise ConfigError(f"{path}: not the same {', '.join(differ)} as {paths[0].name}; members must be one architecture")
+        if meta.get("ensemble"):
+            raise ConfigError(f"{path}: already an ensemble; combine its members instead")
+    state = {}
+    for i, path in enumerate(paths):
+        state.update({f"members.{i}.{k}": v for k, v in weights.load(path)[0].items()})
+    meta = {**{k: v for k, v in first.items() if k not in _PER_RUN}, "ensemble": len(paths),
+            "members": [_describe(path, m) for path, m in zip(paths, metas)], "command": command,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "cnntool_version": package_version()}
+    weights.save(out, state, meta)  # written first, so the figures below come through the normal loading path
+    score = {"classify": evaluate.classify, "localize": evaluate.localize}[first["task"]]
+    options = {"tta_flip": tta} if first["task"] == "classify" else {"tta": tta}
+    heldout = score(data=data, model=None, weights=str(out), device=device, threads=threads)
+    metrics: dict[str, Any] = {"heldout": _figures(heldout), "heldout_data": heldout["data"],
+                               "weights_from": f"the mean of {len(paths)} members' outputs (see members)"}
+    if tta:
+        metrics["heldout_tta" if first["task"] == "localize" else "heldout_tta_flip"] = _figures(
+            score(data=data, model=None, weights=str(out), device=device, threads=threads, **options))
+    meta["metrics"] = metrics
+    meta["images_per_second"] = {"inference": heldout["images_per_second"],
+                                 "measured": f"held-out evaluation (cnntool evaluate {first['task']}), device {device}"}
+    weights.save(out, state, meta)
+    write_ensemble_reports(out, paths, {"command": command, "final": {k: meta[k] for k in ("metrics", "images_per_second",
+                                                                                         "created")}})
+    return meta
+
+
+def _resolved(meta: dict[str, Any], key: str) -> Any:
+    """A metadata field as loading reads it: an input spec written before a field existed takes the
+    registry's value for that field."""
+    if key != "input" or "input" not in meta or "model" not in meta:
+        return meta.get(key)
+    from cnntool import registry
+    from cnntool.loading import input_spec_from
+
+    return input_spec_from(meta["input"], registry.get(meta["model"], task=meta.get("task")).input)
+
+
+def _describe(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "command": meta.get("command", ""), "metrics": {k: v for k, v in meta.get("metrics", {}).items()
+                                                            if k in ("heldout", "heldout_tta", "heldout_tta_flip")}}
+
+
+def _figures(report: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation report's metrics, as training records them (without what was scored or how fast)."""
+    return {k: v for k, v in report.items() if k not in ("task", "model", "data", "images_per_second", "bf16")}
