@@ -42,12 +42,12 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
     first = metas[0]
     if first.get("task") not in AVERAGES:
         raise ConfigError(f"{paths[0]}: {first.get('task') or 'no'} task; ensembles average {' or '.join(AVERAGES)} models")
-    for path, meta in zip(paths[1:], metas[1:]):
+    for path, meta in zip(paths, metas):
+        if meta.get("ensemble"):
+            raise ConfigError(f"{path}: already an ensemble; combine its members instead")
         differ = [key for key in _SAME if _resolved(meta, key) != _resolved(first, key)]
         if differ:
             raise ConfigError(f"{path}: not the same {', '.join(differ)} as {paths[0].name}; members must be one architecture")
-        if meta.get("ensemble"):
-            raise ConfigError(f"{path}: already an ensemble; combine its members instead")
     state = {}
     for i, path in enumerate(paths):
         state.update({f"members.{i}.{k}": v for k, v in weights.load(path)[0].items()})
@@ -55,15 +55,20 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
             "members": [_describe(path, m) for path, m in zip(paths, metas)], "command": command,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "cnntool_version": package_version()}
-    weights.save(out, state, meta)  # written first, so the figures below come through the normal loading path
-    score = {"classify": evaluate.classify, "localize": evaluate.localize}[first["task"]]
-    options = {"tta_flip": tta} if first["task"] == "classify" else {"tta": tta}
-    heldout = score(data=data, model=None, weights=str(out), device=device, threads=threads)
-    metrics: dict[str, Any] = {"heldout": _figures(heldout), "heldout_data": heldout["data"],
-                               "weights_from": f"the mean of {len(paths)} members' outputs (see members)"}
-    if tta:
-        metrics["heldout_tta" if first["task"] == "localize" else "heldout_tta_flip"] = _figures(
-            score(data=data, model=None, weights=str(out), device=device, threads=threads, **options))
+    # Scored through the normal loading path from a draft beside --out, which appears only once it has figures.
+    draft = out.with_name(f".{out.name}.draft")
+    weights.save(draft, state, meta)
+    try:
+        score = {"classify": evaluate.classify, "localize": evaluate.localize}[first["task"]]
+        heldout = score(data=data, model=None, weights=str(draft), device=device, threads=threads)
+        metrics: dict[str, Any] = {"heldout": _figures(heldout), "heldout_data": heldout["data"],
+                                   "weights_from": f"the mean of {len(paths)} members' outputs (see members)"}
+        if tta:
+            options = {"tta_flip": True} if first["task"] == "classify" else {"tta": True}
+            metrics["heldout_tta" if first["task"] == "localize" else "heldout_tta_flip"] = _figures(
+                score(data=data, model=None, weights=str(draft), device=device, threads=threads, **options))
+    finally:
+        draft.unlink(missing_ok=True)
     meta["metrics"] = metrics
     meta["images_per_second"] = {"inference": heldout["images_per_second"],
                                  "measured": f"held-out evaluation (cnntool evaluate {first['task']}), device {device}"}

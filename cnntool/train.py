@@ -345,6 +345,9 @@ class Trainer:
             return {"torchvision_weights": str(enum), "url": enum.url, "left_fresh": fresh}
         path = weights.resolve(init)
         state, parent = weights.load(path)
+        if parent.get("ensemble"):  # its tensors are named members.<i>.…: none would match, all would start fresh
+            raise ConfigError(f"--init {init}: an ensemble of {parent['ensemble']} nets; start from one of its "
+                              f"members ({', '.join(m['file'] for m in parent.get('members', []))})")
         holds = f" (holds {parent['model']} {parent.get('kwargs', {})})" if parent.get("model") else ""
         fresh = weights.transfer(model, state, source=f"--init {init}{holds}")
         return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),

@@ -142,6 +142,9 @@ def test_members_of_another_architecture_or_an_ensemble_are_refused_in_one_line(
                              capsys)
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.safetensors").exists()
+    code, err = _run_cli(["ensemble", str(member), str(member), "--data", str(tmp_path / "nowhere"), "--out",
+                          str(tmp_path / "x.safetensors")], capsys)
+    assert code == 2 and "nowhere" in err and list(tmp_path.glob("*x.safetensors*")) == []  # no file without figures
 
 
 def test_localizers_are_averaged_over_their_whole_y_vector(tmp_path):
@@ -157,3 +160,8 @@ def test_localizers_are_averaged_over_their_whole_y_vector(tmp_path):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="valid: classify, localize"):
         Ensemble(members, task="detect")
+
+
+def test_fine_tuning_from_an_ensemble_is_refused_naming_its_members(data, trained, tmp_path):
+    with pytest.raises(ConfigError, match="ensemble of 3 nets; start from one of its members .member0.safetensors"):
+        train(tiny_task(data), tiny_config(tmp_path, init=str(trained.out)))
