@@ -71,7 +71,8 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
         draft.unlink(missing_ok=True)
     meta["metrics"] = metrics
     meta["images_per_second"] = {"inference": heldout["images_per_second"],
-                                 "measured": f"held-out evaluation (cnntool evaluate {first['task']}), device {device}"}
+                                 "measured": f"held-out evaluation (cnntool evaluate {first['task']}), device {device}, "
+                                             f"{threads or 'torch default'} threads"}
     weights.save(out, state, meta)
     write_ensemble_reports(out, paths, {"command": command, "final": {k: meta[k] for k in ("metrics", "images_per_second",
                                                                                          "created")}})
