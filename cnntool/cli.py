@@ -765,7 +765,7 @@ def localize_cmd(
     inputs: Inputs,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
-    threshold: Annotated[float, typer.Option("--threshold", min=0.0, max=1.0, help="p_c at or above this reports an object.")] = 0.5,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="p_c at or above this reports an object. Default: the model's own (calibrated on validation where the weights record one), else 0.5.", show_default=False)] = None,
     tta: LocalizeTtaOpt = False,
     fmt: FormatOpt = None,
     device: DeviceOpt = "auto",
@@ -854,6 +854,7 @@ def evaluate_localize_cmd(
     weights: WeightsOpt = None,
     split: AnnotationSplitOpt = "test",
     tta: LocalizeTtaOpt = False,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.0, max=1.0, help="Score presence at this p_c (default: the model's own, else 0.5).", show_default=False)] = None,
     fmt: ReportFormatOpt = "table",
     device: DeviceOpt = "cpu",
     batch_size: EvalBatchOpt = 500,
@@ -866,7 +867,7 @@ def evaluate_localize_cmd(
     from cnntool import evaluate
 
     report = evaluate.localize(data=data, model=model, weights=weights, split=split, batch_size=batch_size,
-                               device=device, threads=threads, tta=tta)
+                               device=device, threads=threads, tta=tta, threshold=threshold)
     evaluate.write_localize_report(report, fmt)
 
 
@@ -900,6 +901,7 @@ def ensemble_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="The ensemble's weights file to write (.safetensors).", show_default=False)],
     data: Annotated[str, typer.Option("--data", "-d", help="What the members were trained on: its held-out split is scored into the metadata.", show_default=False)],
     tta: Annotated[bool, typer.Option("--tta", help="Also record the figures with the task's test-time augmentation (localize: shifts; classify: mirror image).")] = False,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Localizers: choose the presence threshold on --data's validation split first and keep it in the weights.")] = False,
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
 ) -> None:
@@ -909,7 +911,8 @@ def ensemble_cmd(
     """
     from cnntool.combine import combine
 
-    meta = combine(members, out=out, data=data, tta=tta, command=_command_line(ctx), device=device, threads=threads)
+    meta = combine(members, out=out, data=data, tta=tta, calibrate=calibrate, command=_command_line(ctx), device=device,
+                   threads=threads)
     figures = ", ".join(f"{k} {v:.4f}" for k, v in meta["metrics"]["heldout"].items()
                         if isinstance(v, float) and k != "loss")
     typer.echo(f"ensemble of {meta['ensemble']}: held-out {figures} → {out}", err=True)

@@ -22,12 +22,14 @@ from cnntool.train_report import write_ensemble_reports
 _SAME = ("task", "model", "kwargs", "classes", "input")
 # Run-specific fields of member 0 that do not describe the ensemble.
 _PER_RUN = ("metrics", "command", "init", "created", "epochs", "train", "images_per_second", "model_seed", "kind",
-            "ensemble", "members", "cnntool_version")
+            "ensemble", "members", "cnntool_version", "decode", "threshold_from")
 
 
-def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, command: str = "",
-            device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
-    """Write the ensemble of `members` to `out` with its held-out figures on `data`; returns its metadata."""
+def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, calibrate: bool = False,
+            command: str = "", device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+    """Write the ensemble of `members` to `out` with its held-out figures on `data`; returns its metadata.
+    `calibrate` (localize): first choose the presence threshold on data's validation split and keep it in the
+    metadata (decode.threshold), so predictions and the held-out figures use it."""
     from cnntool import evaluate
     from cnntool.models.ensemble import AVERAGES
     from cnntool.train import package_version
@@ -42,6 +44,8 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
     first = metas[0]
     if first.get("task") not in AVERAGES:
         raise ConfigError(f"{paths[0]}: {first.get('task') or 'no'} task; ensembles average {' or '.join(AVERAGES)} models")
+    if calibrate and first["task"] != "localize":
+        raise ConfigError("--calibrate chooses a localizer's presence threshold; these are classify models")
     for path, meta in zip(paths, metas):
         if meta.get("ensemble"):
             raise ConfigError(f"{path}: already an ensemble; combine its members instead")
@@ -59,6 +63,9 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
     draft = out.with_name(f".{out.name}.draft")
     weights.save(draft, state, meta)
     try:
+        if calibrate:
+            meta.update(_calibrated(draft, data, device=device, threads=threads))
+            weights.save(draft, state, meta)
         score = {"classify": evaluate.classify, "localize": evaluate.localize}[first["task"]]
         heldout = score(data=data, model=None, weights=str(draft), device=device, threads=threads)
         metrics: dict[str, Any] = {"heldout": _figures(heldout), "heldout_data": heldout["data"],
@@ -77,6 +84,20 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
     write_ensemble_reports(out, paths, {"command": command, "final": {k: meta[k] for k in ("metrics", "images_per_second",
                                                                                          "created")}})
     return meta
+
+
+def _calibrated(draft: Path, data: str, *, device: str, threads: int | None) -> dict[str, Any]:
+    """The metadata fields of a presence threshold chosen on the validation split (tasks/localize.py)."""
+    from cnntool.evaluate import localize_presence
+    from cnntool.tasks.localize import DEFAULT_THRESHOLD, calibrate_threshold
+
+    p_c, present = localize_presence(data=data, weights=str(draft), split="val", device=device, threads=threads)
+    threshold = calibrate_threshold(p_c, present)
+    right = {t: float(((p_c >= t) == present).float().mean()) for t in (DEFAULT_THRESHOLD, threshold)}
+    return {"decode": {"threshold": threshold},
+            "threshold_from": f"{data}: val split, {len(p_c)} images: presence accuracy {right[threshold]:.4f} at "
+                              f"p_c ≥ {threshold:g} ({right[DEFAULT_THRESHOLD]:.4f} at {DEFAULT_THRESHOLD:g}), the "
+                              "best on a 0.05 grid"}
 
 
 def _resolved(meta: dict[str, Any], key: str) -> Any:

@@ -233,10 +233,12 @@ def _annotation_split(data: str, split: str):
 
 
 def localize(*, data: str, model: str | None, weights: str | None, split: str = "test", batch_size: int = 500,
-             device: str = "cpu", threads: int | None = None, tta: bool = False) -> dict[str, Any]:
+             device: str = "cpu", threads: int | None = None, tta: bool = False,
+             threshold: float | None = None) -> dict[str, Any]:
     """Presence accuracy, class accuracy, mean IoU and IoU ≥ 0.5 accuracy of a localizer on one split of an
     annotation directory, through the task code and metric that training uses for its held-out figures
-    (and the loss the weights were trained with); `tta`: averaged over localize.TTA_SHIFT shifts."""
+    (and the loss the weights were trained with); `tta`: averaged over localize.TTA_SHIFT shifts; presence at
+    `threshold`, else the weights' own, else 0.5."""
     from pathlib import Path
 
     from cnntool.data import annotations as ann
@@ -247,18 +249,42 @@ def localize(*, data: str, model: str | None, weights: str | None, split: str = 
     loaded, device = _load("localize", model, weights, device, threads)
     task = LocalizeTask.for_loaded(loaded, LocalizeConfig(data=data, loss=loaded.metadata.get("loss", "modern"),
                                                           tta=tta))
+    if threshold is not None:
+        task.threshold = threshold
     if (Path(data) / "classes.txt").is_file():
         listed = ann.read_classes(Path(data), annotations)
         if listed != task.classes:
             raise ConfigError(f"data {data!r} has classes {', '.join(listed)}; the model {', '.join(task.classes)}")
     dataset = task.cache(annotations)
     result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size, tta=tta)
-    described = f"{data}: {split} split ({path.name}), {len(dataset)} images, {result.metrics['objects']} objects"
+    described = (f"{data}: {split} split ({path.name}), {len(dataset)} images, {result.metrics['objects']} objects, "
+                 f"presence threshold {task.threshold:g}")
     if tta:
         from cnntool.tasks.localize import TTA_SHIFT
 
         described += f", test-time augmentation: mean of the image and four copies shifted diagonally by {TTA_SHIFT:.0%}"
     return _report("localize", loaded, described, result)
+
+
+def localize_presence(*, data: str, weights: str, split: str = "val", batch_size: int = 500, device: str = "cpu",
+                      threads: int | None = None):
+    """(each image's p_c, whether it holds an object) on one split: what a presence threshold is chosen from."""
+    import torch
+
+    from cnntool.data import batches
+    from cnntool.tasks.localize import interpret
+    from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
+
+    _, annotations = _annotation_split(data, split)
+    loaded, device = _load("localize", None, weights, device, threads)
+    task = LocalizeTask.for_loaded(loaded, LocalizeConfig(data=data))
+    dataset = task.cache(annotations)
+    scores, present = [], []
+    with torch.inference_mode():
+        for images, targets in batches.iterate(dataset, batches.index_batches(torch.arange(len(dataset)), batch_size)):
+            scores.append(interpret(loaded.module(task.eval_batch(images.to(device))))[:, 0].cpu())
+            present.append(targets[:, 0] > 0.5)
+    return torch.cat(scores), torch.cat(present)
 
 
 def landmarks(*, data: str, model: str | None, weights: str | None, split: str = "test",

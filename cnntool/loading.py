@@ -117,6 +117,7 @@ def _from_file(spec: ModelSpec, path: Path) -> LoadedModel:
             kwargs=meta.get("kwargs", spec.kwargs),
             classes=tuple(meta.get("classes", spec.classes)),
             input=input_spec_from(meta["input"], spec.input) if "input" in meta else spec.input,
+            decode={**spec.decode, **_decode_options(meta.get("decode", {}), path)},
         )
     outputs = spec.kwargs.get("num_classes", spec.kwargs.get("num_points"))
     if spec.classes and outputs is not None and len(spec.classes) != outputs:
@@ -126,6 +127,15 @@ def _from_file(spec: ModelSpec, path: Path) -> LoadedModel:
     weights.load_into(module, state, source=str(path))
     name = spec.name if path.parent == weights.weights_dir() else f"{spec.name}@{path.name}"
     return LoadedModel(name, spec, module, meta)
+
+
+def _decode_options(document: Any, path: Path) -> dict[str, float]:
+    """Decode defaults a weights file carries (e.g. a presence threshold calibrated on validation): names and
+    numbers only, since they reach the task's decode as its options."""
+    if not isinstance(document, dict) or not all(
+            isinstance(k, str) and type(v) in (int, float) for k, v in document.items()):
+        raise ConfigError(f"{path}: metadata 'decode' must map option names to numbers, not {document!r}")
+    return document
 
 
 # More members than this is not a file we wrote (and would make a crafted header build models without end).

@@ -145,6 +145,9 @@ def test_members_of_another_architecture_or_an_ensemble_are_refused_in_one_line(
     code, err = _run_cli(["ensemble", str(member), str(member), "--data", str(tmp_path / "nowhere"), "--out",
                           str(tmp_path / "x.safetensors")], capsys)
     assert code == 2 and "nowhere" in err and list(tmp_path.glob("*x.safetensors*")) == []  # no file without figures
+    code, err = _run_cli(["ensemble", str(member), str(member), "--data", str(data), "--calibrate", "--out",
+                          str(tmp_path / "x.safetensors")], capsys)
+    assert code == 2 and "presence threshold" in err
 
 
 def test_localizers_are_averaged_over_their_whole_y_vector(tmp_path):
@@ -165,3 +168,74 @@ def test_localizers_are_averaged_over_their_whole_y_vector(tmp_path):
 def test_fine_tuning_from_an_ensemble_is_refused_naming_its_members(data, trained, tmp_path):
     with pytest.raises(ConfigError, match="ensemble of 3 nets; start from one of its members .member0.safetensors"):
         train(tiny_task(data), tiny_config(tmp_path, init=str(trained.out)))
+
+
+# --- a presence threshold chosen on validation (localize) --------------------------------------------------
+
+def test_the_threshold_with_most_images_right_wins_and_ties_keep_nearest_the_default():
+    from cnntool.tasks.localize import calibrate_threshold
+
+    p_c = torch.tensor([0.1, 0.35, 0.45, 0.6, 0.9])
+    present = torch.tensor([False, True, True, True, True])
+    assert calibrate_threshold(p_c, present) == 0.35  # 0.15 … 0.35 all get 5 of 5; 0.35 is nearest 0.5
+    assert calibrate_threshold(torch.tensor([0.9, 0.95]), torch.tensor([True, True])) == 0.5  # flat: the default
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    from cnntool.data import scenes as generator
+
+    root = tmp_path_factory.mktemp("scenes")
+    generator.write_dataset(root, {"train": 2, "val": 12, "test": 6}, seed=0, config=generator.SceneConfig())
+    return root
+
+
+def _tiny_localizer(path, seed, **extra):
+    from cnntool.models.localizer import localizer
+
+    torch.manual_seed(seed)
+    kwargs = {"num_classes": 10, "in_channels": 3, "widths": [4, 8], "input_size": 128, "hidden": 8}
+    meta = {"task": "localize", "model": "localizer-digits", "kwargs": kwargs,
+            "classes": [str(d) for d in range(10)], "command": f"cnntool train localize # tiny {seed}", **extra}
+    return weights.save(path, localizer(**kwargs).state_dict(), meta)
+
+
+def test_a_threshold_in_the_weights_is_what_decode_and_the_metric_use(scenes, tmp_path):
+    from cnntool import evaluate
+    from cnntool.evaluate import localize_presence
+    from cnntool.predict import RunOptions, predict
+
+    path = _tiny_localizer(tmp_path / "t.safetensors", 0, decode={"threshold": 0.99})
+    p_c, present = localize_presence(data=str(scenes), weights=str(path), split="test")
+    report = evaluate.localize(data=str(scenes), model=None, weights=str(path))
+    assert "presence threshold 0.99" in report["data"]
+    assert report["presence_accuracy"] == pytest.approx(float(((p_c >= 0.99) == present).float().mean()))
+    at_half = evaluate.localize(data=str(scenes), model=None, weights=str(path), threshold=0.5)
+    assert at_half["presence_accuracy"] == pytest.approx(float(((p_c >= 0.5) == present).float().mean()))
+    images = sorted(str(p) for p in (scenes / "test").glob("*.png"))
+    own = [r.fields["object"] for r in predict(images, "localize", RunOptions(weights=str(path), device="cpu"))]
+    given = [r.fields["object"] for r in predict(images, "localize", RunOptions(weights=str(path), device="cpu",
+                                                                               task_options={"threshold": 0.0}))]
+    assert [o["label"] is None for o in own] == [bool(p < 0.99) for p in p_c.tolist()]
+    assert all(o["label"] is not None for o in given)  # --threshold overrides the file's
+
+
+def test_a_bad_decode_entry_in_a_file_is_one_line(tmp_path):
+    path = _tiny_localizer(tmp_path / "bad.safetensors", 0, decode={"threshold": "high"})
+    with pytest.raises(ConfigError, match="'decode' must map option names to numbers"):
+        load_model(None, str(path), task="localize")
+
+
+def test_ensemble_calibrate_keeps_the_validation_threshold_and_scores_held_out_with_it(scenes, tmp_path, capsys):
+    from cnntool.evaluate import localize_presence
+    from cnntool.tasks.localize import calibrate_threshold
+
+    files = [str(_tiny_localizer(tmp_path / f"m{i}.safetensors", i)) for i in range(2)]
+    out = tmp_path / "cal.safetensors"
+    code, _ = _run_cli(["ensemble", *files, "--data", str(scenes), "--out", str(out), "--calibrate"], capsys)
+    assert code == 0
+    meta = weights.read_metadata(out)
+    p_c, present = localize_presence(data=str(scenes), weights=str(out), split="val")
+    assert meta["decode"] == {"threshold": calibrate_threshold(p_c, present)}
+    assert "val split, 12 images" in meta["threshold_from"]
+    assert f"presence threshold {meta['decode']['threshold']:g}" in meta["metrics"]["heldout_data"]

@@ -50,6 +50,7 @@ def test_evaluate_localize_gives_the_training_held_out_figures(scenes_dir, capsy
     report = json.loads(out)
     loaded = load_model(None, None, task="localize")
     task = LocalizeTask(LocalizeConfig(data=str(scenes_dir), loss=loaded.metadata.get("loss", "modern")))
+    task.threshold = loaded.spec.decode.get("threshold", 0.5)  # the file's own, as its figures are
     direct = run_eval(loaded.module, task.prepare(0).heldout, task)
     assert report["task"] == "localize" and report["model"] == loaded.name
     assert "test split" in report["data"] and "30 images" in report["data"]

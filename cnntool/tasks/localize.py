@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 TASK = "localize"
 LOSSES = ("lecture", "modern")
+# p_c at or above this reports an object, unless the weights carry a threshold calibrated on validation
+# (`cnntool ensemble --calibrate`, metadata "decode") or --threshold says otherwise.
+DEFAULT_THRESHOLD = 0.5
 
 
 def interpret(z: "torch.Tensor") -> "torch.Tensor":
@@ -105,18 +108,26 @@ def box_iou_pairs(a: "torch.Tensor", b: "torch.Tensor") -> "torch.Tensor":
     return inter / union.clamp_min(1e-12)
 
 
+def calibrate_threshold(p_c: "torch.Tensor", present: "torch.Tensor") -> float:
+    """The presence threshold on a 0.05 grid (0.05 … 0.95) with the most images right; among equals the one
+    nearest DEFAULT_THRESHOLD, so a flat curve leaves the default."""
+    grid = [round(0.05 * i, 2) for i in range(1, 20)]
+    right = {t: int(((p_c >= t) == present.bool()).sum()) for t in grid}
+    return max(grid, key=lambda t: (right[t], -abs(t - DEFAULT_THRESHOLD)))
+
+
 class LocalizeMetrics:
-    """Presence accuracy (p_c ≥ 0.5 vs the truth, all images); on images with an object: class accuracy,
+    """Presence accuracy (p_c ≥ threshold vs the truth, all images); on images with an object: class accuracy,
     mean IoU and the share with IoU ≥ 0.5. `score` = presence × class accuracy × mean IoU, one number
     that needs all three, is what checkpoints are selected on. State: one summable float64 vector."""
 
     primary = "score"
     _FIELDS = ("images", "presence_correct", "objects", "class_correct", "iou_sum", "iou50")
 
-    def __init__(self, classes: Sequence[str] = ()) -> None:
+    def __init__(self, classes: Sequence[str] = (), *, threshold: float = DEFAULT_THRESHOLD) -> None:
         import torch
 
-        self.classes = list(classes)
+        self.classes, self.threshold = list(classes), threshold
         self.sums = torch.zeros(len(self._FIELDS), dtype=torch.float64)
 
     def update(self, z: "torch.Tensor", target: "torch.Tensor") -> None:
@@ -124,7 +135,7 @@ class LocalizeMetrics:
 
         y_hat, target = interpret(z.detach()).cpu(), target.detach().float().cpu()
         present = target[:, 0] > 0.5
-        predicted = y_hat[:, 0] >= 0.5
+        predicted = y_hat[:, 0] >= self.threshold
         iou = box_iou_pairs(cxcyhw_to_xyxy(y_hat[present, 1:5]), cxcyhw_to_xyxy(target[present, 1:5]))
         correct_class = y_hat[present, 5:].argmax(1) == target[present, 5].long()
         self.sums += torch.tensor([len(target), float((predicted == present).sum()), float(present.sum()),
@@ -189,7 +200,7 @@ def decode(z: "torch.Tensor", geometries: Sequence["Geometry"], *, classes: Sequ
     """{"object": {"present": p_c, "label", "score": class probability, "box": [x1, y1, x2, y2]}} in
     original pixels; label, score and box are null when p_c is below options["threshold"] (0.5)."""
     y_hat = interpret(z.detach()).cpu()
-    threshold = float(options.get("threshold", 0.5))
+    threshold = float(options.get("threshold", DEFAULT_THRESHOLD))
     out = []
     for row, geometry in zip(y_hat.tolist(), geometries):
         present = row[0]

@@ -103,6 +103,7 @@ class LocalizeTask:
     def __init__(self, cfg: LocalizeConfig) -> None:
         self.cfg = cfg
         self.spec = registry.get(cfg.model, task="localize")
+        self.threshold = localize.DEFAULT_THRESHOLD  # training scores presence at the default
         self.input = replace(self.spec.input, size=tuple(cfg.input_size)) if cfg.input_size else self.spec.input
         self.classes: tuple[str, ...] = self.spec.classes
         self.data_description = ""
@@ -112,6 +113,7 @@ class LocalizeTask:
         """The task around an already loaded model (cnntool evaluate): its input and classes."""
         task = cls(replace(cfg, model=loaded.spec.name))
         task.spec, task.input, task.classes = loaded.spec, loaded.input, loaded.classes
+        task.threshold = float(loaded.spec.decode.get("threshold", localize.DEFAULT_THRESHOLD))
         return task
 
     # --- data ---------------------------------------------------------------------------------------
@@ -180,7 +182,7 @@ class LocalizeTask:
         return localize.loss(outputs, targets, self.cfg.loss)
 
     def new_metrics(self) -> localize.LocalizeMetrics:
-        return localize.LocalizeMetrics(self.classes)
+        return localize.LocalizeMetrics(self.classes, threshold=self.threshold)
 
     def metadata(self) -> dict[str, Any]:
         spec_input = asdict(self.input)
