@@ -232,6 +232,26 @@ def _annotation_split(data: str, split: str):
     return path, ann.read_annotations(path)
 
 
+def _localize_split(data: str, split: str, model: str | None, weights: str | None, device: str,
+                    threads: int | None, tta: bool = False):
+    """(loaded model, its task, the split's cached images, the annotation file, device) for a localizer, the
+    data's classes checked against the model's."""
+    from pathlib import Path
+
+    from cnntool.data import annotations as ann
+    from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
+
+    path, annotations = _annotation_split(data, split)
+    loaded, device = _load("localize", model, weights, device, threads)
+    task = LocalizeTask.for_loaded(loaded, LocalizeConfig(data=data, loss=loaded.metadata.get("loss", "modern"),
+                                                          tta=tta))
+    if (Path(data) / "classes.txt").is_file():
+        listed = ann.read_classes(Path(data), annotations)
+        if listed != task.classes:
+            raise ConfigError(f"data {data!r} has classes {', '.join(listed)}; the model {', '.join(task.classes)}")
+    return loaded, task, task.cache(annotations), path, device
+
+
 def localize(*, data: str, model: str | None, weights: str | None, split: str = "test", batch_size: int = 500,
              device: str = "cpu", threads: int | None = None, tta: bool = False,
              threshold: float | None = None) -> dict[str, Any]:
@@ -239,23 +259,11 @@ def localize(*, data: str, model: str | None, weights: str | None, split: str = 
     annotation directory, through the task code and metric that training uses for its held-out figures
     (and the loss the weights were trained with); `tta`: averaged over localize.TTA_SHIFT shifts; presence at
     `threshold`, else the weights' own, else 0.5."""
-    from pathlib import Path
-
-    from cnntool.data import annotations as ann
     from cnntool.evaluation import run_eval
-    from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
 
-    path, annotations = _annotation_split(data, split)
-    loaded, device = _load("localize", model, weights, device, threads)
-    task = LocalizeTask.for_loaded(loaded, LocalizeConfig(data=data, loss=loaded.metadata.get("loss", "modern"),
-                                                          tta=tta))
+    loaded, task, dataset, path, device = _localize_split(data, split, model, weights, device, threads, tta)
     if threshold is not None:
         task.threshold = threshold
-    if (Path(data) / "classes.txt").is_file():
-        listed = ann.read_classes(Path(data), annotations)
-        if listed != task.classes:
-            raise ConfigError(f"data {data!r} has classes {', '.join(listed)}; the model {', '.join(task.classes)}")
-    dataset = task.cache(annotations)
     result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size, tta=tta)
     described = (f"{data}: {split} split ({path.name}), {len(dataset)} images, {result.metrics['objects']} objects, "
                  f"presence threshold {task.threshold:g}")
@@ -268,17 +276,14 @@ def localize(*, data: str, model: str | None, weights: str | None, split: str = 
 
 def localize_presence(*, data: str, weights: str, split: str = "val", batch_size: int = 500, device: str = "cpu",
                       threads: int | None = None):
-    """(each image's p_c, whether it holds an object) on one split: what a presence threshold is chosen from."""
+    """(each image's p_c, whether it holds an object) on one split: what a presence threshold is chosen from
+    (the metric keeps sums, not per-image scores)."""
     import torch
 
     from cnntool.data import batches
     from cnntool.tasks.localize import interpret
-    from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
 
-    _, annotations = _annotation_split(data, split)
-    loaded, device = _load("localize", None, weights, device, threads)
-    task = LocalizeTask.for_loaded(loaded, LocalizeConfig(data=data))
-    dataset = task.cache(annotations)
+    loaded, task, dataset, _, device = _localize_split(data, split, None, weights, device, threads)
     scores, present = [], []
     with torch.inference_mode():
         for images, targets in batches.iterate(dataset, batches.index_batches(torch.arange(len(dataset)), batch_size)):

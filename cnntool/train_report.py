@@ -52,6 +52,11 @@ def draw_curves(path: Path, history: Sequence[dict[str, Any]], metric: str) -> N
                 d.line(points, fill=_COLOURS[split], width=2)
             for px, py in points:
                 d.ellipse((px - 2, py - 2, px + 2, py + 2), fill=_COLOURS[split])
+    _save_png(img, path)
+
+
+def _save_png(img, path: Path) -> None:
+    """Written beside its place and renamed, so a reader never sees half a PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     img.save(tmp, format="PNG")
@@ -78,10 +83,7 @@ def write_ensemble_reports(out: Path, members: Sequence[Path], document: dict[st
     for curve in curves:
         sheet.paste(curve, (0, top))
         top += curve.height
-    path = out.with_name(f"{out.stem}.curve.png")
-    tmp = path.with_name(f".{path.name}.tmp")
-    sheet.save(tmp, format="PNG")
-    tmp.replace(path)
+    _save_png(sheet, out.with_name(f"{out.stem}.curve.png"))
 
 
 class Progress:
