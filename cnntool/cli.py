@@ -628,6 +628,32 @@ def data_scenes_cmd(
         typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
 
 
+@data_app.command("crops")
+def data_crops_cmd(
+    sources: Annotated[List[Path], typer.Argument(help="Annotated localize data directories (train.json, test.json), e.g. from `cnntool data scenes`.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write: train/<class>/ and test/<class>/ crops, crops.json.", show_default=False)],
+    size: Annotated[int, typer.Option("--size", min=8, help="Crop side in pixels (the reader's input size).")] = 32,
+    context: Annotated[float, typer.Option("--context", min=1.0, help="Crop side / the box's longer side.")] = 1.2,
+    frame: Annotated[int, typer.Option("--frame", min=16, help="The localizer's input side: images are stretched to it before cutting.")] = 128,
+    copies: Annotated[int, typer.Option("--copies", min=1, help="Jittered crops per training object.")] = 2,
+    jitter: Annotated[float, typer.Option("--jitter", min=0.0, max=0.5, help="Training boxes: centre and log-size errors drawn with this deviation (share of the side).")] = 0.07,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the jitter.")] = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Crops of annotated objects for training a box reader (R-CNN's second stage) with `cnntool train classify`.
+
+    Example: cnntool data crops runs/data/scenes --out runs/data/crops
+    """
+    from cnntool.data.crops import CropConfig, write_crops
+    from cnntool.folders import writable_folder
+
+    writable_folder(out, "--out")
+    counts = write_crops(sources, out, CropConfig(size=size, context=context, frame=frame, copies=copies,
+                                                  jitter=jitter, seed=seed))
+    if not quiet:
+        typer.echo(f"wrote {counts['train']} training and {counts['test']} held-out crops under {out}", err=True)
+
+
 @data_app.command("documents")
 def data_documents_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write: train/ val/ test/ images and train.json val.json test.json.", show_default=False)],
@@ -902,6 +928,8 @@ def ensemble_cmd(
     data: Annotated[str, typer.Option("--data", "-d", help="What the members were trained on: its held-out split is scored into the metadata.", show_default=False)],
     tta: Annotated[bool, typer.Option("--tta", help="Also record the figures with the task's test-time augmentation (localize: shifts; classify: mirror image).")] = False,
     calibrate: Annotated[bool, typer.Option("--calibrate", help="Localizers: choose the presence threshold on --data's validation split first and keep it in the weights.")] = False,
+    reader: Annotated[Optional[str], typer.Option("--reader", help="Localizers: a classifier trained on box crops (`cnntool data crops`) that reads the averaged box again; the class is the product of both.", show_default=False)] = None,
+    reader_context: Annotated[float, typer.Option("--reader-context", min=1.0, max=4.0, help="Crop side / box side, as `cnntool data crops --context` cut the reader's training crops.")] = 1.2,
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
 ) -> None:
@@ -911,8 +939,8 @@ def ensemble_cmd(
     """
     from cnntool.combine import combine
 
-    meta = combine(members, out=out, data=data, tta=tta, calibrate=calibrate, command=_command_line(ctx), device=device,
-                   threads=threads)
+    meta = combine(members, out=out, data=data, tta=tta, calibrate=calibrate, reader=reader, context=reader_context,
+                   command=_command_line(ctx), device=device, threads=threads)
     figures = ", ".join(f"{k} {v:.4f}" for k, v in meta["metrics"]["heldout"].items()
                         if isinstance(v, float) and k != "loss")
     typer.echo(f"ensemble of {meta['ensemble']}: held-out {figures} → {out}", err=True)

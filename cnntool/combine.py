@@ -3,7 +3,8 @@ averages them (cnntool.models.ensemble), scored on the held-out data as `cnntool
 with the members' metrics and training curves gathered beside it as a training run leaves its own.
 
 The file keeps member 0's description (task, architecture, classes, input, training split) and lists every
-member with its sha256, the command that trained it and its own figures, so each stays traceable.
+member with its sha256, the command that trained it and its own figures, so each stays traceable. Localizers
+may also get a reader (cnntool.models.reader), described and traced the same way under 'reader'.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Sequence
 from cnntool import weights
 from cnntool.errors import ConfigError
 from cnntool.folders import writable_folder
+from cnntool.models.reader import CONTEXT
 from cnntool.train_report import write_ensemble_reports
 
 # What must agree between members for one architecture to hold all of their tensors and read their inputs.
@@ -26,10 +28,13 @@ _PER_RUN = ("metrics", "command", "init", "created", "epochs", "train", "images_
 
 
 def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, calibrate: bool = False,
-            command: str = "", device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+            reader: str | None = None, context: float = CONTEXT, command: str = "", device: str = "cpu",
+            threads: int | None = None) -> dict[str, Any]:
     """Write the ensemble of `members` to `out` with its held-out figures on `data`; returns its metadata.
-    `calibrate` (localize): first choose the presence threshold on data's validation split and keep it in the
-    metadata (decode.threshold), so predictions and the held-out figures use it."""
+    `reader` (localize): a classifier trained on box crops (`cnntool data crops`, cut with `context`) reads the
+    ensemble's box again (cnntool.models.reader). `calibrate` (localize): then choose the presence threshold
+    on data's validation split and keep it in the metadata (decode.threshold), so predictions and the
+    held-out figures use it."""
     from cnntool import evaluate
     from cnntool.models.ensemble import AVERAGES
     from cnntool.train import package_version
@@ -46,19 +51,34 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
         raise ConfigError(f"{paths[0]}: {first.get('task') or 'no'} task; ensembles average {' or '.join(AVERAGES)} models")
     if calibrate and first["task"] != "localize":
         raise ConfigError("--calibrate chooses a localizer's presence threshold; these are classify models")
+    if reader and first["task"] != "localize":
+        raise ConfigError("--reader reads a localizer's box again; these are classify models")
     for path, meta in zip(paths, metas):
-        if meta.get("ensemble"):
-            raise ConfigError(f"{path}: already an ensemble; combine its members instead")
+        if meta.get("ensemble") or meta.get("reader"):
+            raise ConfigError(f"{path}: already combined (an ensemble or a localizer with a reader); combine its members instead")
         differ = [key for key in _SAME if _resolved(meta, key) != _resolved(first, key)]
         if differ:
             raise ConfigError(f"{path}: not the same {', '.join(differ)} as {paths[0].name}; members must be one architecture")
+    prefix = "localizer." if reader else ""
     state = {}
     for i, path in enumerate(paths):
-        state.update({f"members.{i}.{k}": v for k, v in weights.load(path)[0].items()})
+        state.update({f"{prefix}members.{i}.{k}": v for k, v in weights.load(path)[0].items()})
     meta = {**{k: v for k, v in first.items() if k not in _PER_RUN}, "ensemble": len(paths),
             "members": [_describe(path, m) for path, m in zip(paths, metas)], "command": command,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "cnntool_version": package_version()}
+    made_by = f"the mean of {len(paths)} members' outputs (see members)"
+    if reader:
+        reader_path = weights.resolve(reader)
+        reader_state, reader_meta = weights.load(reader_path)
+        if reader_meta.get("task") != "classify":
+            raise ConfigError(f"{reader_path}: a reader is a classify model, not {reader_meta.get('task') or 'unknown'}")
+        if reader_meta.get("classes") != first.get("classes"):
+            raise ConfigError(f"{reader_path}: classes {reader_meta.get('classes')} are not the localizers' {first.get('classes')}")
+        state.update({f"reader.{k}": v for k, v in reader_state.items()})
+        meta["reader"] = {**{k: reader_meta[k] for k in ("model", "kwargs", "input", "classes", "ensemble") if k in reader_meta},
+                          "context": context, **_describe(reader_path, reader_meta)}
+        made_by += f", their box read again by {reader_path.name} (see reader)"
     # Scored through the normal loading path from a draft beside --out, which appears only once it has figures.
     draft = out.with_name(f".{out.name}.draft")
     weights.save(draft, state, meta)
@@ -69,7 +89,7 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
         score = {"classify": evaluate.classify, "localize": evaluate.localize}[first["task"]]
         heldout = score(data=data, model=None, weights=str(draft), device=device, threads=threads)
         metrics: dict[str, Any] = {"heldout": _figures(heldout), "heldout_data": heldout["data"],
-                                   "weights_from": f"the mean of {len(paths)} members' outputs (see members)"}
+                                   "weights_from": made_by}
         if tta:
             options = {"tta_flip": True} if first["task"] == "classify" else {"tta": True}
             metrics["heldout_tta" if first["task"] == "localize" else "heldout_tta_flip"] = _figures(

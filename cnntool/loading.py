@@ -53,11 +53,14 @@ class LoadedModel:
 def input_spec_from(document: dict[str, Any], base: InputSpec) -> InputSpec:
     """A weights file's input spec, over the registry's: files written before a field existed take the
     registry's value for it."""
-    fields = dict(document)
-    for key in ("size", "mean", "std"):
-        if key in fields:
-            fields[key] = tuple(fields[key])
-    return replace(base, **fields)
+    try:
+        fields = dict(document)
+        for key in ("size", "mean", "std"):
+            if key in fields:
+                fields[key] = tuple(fields[key])
+        return replace(base, **fields)
+    except (TypeError, ValueError) as exc:  # a crafted or foreign header
+        raise ConfigError(f"input spec {document!r} in the metadata: {exc}") from None
 
 
 def default_model(task: str) -> str:
@@ -124,6 +127,8 @@ def _from_file(spec: ModelSpec, path: Path) -> LoadedModel:
         # Tensors of the right shape would load, and the labels would silently be wrong.
         raise ConfigError(f"{path}: metadata names {len(spec.classes)} classes but the model has {outputs} outputs")
     module = _build(spec, meta.get("ensemble", 0), path)
+    if "reader" in meta:
+        module = _with_reader(module, spec, meta["reader"], path)
     weights.load_into(module, state, source=str(path))
     name = spec.name if path.parent == weights.weights_dir() else f"{spec.name}@{path.name}"
     return LoadedModel(name, spec, module, meta)
@@ -153,6 +158,32 @@ def _build(spec: ModelSpec, ensemble: Any, path: Path) -> "torch.nn.Module":
     if spec.task not in AVERAGES:
         raise ConfigError(f"{path}: an ensemble of {spec.task} models; only {' and '.join(AVERAGES)} models are averaged")
     return Ensemble([spec.build() for _ in range(ensemble)], task=spec.task)
+
+
+def _with_reader(localizer: "torch.nn.Module", spec: ModelSpec, document: Any, path: Path) -> "torch.nn.Module":
+    """A localizer whose boxes a classifier reads again (cnntool.models.reader): the classifier's description is
+    the metadata's 'reader' entry (as its own file's metadata had it), its tensors are under reader.*."""
+    from cnntool.models.reader import BoxReader
+
+    fields = ("model", "kwargs", "input", "classes", "context")
+    if spec.task != "localize" or not isinstance(document, dict) or not all(k in document for k in fields):
+        raise ConfigError(f"{path}: metadata 'reader' must give a localizer's box reader as {', '.join(fields)}")
+    context = document["context"]
+    if type(context) not in (int, float) or not 1 <= context <= 4 or not all(
+            isinstance(document[k], dict) for k in ("kwargs", "input")):
+        raise ConfigError(f"{path}: metadata 'reader' needs kwargs and input as mappings and a context from 1 to 4")
+    if tuple(document["classes"]) != spec.classes:
+        raise ConfigError(f"{path}: the reader's classes {document['classes']} are not the localizer's {list(spec.classes)}")
+    base = registry.get(document["model"], task="classify")
+    reader_spec = replace(base, kwargs=document["kwargs"], classes=spec.classes, input=input_spec_from(document["input"], base.input))
+    height, width = reader_spec.input.size
+    if height != width or reader_spec.input.channels != spec.input.channels:
+        raise ConfigError(f"{path}: the reader must read square {spec.input.channels}-channel crops, "
+                          f"not {reader_spec.input.describe()}")
+    reader = _build(reader_spec, document.get("ensemble", 0), path)
+    return BoxReader(localizer, reader, crop=height, context=float(context),
+                     localizer_stats=(spec.input.mean, spec.input.std),
+                     reader_stats=(reader_spec.input.mean, reader_spec.input.std))
 
 
 def torchvision_weights(spec: ModelSpec, name: str) -> tuple[Any, dict[str, "torch.Tensor"]]:

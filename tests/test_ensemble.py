@@ -136,7 +136,7 @@ def test_members_of_another_architecture_or_an_ensemble_are_refused_in_one_line(
     member = trained.checkpoint_dir / "member0.safetensors"
     state, meta = weights.load(member)
     wider = weights.save(tmp_path / "other.safetensors", state, {**meta, "kwargs": {**meta["kwargs"], "dropout": 0.3}})
-    for files, says in (([member, wider], "not the same kwargs"), ([member, trained.out], "already an ensemble"),
+    for files, says in (([member, wider], "not the same kwargs"), ([member, trained.out], "already combined"),
                         ([member], "2 or more")):
         code, err = _run_cli(["ensemble", *map(str, files), "--data", str(data), "--out", str(tmp_path / "x.safetensors")],
                              capsys)

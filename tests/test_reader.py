@@ -1,0 +1,196 @@
+"""The box reader (R-CNN's second stage for one box): crops are the image sampled where the box says, the
+training crops hold the annotated object centred, and a localizer file with a reader multiplies the two
+class distributions while p_c and the box stay the localizer's."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnntool import weights
+from cnntool.data.crops import CropConfig, write_crops
+from cnntool.errors import ConfigError
+from cnntool.loading import load_model
+from cnntool.models.reader import BoxReader, crop_boxes
+from cnntool.registry import UnknownModelError
+from cnntool.tasks.localize import interpret
+
+DIGITS = [str(d) for d in range(10)]
+
+
+@pytest.mark.parametrize("context", [1.0, 1.5])
+def test_a_crop_reads_the_image_at_its_bin_centres(context):
+    # On a ramp (pixel i holds i, pixel i covering [i, i + 1)) bilinear sampling is exact: each output pixel
+    # is the ramp at its bin's centre, minus the half pixel from pixel centres.
+    ramp = torch.arange(16.0)
+    image = torch.stack([ramp.expand(16, 16), ramp[:, None].expand(16, 16)])[None]  # x ramp, y ramp
+    box = torch.tensor([[0.5, 0.5, 0.25, 0.125]])  # centre (8, 8) px; 4 px high, 2 px wide → a 4·context square
+    crop = crop_boxes(image, box, size=4, context=context)
+    side = 4 * context
+    centres = 8 - side / 2 + (torch.arange(4) + 0.5) * side / 4
+    assert torch.allclose(crop[0, 0], (centres - 0.5).expand(4, 4), atol=1e-5)
+    assert torch.allclose(crop[0, 1], (centres - 0.5)[:, None].expand(4, 4), atol=1e-5)
+
+
+def test_the_reader_multiplies_class_probabilities_and_keeps_p_c_and_box():
+    z = torch.tensor([[2.0, 0.1, -0.2, -1.0, -1.2, 1.0, 0.0, -1.0]])  # p_c, box, 3 classes
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return z.expand(len(x), -1)
+
+    reader = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 3))
+    with torch.no_grad():
+        reader[2].weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]))
+        reader[2].bias.zero_()
+    stats = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)), ((0.2, 0.4, 0.6), (0.5, 0.5, 0.5))
+    model = BoxReader(Fixed(), reader, crop=8, context=1.2, localizer_stats=stats[0], reader_stats=stats[1])
+    colour = torch.tensor([0.9, 0.3, 0.6])
+    x = ((colour - 0.5) / 0.25).reshape(1, 3, 1, 1).expand(1, 3, 32, 32)  # one colour: every crop inside is it
+    y_hat = interpret(model(x))
+    read = torch.softmax((colour - torch.tensor([0.2, 0.4, 0.6])) / 0.5, 0)
+    product = torch.softmax(z[0, 5:], 0) * read
+    assert torch.allclose(y_hat[0, 5:], product / product.sum(), atol=1e-5)
+    assert torch.allclose(y_hat[0, :5], interpret(z)[0, :5], atol=1e-5)
+
+
+def _scene_dir(root, *, with_test=True):
+    """Two 64×64 black scenes with a white 16-wide, 24-high rectangle ([16, 16, 32, 40]), one empty scene."""
+    root.mkdir()
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[16:40, 16:32] = 255
+    Image.fromarray(image).save(root / "object.png")
+    Image.fromarray(np.zeros_like(image)).save(root / "empty.png")
+    entries = [{"image": "object.png", "label": "3", "box": [16, 16, 32, 40]},
+               {"image": "empty.png", "label": None, "box": None},
+               {"image": "object.png", "label": "7", "box": [16, 16, 32, 40]}]
+    for split in ("train", "test") if with_test else ("train",):
+        (root / f"{split}.json").write_text(json.dumps(entries))
+    (root / "classes.txt").write_text("\n".join(DIGITS) + "\n")
+    return root
+
+
+def test_held_out_crops_hold_the_annotated_object_centred(tmp_path):
+    counts = write_crops([_scene_dir(tmp_path / "s")], tmp_path / "crops", CropConfig(size=24, frame=64, copies=3))
+    assert counts == {"train": 6, "test": 2}  # the empty scene gives none
+    crop = np.asarray(Image.open(tmp_path / "crops/test/3/s-test-000000-0.png"))[..., 0]
+    # The crop is a 28.8 px square (1.2 × the 24 px side) around the box: the rectangle fills rows 2.4 … 26.4
+    # and columns 6.4 … 22.4 of it, i.e. rows 2 … 21 and columns 5 … 18 of the 24 crop pixels.
+    assert crop[3:21, 6:18].min() == 255
+    assert crop[:, :5].max() == 0 and crop[:, 19:].max() == 0 and crop[0].max() == 0 and crop[23].max() == 0
+    assert sorted(p.name for p in (tmp_path / "crops/train/7").iterdir()) == [f"s-train-000002-{i}.png" for i in range(3)]
+    recorded = json.loads((tmp_path / "crops/crops.json").read_text())
+    assert recorded["counts"] == counts and recorded["context"] == 1.2 and recorded["classes"] == DIGITS
+
+
+def test_training_crops_are_jittered_the_same_way_every_run(tmp_path):
+    source = _scene_dir(tmp_path / "s", with_test=False)
+    for name in ("a", "b"):
+        write_crops([source], tmp_path / name, CropConfig(size=24, frame=64, copies=2, jitter=0.1))
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a/train").rglob("*.png"))
+    first, second = (np.asarray(Image.open(tmp_path / "a" / f)) for f in files[:2])
+    assert not np.array_equal(first, second)  # two copies, two jitters
+    assert all(np.array_equal(np.asarray(Image.open(tmp_path / "a" / f)), np.asarray(Image.open(tmp_path / "b" / f)))
+               for f in files)
+    assert not (tmp_path / "a/test").exists()
+
+
+def _tiny_localizer(path, seed):
+    from cnntool.models.localizer import localizer
+
+    torch.manual_seed(seed)
+    kwargs = {"num_classes": 10, "in_channels": 3, "widths": [4, 8], "input_size": 128, "hidden": 8}
+    meta = {"task": "localize", "model": "localizer-digits", "kwargs": kwargs, "classes": DIGITS,
+            "command": f"cnntool train localize # tiny {seed}"}
+    return weights.save(path, localizer(**kwargs).state_dict(), meta)
+
+
+def _tiny_reader(path, classes=DIGITS, task="classify"):
+    from cnntool.models.resnet import resnet_small
+
+    torch.manual_seed(5)
+    kwargs = {"widths": [4, 8, 8], "blocks": [1, 1, 1], "num_classes": 10, "in_channels": 3, "dropout": 0.0}
+    meta = {"task": task, "model": "resnet-small", "kwargs": kwargs, "classes": classes,
+            "input": {"size": [16, 16], "channels": 3, "mean": [0.4, 0.4, 0.4], "std": [0.3, 0.3, 0.3]},
+            "command": "cnntool train classify # tiny reader", "metrics": {"heldout": {"accuracy": 0.5}}}
+    return weights.save(path, resnet_small(**kwargs).state_dict(), meta)
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    from cnntool.data import scenes as generator
+
+    root = tmp_path_factory.mktemp("scenes")
+    generator.write_dataset(root, {"train": 2, "val": 4, "test": 6}, seed=0, config=generator.SceneConfig())
+    return root
+
+
+def _run_cli(args, capsys):
+    from cnntool.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    return stop.value.code, capsys.readouterr().err
+
+
+def test_an_ensemble_with_a_reader_is_the_members_mean_read_again(scenes, tmp_path, capsys):
+    import hashlib
+
+    from cnntool.models.ensemble import Ensemble
+
+    members = [_tiny_localizer(tmp_path / f"m{i}.safetensors", i) for i in range(2)]
+    reader = _tiny_reader(tmp_path / "reader.safetensors")
+    out = tmp_path / "read.safetensors"
+    code, err = _run_cli(["ensemble", *map(str, members), "--reader", str(reader), "--reader-context", "1.3",
+                          "--data", str(scenes), "--out", str(out)], capsys)
+    assert code == 0, err
+    meta = weights.read_metadata(out)
+    assert meta["reader"]["sha256"] == hashlib.sha256(reader.read_bytes()).hexdigest()
+    assert meta["reader"]["context"] == 1.3 and meta["reader"]["model"] == "resnet-small"
+    assert "read again by reader.safetensors" in meta["metrics"]["weights_from"]
+
+    loaded = load_model(None, str(out), task="localize")
+    assert isinstance(loaded.module, BoxReader)
+    parts = [load_model(None, str(m), task="localize") for m in members]
+    reader_model = load_model(None, str(reader), task="classify")
+    by_hand = BoxReader(Ensemble([p.module for p in parts], task="localize"), reader_model.module, crop=16, context=1.3,
+                        localizer_stats=(parts[0].input.mean, parts[0].input.std), reader_stats=((0.4,) * 3, (0.3,) * 3))
+    x = torch.randn(3, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.allclose(loaded.module(x), by_hand.eval()(x), atol=1e-5)
+
+    from cnntool import evaluate
+
+    report = evaluate.localize(data=str(scenes), model=None, weights=str(out))
+    assert report["class_accuracy"] == pytest.approx(meta["metrics"]["heldout"]["class_accuracy"])
+
+
+def test_a_reader_of_other_classes_or_task_is_refused_in_one_line(scenes, tmp_path, capsys):
+    members = [str(_tiny_localizer(tmp_path / f"m{i}.safetensors", i)) for i in range(2)]
+    for name, reader in (("classes", _tiny_reader(tmp_path / "c.safetensors", classes=list("abcdefghij"))),
+                         ("task", _tiny_reader(tmp_path / "t.safetensors", task="landmarks"))):
+        code, err = _run_cli(["ensemble", *members, "--reader", str(reader), "--data", str(scenes),
+                              "--out", str(tmp_path / f"{name}.safetensors")], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / f"{name}.safetensors").exists()
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"context": "wide"}, "context from 1 to 4"),
+    ({"classes": list("abcdefghij")}, "are not the localizer's"),
+    ({"model": "no-such-model"}, "no-such-model"),
+    ({"input": {"size": [16, 8], "channels": 3, "mean": [0.4] * 3, "std": [0.3] * 3}}, "square 3-channel crops"),
+    ({"input": {"size": [16, 16], "channels": 3}}, "mean and std need one value per channel"),
+])
+def test_a_bad_reader_entry_in_a_file_is_one_line(scenes, tmp_path, capsys, entry, message):
+    members = [str(_tiny_localizer(tmp_path / f"m{i}.safetensors", i)) for i in range(2)]
+    out = tmp_path / "read.safetensors"
+    assert _run_cli(["ensemble", *members, "--reader", str(_tiny_reader(tmp_path / "r.safetensors")), "--data",
+                     str(scenes), "--out", str(out)], capsys)[0] == 0
+    state, meta = weights.load(out)
+    bad = tmp_path / "bad.safetensors"
+    weights.save(bad, state, {**meta, "reader": {**meta["reader"], **entry}})
+    with pytest.raises((ConfigError, UnknownModelError), match=message):  # both: one line, exit 2
+        load_model(None, str(bad), task="localize")
