@@ -12,3 +12,13 @@ def digit_png(tmp_path_factory):
     path = tmp_path_factory.mktemp("digits") / "seven.png"
     Image.fromarray(images[np.flatnonzero(labels == 7)[-1]]).save(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_scenes(tmp_path_factory):
+    """A few generated localize scenes: 2 training, 12 validation, 6 held-out."""
+    from cnntool.data import scenes
+
+    root = tmp_path_factory.mktemp("scenes")
+    scenes.write_dataset(root, {"train": 2, "val": 12, "test": 6}, seed=0, config=scenes.SceneConfig())
+    return root

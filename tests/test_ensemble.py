@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from train_helpers import tiny_config, tiny_idx, tiny_task
+from train_helpers import run_cli, tiny_config, tiny_idx, tiny_localizer, tiny_task
 
 from cnntool import weights
 from cnntool.errors import ConfigError
@@ -98,20 +98,12 @@ def test_a_bad_member_count_in_a_file_is_one_line(trained, tmp_path, count):
 
 # --- `cnntool ensemble`: files trained apart, averaged into one ----------------------------------------------
 
-def _run_cli(args, capsys):
-    from cnntool.cli import main
-
-    with pytest.raises(SystemExit) as stop:
-        main(args)
-    return stop.value.code, capsys.readouterr().err
-
-
 def test_cli_combines_trained_files_and_scores_them_on_the_test_split(data, trained, tmp_path, capsys):
     import hashlib
 
     files = [str(trained.checkpoint_dir / f"member{i}.safetensors") for i in (0, 2)]
     out = tmp_path / "pair.safetensors"
-    code, err = _run_cli(["ensemble", *files, "--data", str(data), "--out", str(out), "--threads", "1"], capsys)
+    code, err = run_cli(["ensemble", *files, "--data", str(data), "--out", str(out), "--threads", "1"], capsys)
     assert code == 0 and "ensemble of 2" in err
     meta = weights.read_metadata(out)
     assert meta["command"] == f"cnntool ensemble {files[0]} {files[1]} --out {out} --data {data} --threads 1"
@@ -138,14 +130,14 @@ def test_members_of_another_architecture_or_an_ensemble_are_refused_in_one_line(
     wider = weights.save(tmp_path / "other.safetensors", state, {**meta, "kwargs": {**meta["kwargs"], "dropout": 0.3}})
     for files, says in (([member, wider], "not the same kwargs"), ([member, trained.out], "already combined"),
                         ([member], "2 or more")):
-        code, err = _run_cli(["ensemble", *map(str, files), "--data", str(data), "--out", str(tmp_path / "x.safetensors")],
+        code, err = run_cli(["ensemble", *map(str, files), "--data", str(data), "--out", str(tmp_path / "x.safetensors")],
                              capsys)
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.safetensors").exists()
-    code, err = _run_cli(["ensemble", str(member), str(member), "--data", str(tmp_path / "nowhere"), "--out",
+    code, err = run_cli(["ensemble", str(member), str(member), "--data", str(tmp_path / "nowhere"), "--out",
                           str(tmp_path / "x.safetensors")], capsys)
     assert code == 2 and "nowhere" in err and list(tmp_path.glob("*x.safetensors*")) == []  # no file without figures
-    code, err = _run_cli(["ensemble", str(member), str(member), "--data", str(data), "--calibrate", "--out",
+    code, err = run_cli(["ensemble", str(member), str(member), "--data", str(data), "--calibrate", "--out",
                           str(tmp_path / "x.safetensors")], capsys)
     assert code == 2 and "presence threshold" in err
 
@@ -181,38 +173,19 @@ def test_the_threshold_with_most_images_right_wins_and_ties_keep_nearest_the_def
     assert calibrate_threshold(torch.tensor([0.9, 0.95]), torch.tensor([True, True])) == 0.5  # flat: the default
 
 
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    from cnntool.data import scenes as generator
-
-    root = tmp_path_factory.mktemp("scenes")
-    generator.write_dataset(root, {"train": 2, "val": 12, "test": 6}, seed=0, config=generator.SceneConfig())
-    return root
-
-
-def _tiny_localizer(path, seed, **extra):
-    from cnntool.models.localizer import localizer
-
-    torch.manual_seed(seed)
-    kwargs = {"num_classes": 10, "in_channels": 3, "widths": [4, 8], "input_size": 128, "hidden": 8}
-    meta = {"task": "localize", "model": "localizer-digits", "kwargs": kwargs,
-            "classes": [str(d) for d in range(10)], "command": f"cnntool train localize # tiny {seed}", **extra}
-    return weights.save(path, localizer(**kwargs).state_dict(), meta)
-
-
-def test_a_threshold_in_the_weights_is_what_decode_and_the_metric_use(scenes, tmp_path):
+def test_a_threshold_in_the_weights_is_what_decode_and_the_metric_use(tiny_scenes, tmp_path):
     from cnntool import evaluate
     from cnntool.evaluate import localize_presence
     from cnntool.predict import RunOptions, predict
 
-    path = _tiny_localizer(tmp_path / "t.safetensors", 0, decode={"threshold": 0.99})
-    p_c, present = localize_presence(data=str(scenes), weights=str(path), split="test")
-    report = evaluate.localize(data=str(scenes), model=None, weights=str(path))
+    path = tiny_localizer(tmp_path / "t.safetensors", 0, decode={"threshold": 0.99})
+    p_c, present = localize_presence(data=str(tiny_scenes), weights=str(path), split="test")
+    report = evaluate.localize(data=str(tiny_scenes), model=None, weights=str(path))
     assert "presence threshold 0.99" in report["data"]
     assert report["presence_accuracy"] == pytest.approx(float(((p_c >= 0.99) == present).float().mean()))
-    at_half = evaluate.localize(data=str(scenes), model=None, weights=str(path), threshold=0.5)
+    at_half = evaluate.localize(data=str(tiny_scenes), model=None, weights=str(path), threshold=0.5)
     assert at_half["presence_accuracy"] == pytest.approx(float(((p_c >= 0.5) == present).float().mean()))
-    images = sorted(str(p) for p in (scenes / "test").glob("*.png"))
+    images = sorted(str(p) for p in (tiny_scenes / "test").glob("*.png"))
     own = [r.fields["object"] for r in predict(images, "localize", RunOptions(weights=str(path), device="cpu"))]
     given = [r.fields["object"] for r in predict(images, "localize", RunOptions(weights=str(path), device="cpu",
                                                                                task_options={"threshold": 0.0}))]
@@ -221,21 +194,21 @@ def test_a_threshold_in_the_weights_is_what_decode_and_the_metric_use(scenes, tm
 
 
 def test_a_bad_decode_entry_in_a_file_is_one_line(tmp_path):
-    path = _tiny_localizer(tmp_path / "bad.safetensors", 0, decode={"threshold": "high"})
+    path = tiny_localizer(tmp_path / "bad.safetensors", 0, decode={"threshold": "high"})
     with pytest.raises(ConfigError, match="'decode' must map option names to numbers"):
         load_model(None, str(path), task="localize")
 
 
-def test_ensemble_calibrate_keeps_the_validation_threshold_and_scores_held_out_with_it(scenes, tmp_path, capsys):
+def test_ensemble_calibrate_keeps_the_validation_threshold_and_scores_held_out_with_it(tiny_scenes, tmp_path, capsys):
     from cnntool.evaluate import localize_presence
     from cnntool.tasks.localize import calibrate_threshold
 
-    files = [str(_tiny_localizer(tmp_path / f"m{i}.safetensors", i)) for i in range(2)]
+    files = [str(tiny_localizer(tmp_path / f"m{i}.safetensors", i)) for i in range(2)]
     out = tmp_path / "cal.safetensors"
-    code, _ = _run_cli(["ensemble", *files, "--data", str(scenes), "--out", str(out), "--calibrate"], capsys)
+    code, _ = run_cli(["ensemble", *files, "--data", str(tiny_scenes), "--out", str(out), "--calibrate"], capsys)
     assert code == 0
     meta = weights.read_metadata(out)
-    p_c, present = localize_presence(data=str(scenes), weights=str(out), split="val")
+    p_c, present = localize_presence(data=str(tiny_scenes), weights=str(out), split="val")
     assert meta["decode"] == {"threshold": calibrate_threshold(p_c, present)}
     assert "val split, 12 images" in meta["threshold_from"]
     assert f"presence threshold {meta['decode']['threshold']:g}" in meta["metrics"]["heldout_data"]

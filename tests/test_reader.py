@@ -9,6 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from train_helpers import run_cli, tiny_localizer
+
 from cnntool import weights
 from cnntool.data.crops import CropConfig, write_crops
 from cnntool.errors import ConfigError
@@ -97,16 +99,6 @@ def test_training_crops_are_jittered_the_same_way_every_run(tmp_path):
     assert not (tmp_path / "a/test").exists()
 
 
-def _tiny_localizer(path, seed):
-    from cnntool.models.localizer import localizer
-
-    torch.manual_seed(seed)
-    kwargs = {"num_classes": 10, "in_channels": 3, "widths": [4, 8], "input_size": 128, "hidden": 8}
-    meta = {"task": "localize", "model": "localizer-digits", "kwargs": kwargs, "classes": DIGITS,
-            "command": f"cnntool train localize # tiny {seed}"}
-    return weights.save(path, localizer(**kwargs).state_dict(), meta)
-
-
 def _tiny_reader(path, classes=DIGITS, task="classify"):
     from cnntool.models.resnet import resnet_small
 
@@ -118,33 +110,16 @@ def _tiny_reader(path, classes=DIGITS, task="classify"):
     return weights.save(path, resnet_small(**kwargs).state_dict(), meta)
 
 
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    from cnntool.data import scenes as generator
-
-    root = tmp_path_factory.mktemp("scenes")
-    generator.write_dataset(root, {"train": 2, "val": 4, "test": 6}, seed=0, config=generator.SceneConfig())
-    return root
-
-
-def _run_cli(args, capsys):
-    from cnntool.cli import main
-
-    with pytest.raises(SystemExit) as stop:
-        main(args)
-    return stop.value.code, capsys.readouterr().err
-
-
-def test_an_ensemble_with_a_reader_is_the_members_mean_read_again(scenes, tmp_path, capsys):
+def test_an_ensemble_with_a_reader_is_the_members_mean_read_again(tiny_scenes, tmp_path, capsys):
     import hashlib
 
     from cnntool.models.ensemble import Ensemble
 
-    members = [_tiny_localizer(tmp_path / f"m{i}.safetensors", i) for i in range(2)]
+    members = [tiny_localizer(tmp_path / f"m{i}.safetensors", i) for i in range(2)]
     reader = _tiny_reader(tmp_path / "reader.safetensors")
     out = tmp_path / "read.safetensors"
-    code, err = _run_cli(["ensemble", *map(str, members), "--reader", str(reader), "--reader-context", "1.3",
-                          "--data", str(scenes), "--out", str(out)], capsys)
+    code, err = run_cli(["ensemble", *map(str, members), "--reader", str(reader), "--reader-context", "1.3",
+                          "--data", str(tiny_scenes), "--out", str(out)], capsys)
     assert code == 0, err
     meta = weights.read_metadata(out)
     assert meta["reader"]["sha256"] == hashlib.sha256(reader.read_bytes()).hexdigest()
@@ -163,15 +138,15 @@ def test_an_ensemble_with_a_reader_is_the_members_mean_read_again(scenes, tmp_pa
 
     from cnntool import evaluate
 
-    report = evaluate.localize(data=str(scenes), model=None, weights=str(out))
+    report = evaluate.localize(data=str(tiny_scenes), model=None, weights=str(out))
     assert report["class_accuracy"] == pytest.approx(meta["metrics"]["heldout"]["class_accuracy"])
 
 
-def test_a_reader_of_other_classes_or_task_is_refused_in_one_line(scenes, tmp_path, capsys):
-    members = [str(_tiny_localizer(tmp_path / f"m{i}.safetensors", i)) for i in range(2)]
+def test_a_reader_of_other_classes_or_task_is_refused_in_one_line(tiny_scenes, tmp_path, capsys):
+    members = [str(tiny_localizer(tmp_path / f"m{i}.safetensors", i)) for i in range(2)]
     for name, reader in (("classes", _tiny_reader(tmp_path / "c.safetensors", classes=list("abcdefghij"))),
                          ("task", _tiny_reader(tmp_path / "t.safetensors", task="landmarks"))):
-        code, err = _run_cli(["ensemble", *members, "--reader", str(reader), "--data", str(scenes),
+        code, err = run_cli(["ensemble", *members, "--reader", str(reader), "--data", str(tiny_scenes),
                               "--out", str(tmp_path / f"{name}.safetensors")], capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / f"{name}.safetensors").exists()
@@ -184,11 +159,11 @@ def test_a_reader_of_other_classes_or_task_is_refused_in_one_line(scenes, tmp_pa
     ({"input": {"size": [16, 8], "channels": 3, "mean": [0.4] * 3, "std": [0.3] * 3}}, "square 3-channel crops"),
     ({"input": {"size": [16, 16], "channels": 3}}, "mean and std need one value per channel"),
 ])
-def test_a_bad_reader_entry_in_a_file_is_one_line(scenes, tmp_path, capsys, entry, message):
-    members = [str(_tiny_localizer(tmp_path / f"m{i}.safetensors", i)) for i in range(2)]
+def test_a_bad_reader_entry_in_a_file_is_one_line(tiny_scenes, tmp_path, capsys, entry, message):
+    members = [str(tiny_localizer(tmp_path / f"m{i}.safetensors", i)) for i in range(2)]
     out = tmp_path / "read.safetensors"
-    assert _run_cli(["ensemble", *members, "--reader", str(_tiny_reader(tmp_path / "r.safetensors")), "--data",
-                     str(scenes), "--out", str(out)], capsys)[0] == 0
+    assert run_cli(["ensemble", *members, "--reader", str(_tiny_reader(tmp_path / "r.safetensors")), "--data",
+                     str(tiny_scenes), "--out", str(out)], capsys)[0] == 0
     state, meta = weights.load(out)
     bad = tmp_path / "bad.safetensors"
     weights.save(bad, state, {**meta, "reader": {**meta["reader"], **entry}})

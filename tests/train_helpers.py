@@ -58,3 +58,28 @@ def tiny_config(tmp: Path, name: str = "w", **overrides):
                threads=1, quiet=True, eval_batch_size=64)
     cfg.update(overrides)
     return TrainConfig(**cfg)
+
+
+def tiny_localizer(path: Path, seed: int, **extra) -> Path:
+    """An untrained, small localizer-digits file (its own seed) with the metadata training writes."""
+    import torch
+
+    from cnntool import weights
+    from cnntool.models.localizer import localizer
+
+    torch.manual_seed(seed)
+    kwargs = {"num_classes": 10, "in_channels": 3, "widths": [4, 8], "input_size": 128, "hidden": 8}
+    meta = {"task": "localize", "model": "localizer-digits", "kwargs": kwargs,
+            "classes": [str(d) for d in range(10)], "command": f"cnntool train localize # tiny {seed}", **extra}
+    return weights.save(path, localizer(**kwargs).state_dict(), meta)
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str]:
+    """cnntool's console entry point on args: (exit code, stderr)."""
+    import pytest
+
+    from cnntool.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    return stop.value.code, capsys.readouterr().err
