@@ -68,8 +68,8 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "cnntool_version": package_version()}
     made_by = f"the mean of {len(paths)} members' outputs (see members)"
-    if reader:
-        reader_path = weights.resolve(reader)
+    reader_path = weights.resolve(reader) if reader else None
+    if reader_path:
         reader_state, reader_meta = weights.load(reader_path)
         if reader_meta.get("task") != "classify":
             raise ConfigError(f"{reader_path}: a reader is a classify model, not {reader_meta.get('task') or 'unknown'}")
@@ -102,7 +102,8 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
                                              f"{threads or 'torch default'} threads"}
     weights.save(out, state, meta)
     write_ensemble_reports(out, paths, {"command": command, "final": {k: meta[k] for k in ("metrics", "images_per_second",
-                                                                                         "created")}})
+                                                                                         "created")}},
+                           reader=reader_path)
     return meta
 
 

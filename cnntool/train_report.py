@@ -63,18 +63,24 @@ def _save_png(img, path: Path) -> None:
     tmp.replace(path)
 
 
-def write_ensemble_reports(out: Path, members: Sequence[Path], document: dict[str, Any]) -> None:
-    """An ensemble's sidecars: `document` plus each member's own metrics JSON as `members`, and the members'
-    training curves one above the other (members without sidecars, e.g. embedded files, are left out)."""
+def write_ensemble_reports(out: Path, members: Sequence[Path], document: dict[str, Any], *,
+                           reader: Path | None = None) -> None:
+    """An ensemble's sidecars: `document` plus each member's own metrics JSON as `members` (and a localizer's
+    box reader's as `reader`), and their training curves one above the other (files without sidecars, e.g.
+    embedded files, are left out)."""
     from PIL import Image
 
-    reports, curves = [], []
-    for path in members:
+    def sidecars(path: Path) -> tuple[dict[str, Any] | None, Any]:
         sidecar, curve = (path.with_name(f"{path.stem}{suffix}") for suffix in (".metrics.json", ".curve.png"))
-        if sidecar.is_file():
-            reports.append({"file": path.name, **json.loads(sidecar.read_text())})
-        if curve.is_file():
-            curves.append(Image.open(curve).convert("RGB"))
+        report = {"file": path.name, **json.loads(sidecar.read_text())} if sidecar.is_file() else None
+        return report, Image.open(curve).convert("RGB") if curve.is_file() else None
+
+    found = [sidecars(path) for path in members]
+    reports, curves = [r for r, _ in found if r], [c for _, c in found if c]
+    if reader is not None:
+        report, curve = sidecars(reader)
+        document = {**document, "reader": report}
+        curves += [curve] if curve else []
     write_metrics_json(out.with_name(f"{out.stem}.metrics.json"), {**document, "members": reports})
     if not curves:
         return

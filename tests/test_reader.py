@@ -117,6 +117,7 @@ def test_an_ensemble_with_a_reader_is_the_members_mean_read_again(tiny_scenes, t
 
     members = [tiny_localizer(tmp_path / f"m{i}.safetensors", i) for i in range(2)]
     reader = _tiny_reader(tmp_path / "reader.safetensors")
+    (tmp_path / "reader.metrics.json").write_text(json.dumps({"command": "cnntool train classify # tiny reader"}))
     out = tmp_path / "read.safetensors"
     code, err = run_cli(["ensemble", *map(str, members), "--reader", str(reader), "--reader-context", "1.3",
                           "--data", str(tiny_scenes), "--out", str(out)], capsys)
@@ -125,6 +126,8 @@ def test_an_ensemble_with_a_reader_is_the_members_mean_read_again(tiny_scenes, t
     assert meta["reader"]["sha256"] == hashlib.sha256(reader.read_bytes()).hexdigest()
     assert meta["reader"]["context"] == 1.3 and meta["reader"]["model"] == "resnet-small"
     assert "read again by reader.safetensors" in meta["metrics"]["weights_from"]
+    sidecar = json.loads((tmp_path / "read.metrics.json").read_text())
+    assert sidecar["reader"] == {"file": "reader.safetensors", "command": "cnntool train classify # tiny reader"}
 
     loaded = load_model(None, str(out), task="localize")
     assert isinstance(loaded.module, BoxReader)
