@@ -33,6 +33,7 @@ def describe(spec: registry.ModelSpec) -> dict[str, Any]:
         else:
             row["params"] = meta.get("params")
             row["ensemble"] = meta.get("ensemble")  # members averaged, when the file holds several networks
+            row["reader"] = (meta.get("reader") or {}).get("file")  # a localizer's box reader, when it has one
             row["metrics"] = meta.get("metrics", {}).get("heldout")
             row["heldout_data"] = meta.get("metrics", {}).get("heldout_data")
             row["command"] = meta.get("command")

@@ -212,7 +212,8 @@ register(ModelSpec(
     summary="Classification with localization (y = [p_c, b_x, b_y, b_h, b_w, c_1..c_10]): handwritten "
             "digits on photos; VGG-style strided convs at half resolution (p_c and class from global "
             "max-pooling, box from fc), then a second look at the box cut out at full resolution; the "
-            "embedded file averages the y-vectors of four such nets fine-tuned on different scenes",
+            "embedded file averages the y-vectors of four such nets fine-tuned on different scenes, and a "
+            "small ResNet trained on box crops reads the averaged box again for the class",
 ))
 register(ModelSpec(
     name="landmarker-corners", task="landmarks", builder="cnntool.models.landmarker:landmarker",
