@@ -87,6 +87,13 @@ def test_held_out_crops_hold_the_annotated_object_centred(tmp_path):
     assert recorded["counts"] == counts and recorded["context"] == 1.2 and recorded["classes"] == DIGITS
 
 
+def test_an_unreadable_scene_image_is_one_line(tmp_path):
+    source = _scene_dir(tmp_path / "s", with_test=False)
+    (source / "object.png").write_text("not a png")
+    with pytest.raises(ConfigError, match="object.png: not a readable image"):
+        write_crops([source], tmp_path / "crops", CropConfig(size=24, frame=64))
+
+
 def test_training_crops_are_jittered_the_same_way_every_run(tmp_path):
     source = _scene_dir(tmp_path / "s", with_test=False)
     for name in ("a", "b"):

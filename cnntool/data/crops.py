@@ -70,9 +70,12 @@ def write_crops(sources: Sequence[Path], out: Path, config: CropConfig = CropCon
             for i, item in enumerate(annotations):
                 if item.label is None or item.box is None:
                     continue
-                with Image.open(item.image) as image:
-                    w, h = image.size
-                    pixels = image.convert("RGB").resize((config.frame, config.frame), Image.BILINEAR)
+                try:
+                    with Image.open(item.image) as image:
+                        w, h = image.size
+                        pixels = image.convert("RGB").resize((config.frame, config.frame), Image.BILINEAR)
+                except (OSError, ValueError, Image.DecompressionBombError) as exc:  # missing, truncated, not an image, a bomb
+                    raise ConfigError(f"{item.image}: not a readable image ({exc})") from None
                 x1, y1, x2, y2 = item.box
                 box = np.array([(x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (y2 - y1) / h, (x2 - x1) / w])
                 boxes = [jittered(rng, box, config.jitter) for _ in range(copies)] if split == "train" else [box]
@@ -89,4 +92,3 @@ def write_crops(sources: Sequence[Path], out: Path, config: CropConfig = CropCon
     (out / "crops.json").write_text(json.dumps({**asdict(config), "sources": [str(s) for s in sources],
                                                 "classes": list(classes or ()), "counts": counts}, indent=1) + "\n")
     return counts
-
