@@ -80,4 +80,3 @@ def _write(task, cfg: TrainConfig, members: list[Path]) -> dict[str, Any]:
         sys.stderr.write(f"ensemble of {len(members)}: held-out {primary} {heldout.summary[primary]:.4f} on "
                          f"{heldout.images} images → {cfg.out}\n")
     return meta
-

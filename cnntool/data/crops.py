@@ -54,8 +54,7 @@ def write_crops(sources: Sequence[Path], out: Path, config: CropConfig = CropCon
     classes: tuple[str, ...] | None = None
     counts = {"train": 0, "test": 0}
     for number, source in enumerate(sources):
-        train_file = find_split(source, "train")
-        if train_file is None:
+        if find_split(source, "train") is None:
             raise ConfigError(f"{source}: no train.json or train.csv")
         for split, copies in (("train", config.copies), ("test", 1)):
             path = find_split(source, split)

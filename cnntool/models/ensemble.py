@@ -10,6 +10,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from cnntool.tasks.localize import encode, interpret
+
 
 def mean_probabilities(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
     """Logits whose softmax is the members' mean class probabilities (the log of that mean)."""
@@ -18,8 +20,6 @@ def mean_probabilities(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
 
 def mean_localization(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
     """Raw scores whose ŷ is the members' mean ŷ, as test-time shifts are averaged."""
-    from cnntool.tasks.localize import encode, interpret
-
     return encode(sum(interpret(z) for z in outputs) / len(outputs))
 
 

@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
+from cnntool.tasks.localize import encode, interpret
+
 CONTEXT = 1.2  # crop side / the box's longer side
 
 
@@ -60,8 +62,6 @@ class BoxReader(nn.Module):
             self.register_buffer(name, _per_channel(values, channels), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        from cnntool.tasks.localize import encode, interpret
-
         y_hat = interpret(self.localizer(x))
         pixels = x.float() * self.pixel_std + self.pixel_mean
         crops = crop_boxes(pixels, y_hat[:, 1:5], size=self.crop, context=self.context)
