@@ -637,7 +637,8 @@ def data_crops_cmd(
     frame: Annotated[int, typer.Option("--frame", min=16, help="The localizer's input side: images are stretched to it before cutting.")] = 128,
     copies: Annotated[int, typer.Option("--copies", min=1, help="Jittered crops per training object.")] = 2,
     jitter: Annotated[float, typer.Option("--jitter", min=0.0, max=0.5, help="Training boxes: centre and log-size errors drawn with this deviation (share of the side).")] = 0.07,
-    seed: Annotated[int, typer.Option("--seed", help="Seeds the jitter.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the jitter and the background boxes.")] = 0,
+    background: Annotated[float, typer.Option("--background", min=0.0, help="Also crops of R-CNN's background class (__background__), this many per image on average, away from the object: a reader trained on them can veto false alarms.")] = 0.0,
     quiet: QuietOpt = False,
 ) -> None:
     """Crops of annotated objects for training a box reader (R-CNN's second stage) with `cnntool train classify`.
@@ -649,7 +650,7 @@ def data_crops_cmd(
 
     writable_folder(out, "--out")
     counts = write_crops(sources, out, CropConfig(size=size, context=context, frame=frame, copies=copies,
-                                                  jitter=jitter, seed=seed))
+                                                  jitter=jitter, seed=seed, background=background))
     if not quiet:
         typer.echo(f"wrote {counts['train']} training and {counts['test']} held-out crops under {out}", err=True)
 

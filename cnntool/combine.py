@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from cnntool import weights
 from cnntool.errors import ConfigError
 from cnntool.folders import writable_folder
-from cnntool.models.reader import CONTEXT
+from cnntool.models.reader import CONTEXT, background_index
 from cnntool.train_report import write_ensemble_reports
 
 # What must agree between members for one architecture to hold all of their tensors and read their inputs.
@@ -73,8 +73,10 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
         reader_state, reader_meta = weights.load(reader_path)
         if reader_meta.get("task") != "classify":
             raise ConfigError(f"{reader_path}: a reader is a classify model, not {reader_meta.get('task') or 'unknown'}")
-        if reader_meta.get("classes") != first.get("classes"):
-            raise ConfigError(f"{reader_path}: classes {reader_meta.get('classes')} are not the localizers' {first.get('classes')}")
+        try:
+            background_index(reader_meta.get("classes") or (), first.get("classes") or ())
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{reader_path}: {exc}") from None
         state.update({f"reader.{k}": v for k, v in reader_state.items()})
         meta["reader"] = {**{k: reader_meta[k] for k in ("model", "kwargs", "input", "classes", "ensemble") if k in reader_meta},
                           "context": context, **_describe(reader_path, reader_meta)}

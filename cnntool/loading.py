@@ -163,7 +163,7 @@ def _build(spec: ModelSpec, ensemble: Any, path: Path) -> "torch.nn.Module":
 def _with_reader(localizer: "torch.nn.Module", spec: ModelSpec, document: Any, path: Path) -> "torch.nn.Module":
     """A localizer whose boxes a classifier reads again (cnntool.models.reader): the classifier's description is
     the metadata's 'reader' entry (as its own file's metadata had it), its tensors are under reader.*."""
-    from cnntool.models.reader import BoxReader
+    from cnntool.models.reader import BoxReader, background_index
 
     fields = ("model", "kwargs", "input", "classes", "context")
     if spec.task != "localize" or not isinstance(document, dict) or not all(k in document for k in fields):
@@ -172,10 +172,13 @@ def _with_reader(localizer: "torch.nn.Module", spec: ModelSpec, document: Any, p
     if type(context) not in (int, float) or not 1 <= context <= 4 or not all(
             isinstance(document[k], dict) for k in ("kwargs", "input")):
         raise ConfigError(f"{path}: metadata 'reader' needs kwargs and input as mappings and a context from 1 to 4")
-    if tuple(document["classes"]) != spec.classes:
-        raise ConfigError(f"{path}: the reader's classes {document['classes']} are not the localizer's {list(spec.classes)}")
+    try:
+        background = background_index(document["classes"], spec.classes)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     base = registry.get(document["model"], task="classify")
-    reader_spec = replace(base, kwargs=document["kwargs"], classes=spec.classes, input=input_spec_from(document["input"], base.input))
+    reader_spec = replace(base, kwargs=document["kwargs"], classes=tuple(document["classes"]),
+                          input=input_spec_from(document["input"], base.input))
     height, width = reader_spec.input.size
     if height != width or reader_spec.input.channels != spec.input.channels:
         raise ConfigError(f"{path}: the reader must read square {spec.input.channels}-channel crops, "
@@ -183,7 +186,7 @@ def _with_reader(localizer: "torch.nn.Module", spec: ModelSpec, document: Any, p
     reader = _build(reader_spec, document.get("ensemble", 0), path)
     return BoxReader(localizer, reader, crop=height, context=float(context),
                      localizer_stats=(spec.input.mean, spec.input.std),
-                     reader_stats=(reader_spec.input.mean, reader_spec.input.std))
+                     reader_stats=(reader_spec.input.mean, reader_spec.input.std), background=background)
 
 
 def torchvision_weights(spec: ModelSpec, name: str) -> tuple[Any, dict[str, "torch.Tensor"]]:

@@ -12,10 +12,10 @@ from PIL import Image
 from train_helpers import run_cli, tiny_localizer
 
 from cnntool import weights
-from cnntool.data.crops import CropConfig, write_crops
+from cnntool.data.crops import CropConfig, background_boxes, write_crops
 from cnntool.errors import ConfigError
 from cnntool.loading import load_model
-from cnntool.models.reader import BoxReader, crop_boxes
+from cnntool.models.reader import BACKGROUND, BoxReader, crop_boxes
 from cnntool.registry import UnknownModelError
 from cnntool.tasks.localize import interpret
 
@@ -58,6 +58,46 @@ def test_the_reader_multiplies_class_probabilities_and_keeps_p_c_and_box():
     assert torch.allclose(y_hat[0, :5], interpret(z)[0, :5], atol=1e-5)
 
 
+def test_a_background_class_makes_p_c_a_product_of_experts_too():
+    z = torch.tensor([[0.5, 0.1, -0.2, -1.0, -1.2, 1.0, 0.0, -1.0]])  # p_c, box, 3 classes
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return z.expand(len(x), -1)
+
+    reader = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 4))
+    with torch.no_grad():  # outputs: class 0, background, class 1, class 2
+        reader[2].weight.copy_(torch.tensor([[1.0, 0, 0], [2.0, 2.0, 0], [0, 1.0, 0], [0, 0, 1.0]]))
+        reader[2].bias.zero_()
+    stats = ((0.5,) * 3, (0.25,) * 3), ((0.0,) * 3, (1.0,) * 3)
+    model = BoxReader(Fixed(), reader, crop=8, context=1.2, localizer_stats=stats[0], reader_stats=stats[1], background=1)
+    colour = torch.tensor([0.9, 0.3, 0.6])
+    with torch.no_grad():
+        y_hat = interpret(model(((colour - 0.5) / 0.25).reshape(1, 3, 1, 1).expand(1, 3, 32, 32)))
+    read = torch.softmax(torch.tensor([0.9, 2.4, 0.3, 0.6]), 0)
+    p_c = torch.sigmoid(torch.tensor(0.5))
+    agree, disagree = p_c * (1 - read[1]), (1 - p_c) * read[1]
+    assert y_hat[0, 0] == pytest.approx(float(agree / (agree + disagree)), abs=1e-5)
+    product = torch.softmax(z[0, 5:], 0) * read[[0, 2, 3]]
+    assert torch.allclose(y_hat[0, 5:], product / product.sum(), atol=1e-5)
+    assert torch.allclose(y_hat[0, 1:5], interpret(z)[0, 1:5], atol=1e-5)
+
+
+def test_background_boxes_keep_their_crop_off_the_object_and_come_at_the_asked_rate():
+    rng = np.random.default_rng(0)
+    sizes = np.array([[0.2, 0.1], [0.3, 0.3]])
+    avoid = np.array([0.4, 0.5, 0.3, 0.2])
+    boxes = [b for _ in range(500) for b in background_boxes(rng, 1.0, sizes, avoid, 1.2)]
+    assert len(boxes) > 450  # a place is found almost every time here
+    for bx, by, bh, bw in boxes:
+        half = max(bh, bw) * 1.2 / 2
+        assert bw / 2 <= bx <= 1 - bw / 2 and bh / 2 <= by <= 1 - bh / 2
+        assert abs(bx - avoid[0]) >= half + avoid[3] / 2 or abs(by - avoid[1]) >= half + avoid[2] / 2
+        assert [bh, bw] in sizes.tolist()
+    drawn = [len(background_boxes(rng, 0.5, sizes, None, 1.2)) for _ in range(4000)]
+    assert set(drawn) == {0, 1} and np.mean(drawn) == pytest.approx(0.5, abs=0.03)
+
+
 def _scene_dir(root, *, with_test=True):
     """Two 64×64 black scenes with a white 16-wide, 24-high rectangle ([16, 16, 32, 40]), one empty scene."""
     root.mkdir()
@@ -87,6 +127,16 @@ def test_held_out_crops_hold_the_annotated_object_centred(tmp_path):
     assert recorded["counts"] == counts and recorded["context"] == 1.2 and recorded["classes"] == DIGITS
 
 
+def test_background_crops_are_a_class_of_both_splits_and_miss_the_object(tmp_path):
+    counts = write_crops([_scene_dir(tmp_path / "s")], tmp_path / "crops", CropConfig(size=24, frame=64, copies=1, background=1))
+    for split, objects in (("train", 2), ("test", 2)):
+        crops = sorted((tmp_path / "crops" / split / BACKGROUND).iterdir())
+        assert crops and counts[split] == objects + len(crops)
+        # The white rectangle is never inside a background crop (bilinear sampling may graze its edge).
+        assert all(np.asarray(Image.open(c)).max() < 255 for c in crops)
+    assert json.loads((tmp_path / "crops/crops.json").read_text())["classes"] == DIGITS + [BACKGROUND]
+
+
 def test_an_unreadable_scene_image_is_one_line(tmp_path):
     source = _scene_dir(tmp_path / "s", with_test=False)
     (source / "object.png").write_text("not a png")
@@ -110,7 +160,7 @@ def _tiny_reader(path, classes=DIGITS, task="classify"):
     from cnntool.models.resnet import resnet_small
 
     torch.manual_seed(5)
-    kwargs = {"widths": [4, 8, 8], "blocks": [1, 1, 1], "num_classes": 10, "in_channels": 3, "dropout": 0.0}
+    kwargs = {"widths": [4, 8, 8], "blocks": [1, 1, 1], "num_classes": len(classes), "in_channels": 3, "dropout": 0.0}
     meta = {"task": task, "model": "resnet-small", "kwargs": kwargs, "classes": classes,
             "input": {"size": [16, 16], "channels": 3, "mean": [0.4, 0.4, 0.4], "std": [0.3, 0.3, 0.3]},
             "command": "cnntool train classify # tiny reader", "metrics": {"heldout": {"accuracy": 0.5}}}
@@ -152,6 +202,27 @@ def test_an_ensemble_with_a_reader_is_the_members_mean_read_again(tiny_scenes, t
     assert report["class_accuracy"] == pytest.approx(meta["metrics"]["heldout"]["class_accuracy"])
 
 
+def test_a_reader_with_a_background_class_joins_an_ensemble_as_a_veto(tiny_scenes, tmp_path, capsys):
+    from cnntool.models.ensemble import Ensemble
+
+    members = [tiny_localizer(tmp_path / f"m{i}.safetensors", i) for i in range(2)]
+    reader = _tiny_reader(tmp_path / "reader.safetensors", classes=DIGITS + [BACKGROUND])
+    out = tmp_path / "read.safetensors"
+    code, err = run_cli(["ensemble", *map(str, members), "--reader", str(reader), "--data", str(tiny_scenes),
+                          "--out", str(out)], capsys)
+    assert code == 0, err
+    loaded = load_model(None, str(out), task="localize")
+    assert loaded.classes == tuple(DIGITS) and loaded.module.background == 10
+    parts = [load_model(None, str(m), task="localize") for m in members]
+    by_hand = BoxReader(Ensemble([p.module for p in parts], task="localize"),
+                        load_model(None, str(reader), task="classify").module, crop=16, context=1.2,
+                        localizer_stats=(parts[0].input.mean, parts[0].input.std),
+                        reader_stats=((0.4,) * 3, (0.3,) * 3), background=10)
+    x = torch.randn(3, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.allclose(loaded.module(x), by_hand.eval()(x), atol=1e-5)
+
+
 def test_a_reader_of_other_classes_or_task_is_refused_in_one_line(tiny_scenes, tmp_path, capsys):
     members = [str(tiny_localizer(tmp_path / f"m{i}.safetensors", i)) for i in range(2)]
     for name, reader in (("classes", _tiny_reader(tmp_path / "c.safetensors", classes=list("abcdefghij"))),
@@ -165,6 +236,7 @@ def test_a_reader_of_other_classes_or_task_is_refused_in_one_line(tiny_scenes, t
 @pytest.mark.parametrize("entry, message", [
     ({"context": "wide"}, "context from 1 to 4"),
     ({"classes": list("abcdefghij")}, "are not the localizer's"),
+    ({"classes": DIGITS + [BACKGROUND] * 2}, "at most one __background__"),
     ({"model": "no-such-model"}, "no-such-model"),
     ({"input": {"size": [16, 8], "channels": 3, "mean": [0.4] * 3, "std": [0.3] * 3}}, "square 3-channel crops"),
     ({"input": {"size": [16, 16], "channels": 3}}, "mean and std need one value per channel"),

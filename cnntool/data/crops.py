@@ -4,9 +4,13 @@ as the reader will see them, into a class-per-folder tree that `cnntool train cl
 Crops are cut by the reader's own `crop_boxes` (a square around the box, RoIAlign-resampled), from the image
 as the localizer reads it: stretched to `frame`×`frame`. Training crops are cut around boxes jittered as a
 localizer's predictions are off (centre shifted, sides rescaled, by normal errors of `jitter` × the side),
-`copies` per object; held-out crops around the annotated boxes themselves. Images without an object give
-none. out/train/<class>/ and out/test/<class>/ come from each source's train and test split (a source
-without a test split gives training crops only); out/crops.json records how they were cut.
+`copies` per object; held-out crops around the annotated boxes themselves. out/train/<class>/ and
+out/test/<class>/ come from each source's train and test split (a source without a test split gives training
+crops only); out/crops.json records how they were cut.
+
+With `background` > 0 both splits also get R-CNN's background class (folder BACKGROUND): that many crops per
+image on average, of boxes sized as a random object of the split and placed at random where their crop does
+not touch the image's object, so the reader learns to say "no digit here" and can veto a false alarm.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 from cnntool.data.annotations import find_split, read_annotations, read_classes
 from cnntool.errors import ConfigError
-from cnntool.models.reader import CONTEXT
+from cnntool.models.reader import BACKGROUND, CONTEXT
 
 SPLIT_SEED = {"train": 0, "test": 1}
 
@@ -33,6 +38,7 @@ class CropConfig:
     copies: int = 2  # jittered crops per training object
     jitter: float = 0.07
     seed: int = 0
+    background: float = 0.0  # background crops per image, on average
 
 
 def jittered(rng: np.random.Generator, box: np.ndarray, jitter: float) -> np.ndarray:
@@ -42,10 +48,59 @@ def jittered(rng: np.random.Generator, box: np.ndarray, jitter: float) -> np.nda
     return np.array([bx + dx * bw, by + dy * bh, bh * np.exp(sh), bw * np.exp(sw)])
 
 
+def background_boxes(rng: np.random.Generator, count: float, sizes: np.ndarray, avoid: np.ndarray | None,
+                     context: float, tries: int = 20) -> list[np.ndarray]:
+    """About `count` relative boxes (the fraction drawn by chance), each sized as a random row of `sizes`
+    ([b_h, b_w]) and placed inside the frame where its square crop misses the box `avoid`; a box that finds
+    no such place in `tries` draws is left out."""
+    wanted = int(count) + int(rng.random() < count % 1)
+    boxes = []
+    for _ in range(wanted):
+        for _ in range(tries):
+            bh, bw = sizes[rng.integers(len(sizes))]
+            bx, by = rng.uniform(bw / 2, 1 - bw / 2), rng.uniform(bh / 2, 1 - bh / 2)
+            if avoid is None or not _touches(np.array([bx, by, bh, bw]), avoid, context):
+                boxes.append(np.array([bx, by, bh, bw]))
+                break
+    return boxes
+
+
+def _touches(box: np.ndarray, other: np.ndarray, context: float) -> bool:
+    """Whether the square crop around relative `box` overlaps relative box `other` (both [b_x, b_y, b_h, b_w]; the
+    crops are cut from a square frame, so a relative half side is the same across and down)."""
+    half = max(box[2], box[3]) * context / 2
+    return abs(box[0] - other[0]) < half + other[3] / 2 and abs(box[1] - other[1]) < half + other[2] / 2
+
+
+def _read(path: Path, *, header_only: bool = False) -> Image.Image:
+    """The image at `path` (only its header read if `header_only`), or a one-line error: missing, truncated,
+    not an image, a decompression bomb."""
+    try:
+        with Image.open(path) as image:
+            if not header_only:
+                image.load()
+            return image
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ConfigError(f"{path}: not a readable image ({exc})") from None
+
+
+def _relative(box: Sequence[float], width: int, height: int) -> np.ndarray:
+    """[x1, y1, x2, y2] in pixels → relative [b_x, b_y, b_h, b_w]."""
+    x1, y1, x2, y2 = box
+    return np.array([(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (y2 - y1) / height, (x2 - x1) / width])
+
+
+def _object_sizes(annotations) -> np.ndarray:
+    """Relative [b_h, b_w] of every object of a split: what background boxes are sized as."""
+    sizes = [_relative(item.box, *_read(item.image, header_only=True).size)[2:] for item in annotations if item.box is not None]
+    if not sizes:
+        raise ConfigError("background crops are sized as the objects, and this split has none")
+    return np.array(sizes)
+
+
 def write_crops(sources: Sequence[Path], out: Path, config: CropConfig = CropConfig()) -> dict[str, int]:
     """Crops of every source's train and test objects under out/; returns the count per split."""
     import torch
-    from PIL import Image
 
     from cnntool.models.reader import crop_boxes
 
@@ -66,28 +121,33 @@ def write_crops(sources: Sequence[Path], out: Path, config: CropConfig = CropCon
                 raise ConfigError(f"{source}: classes {', '.join(found)} differ from the first source's {', '.join(classes)}")
             classes = found
             rng = np.random.default_rng([config.seed, number, SPLIT_SEED[split]])
+            sizes = _object_sizes(annotations) if config.background else None
             for i, item in enumerate(annotations):
-                if item.label is None or item.box is None:
+                if (item.label is None) != (item.box is None) or (item.box is None and not config.background):
                     continue
-                try:
-                    with Image.open(item.image) as image:
-                        w, h = image.size
-                        pixels = image.convert("RGB").resize((config.frame, config.frame), Image.BILINEAR)
-                except (OSError, ValueError, Image.DecompressionBombError) as exc:  # missing, truncated, not an image, a bomb
-                    raise ConfigError(f"{item.image}: not a readable image ({exc})") from None
-                x1, y1, x2, y2 = item.box
-                box = np.array([(x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (y2 - y1) / h, (x2 - x1) / w])
-                boxes = [jittered(rng, box, config.jitter) for _ in range(copies)] if split == "train" else [box]
+                image = _read(item.image)
+                object_box = None if item.box is None else _relative(item.box, *image.size)
+                boxes, labels = [], []
+                if object_box is not None:
+                    boxes = [jittered(rng, object_box, config.jitter) for _ in range(copies)] if split == "train" else [object_box]
+                    labels = [item.label] * len(boxes)
+                if config.background:
+                    empty = background_boxes(rng, config.background, sizes, object_box, config.context)
+                    boxes, labels = boxes + empty, labels + [BACKGROUND] * len(empty)
+                if not boxes:
+                    continue
+                pixels = image.convert("RGB").resize((config.frame, config.frame), Image.BILINEAR)
                 tensor = torch.from_numpy(np.asarray(pixels, dtype=np.float32) / 255).permute(2, 0, 1)
                 crops = crop_boxes(tensor.expand(len(boxes), -1, -1, -1),
                                    torch.tensor(np.stack(boxes), dtype=torch.float32),
                                    size=config.size, context=config.context)
-                folder = out / split / item.label
-                folder.mkdir(parents=True, exist_ok=True)
-                for copy, crop in enumerate(crops):
+                for copy, (crop, label) in enumerate(zip(crops, labels)):
+                    folder = out / split / label
+                    folder.mkdir(parents=True, exist_ok=True)
                     array = (crop.permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
                     Image.fromarray(array).save(folder / f"{source.name}-{split}-{i:06d}-{copy}.png")
                     counts[split] += 1
     (out / "crops.json").write_text(json.dumps({**asdict(config), "sources": [str(s) for s in sources],
-                                                "classes": list(classes or ()), "counts": counts}, indent=1) + "\n")
+                                                "classes": list(classes or ()) + [BACKGROUND] * bool(config.background),
+                                                "counts": counts}, indent=1) + "\n")
     return counts

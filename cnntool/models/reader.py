@@ -7,11 +7,16 @@ boxes are). In the crop the object is large and centred whatever its size in the
 capacity goes to telling the classes apart rather than to finding the object.
 
 `BoxReader` runs the localizer, crops its box and multiplies the two class distributions (renormalised: a
-product of experts, so a class either network rules out stays out). p_c and the box are the localizer's.
-Its output is raw scores as one localizer's, so decode, the metrics and test-time shifts read it unchanged.
+product of experts, so a class either network rules out stays out). The box is the localizer's; so is p_c,
+unless the reader also has R-CNN's background class (crops of `cnntool data crops --background`): then p_c
+too is the renormalised product of the localizer's "object" and the reader's "not background", so either
+network can veto. Its output is raw scores as one localizer's, so decode, the metrics and test-time shifts
+read it unchanged.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +25,7 @@ from torchvision.ops import roi_align
 from cnntool.tasks.localize import encode, interpret
 
 CONTEXT = 1.2  # crop side / the box's longer side
+BACKGROUND = "__background__"  # the reader's class for "no object in this crop" (R-CNN's background)
 
 
 def square_rois(boxes: Tensor, height: int, width: int, *, context: float = CONTEXT) -> Tensor:
@@ -38,6 +44,17 @@ def crop_boxes(images: Tensor, boxes: Tensor, *, size: int, context: float = CON
     return roi_align(images, rois.to(images.dtype), size, sampling_ratio=2, aligned=True)
 
 
+def background_index(reader_classes: Sequence[str], classes: Sequence[str]) -> int | None:
+    """Where the reader's BACKGROUND class is (None: it has none) if its other classes are `classes` in order;
+    ValueError otherwise."""
+    reader_classes = list(reader_classes)
+    index = reader_classes.index(BACKGROUND) if BACKGROUND in reader_classes else None
+    if [c for c in reader_classes if c != BACKGROUND] != list(classes) or reader_classes.count(BACKGROUND) > 1:
+        raise ValueError(f"the reader's classes {reader_classes} are not the localizer's {list(classes)} "
+                         f"(and at most one {BACKGROUND})")
+    return index
+
+
 def _per_channel(values, channels: int) -> Tensor:
     return torch.tensor(values, dtype=torch.float32).reshape(1, channels, 1, 1)
 
@@ -51,10 +68,10 @@ class BoxReader(nn.Module):
 
     def __init__(self, localizer: nn.Module, reader: nn.Module, *, crop: int, context: float,
                  localizer_stats: tuple[tuple[float, ...], tuple[float, ...]],
-                 reader_stats: tuple[tuple[float, ...], tuple[float, ...]]) -> None:
+                 reader_stats: tuple[tuple[float, ...], tuple[float, ...]], background: int | None = None) -> None:
         super().__init__()
         self.localizer, self.reader = localizer, reader
-        self.crop, self.context = crop, context
+        self.crop, self.context, self.background = crop, context, background
         channels = len(localizer_stats[0])
         if len(reader_stats[0]) != channels:
             raise ValueError(f"the reader reads {len(reader_stats[0])}-channel crops of {channels}-channel images")
@@ -66,5 +83,11 @@ class BoxReader(nn.Module):
         pixels = x.float() * self.pixel_std + self.pixel_mean
         crops = crop_boxes(pixels, y_hat[:, 1:5], size=self.crop, context=self.context)
         read = self.reader(((crops - self.reader_mean) / self.reader_std).to(x.dtype)).float().log_softmax(1)
+        present = y_hat[:, :1]
+        if self.background is not None:
+            empty = read[:, self.background]
+            read = torch.cat([read[:, :self.background], read[:, self.background + 1:]], dim=1)
+            # logit of the product of experts: the localizer's log-odds of an object plus the reader's
+            present = (torch.logit(present.clamp(1e-6, 1 - 1e-6)) + read.logsumexp(1, keepdim=True) - empty[:, None]).sigmoid()
         classes = (y_hat[:, 5:].clamp_min(1e-6).log() + read).softmax(1)
-        return encode(torch.cat([y_hat[:, :5], classes], dim=1))
+        return encode(torch.cat([present, y_hat[:, 1:5], classes], dim=1))
