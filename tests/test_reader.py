@@ -137,6 +137,17 @@ def test_background_crops_are_a_class_of_both_splits_and_miss_the_object(tmp_pat
     assert json.loads((tmp_path / "crops/crops.json").read_text())["classes"] == DIGITS + [BACKGROUND]
 
 
+def test_data_crops_on_the_command_line(tmp_path, capsys):
+    source = _scene_dir(tmp_path / "s")
+    code, err = run_cli(["data", "crops", str(source), "--out", str(tmp_path / "crops"), "--size", "24", "--frame", "64",
+                          "--background", "1"], capsys)
+    assert code == 0 and "training and" in err, err
+    recorded = json.loads((tmp_path / "crops/crops.json").read_text())
+    assert recorded["background"] == 1 and recorded["size"] == 24 and (tmp_path / "crops/test" / BACKGROUND).is_dir()
+    code, err = run_cli(["data", "crops", str(source), "--out", str(tmp_path / "again"), "--background", "-1"], capsys)
+    assert code == 2 and "--background" in err
+
+
 def test_an_unreadable_scene_image_is_one_line(tmp_path):
     source = _scene_dir(tmp_path / "s", with_test=False)
     (source / "object.png").write_text("not a png")
