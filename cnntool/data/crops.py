@@ -99,7 +99,8 @@ def _object_sizes(annotations) -> np.ndarray:
 
 
 def write_crops(sources: Sequence[Path], out: Path, config: CropConfig = CropConfig()) -> dict[str, int]:
-    """Crops of every source's train and test objects under out/; returns the count per split."""
+    """Crops of every source's train and test objects (and background, if asked) under out/; returns the count
+    per split."""
     import torch
 
     from cnntool.models.reader import crop_boxes
