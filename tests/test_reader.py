@@ -36,23 +36,31 @@ def test_a_crop_reads_the_image_at_its_bin_centres(context):
     assert torch.allclose(crop[0, 1], (centres - 0.5)[:, None].expand(4, 4), atol=1e-5)
 
 
-def test_the_reader_multiplies_class_probabilities_and_keeps_p_c_and_box():
-    z = torch.tensor([[2.0, 0.1, -0.2, -1.0, -1.2, 1.0, 0.0, -1.0]])  # p_c, box, 3 classes
+COLOUR = torch.tensor([0.9, 0.3, 0.6])
+
+
+def _read_one_colour(z, weight, *, reader_stats, background=None):
+    """ŷ of a BoxReader whose localizer always outputs `z` and whose reader is a linear map (`weight`) of the crop's
+    mean colour, on an image of one colour (so every crop inside it is that colour)."""
 
     class Fixed(torch.nn.Module):
         def forward(self, x):
             return z.expand(len(x), -1)
 
-    reader = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 3))
+    reader = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, len(weight)))
     with torch.no_grad():
-        reader[2].weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]))
+        reader[2].weight.copy_(torch.tensor(weight))
         reader[2].bias.zero_()
-    stats = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)), ((0.2, 0.4, 0.6), (0.5, 0.5, 0.5))
-    model = BoxReader(Fixed(), reader, crop=8, context=1.2, localizer_stats=stats[0], reader_stats=stats[1])
-    colour = torch.tensor([0.9, 0.3, 0.6])
-    x = ((colour - 0.5) / 0.25).reshape(1, 3, 1, 1).expand(1, 3, 32, 32)  # one colour: every crop inside is it
-    y_hat = interpret(model(x))
-    read = torch.softmax((colour - torch.tensor([0.2, 0.4, 0.6])) / 0.5, 0)
+    model = BoxReader(Fixed(), reader, crop=8, context=1.2, localizer_stats=((0.5,) * 3, (0.25,) * 3),
+                      reader_stats=reader_stats, background=background)
+    with torch.no_grad():
+        return interpret(model(((COLOUR - 0.5) / 0.25).reshape(1, 3, 1, 1).expand(1, 3, 32, 32)))
+
+
+def test_the_reader_multiplies_class_probabilities_and_keeps_p_c_and_box():
+    z = torch.tensor([[2.0, 0.1, -0.2, -1.0, -1.2, 1.0, 0.0, -1.0]])  # p_c, box, 3 classes
+    y_hat = _read_one_colour(z, [[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]], reader_stats=((0.2, 0.4, 0.6), (0.5,) * 3))
+    read = torch.softmax((COLOUR - torch.tensor([0.2, 0.4, 0.6])) / 0.5, 0)
     product = torch.softmax(z[0, 5:], 0) * read
     assert torch.allclose(y_hat[0, 5:], product / product.sum(), atol=1e-5)
     assert torch.allclose(y_hat[0, :5], interpret(z)[0, :5], atol=1e-5)
@@ -60,20 +68,9 @@ def test_the_reader_multiplies_class_probabilities_and_keeps_p_c_and_box():
 
 def test_a_background_class_makes_p_c_a_product_of_experts_too():
     z = torch.tensor([[0.5, 0.1, -0.2, -1.0, -1.2, 1.0, 0.0, -1.0]])  # p_c, box, 3 classes
-
-    class Fixed(torch.nn.Module):
-        def forward(self, x):
-            return z.expand(len(x), -1)
-
-    reader = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 4))
-    with torch.no_grad():  # outputs: class 0, background, class 1, class 2
-        reader[2].weight.copy_(torch.tensor([[1.0, 0, 0], [2.0, 2.0, 0], [0, 1.0, 0], [0, 0, 1.0]]))
-        reader[2].bias.zero_()
-    stats = ((0.5,) * 3, (0.25,) * 3), ((0.0,) * 3, (1.0,) * 3)
-    model = BoxReader(Fixed(), reader, crop=8, context=1.2, localizer_stats=stats[0], reader_stats=stats[1], background=1)
-    colour = torch.tensor([0.9, 0.3, 0.6])
-    with torch.no_grad():
-        y_hat = interpret(model(((colour - 0.5) / 0.25).reshape(1, 3, 1, 1).expand(1, 3, 32, 32)))
+    # reader outputs: class 0, background, class 1, class 2
+    y_hat = _read_one_colour(z, [[1.0, 0, 0], [2.0, 2.0, 0], [0, 1.0, 0], [0, 0, 1.0]],
+                             reader_stats=((0.0,) * 3, (1.0,) * 3), background=1)
     read = torch.softmax(torch.tensor([0.9, 2.4, 0.3, 0.6]), 0)
     p_c = torch.sigmoid(torch.tensor(0.5))
     agree, disagree = p_c * (1 - read[1]), (1 - p_c) * read[1]
