@@ -145,11 +145,19 @@ def test_data_crops_on_the_command_line(tmp_path, capsys):
     assert code == 2 and "--background" in err
 
 
-def test_an_unreadable_scene_image_is_one_line(tmp_path):
+@pytest.mark.parametrize("background", [0.0, 1.0])
+def test_an_unreadable_scene_image_is_one_line(tmp_path, background):
     source = _scene_dir(tmp_path / "s", with_test=False)
     (source / "object.png").write_text("not a png")
     with pytest.raises(ConfigError, match="object.png: not a readable image"):
-        write_crops([source], tmp_path / "crops", CropConfig(size=24, frame=64))
+        write_crops([source], tmp_path / "crops", CropConfig(size=24, frame=64, background=background))
+
+
+def test_background_crops_need_an_object_to_be_sized_as(tmp_path):
+    source = _scene_dir(tmp_path / "s", with_test=False)
+    (source / "train.json").write_text(json.dumps([{"image": "empty.png", "label": None, "box": None}]))
+    with pytest.raises(ConfigError, match="train.json: no object to size background crops as"):
+        write_crops([source], tmp_path / "crops", CropConfig(size=24, frame=64, background=1))
 
 
 def test_training_crops_are_jittered_the_same_way_every_run(tmp_path):

@@ -90,11 +90,11 @@ def _relative(box: Sequence[float], width: int, height: int) -> np.ndarray:
     return np.array([(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (y2 - y1) / height, (x2 - x1) / width])
 
 
-def _object_sizes(annotations) -> np.ndarray:
-    """Relative [b_h, b_w] of every object of a split: what background boxes are sized as."""
+def _object_sizes(annotations, path: Path) -> np.ndarray:
+    """Relative [b_h, b_w] of every object of the split read from `path`: what background boxes are sized as."""
     sizes = [_relative(item.box, *_read(item.image, header_only=True).size)[2:] for item in annotations if item.box is not None]
     if not sizes:
-        raise ConfigError("background crops are sized as the objects, and this split has none")
+        raise ConfigError(f"{path}: no object to size background crops as")
     return np.array(sizes)
 
 
@@ -122,7 +122,7 @@ def write_crops(sources: Sequence[Path], out: Path, config: CropConfig = CropCon
                 raise ConfigError(f"{source}: classes {', '.join(found)} differ from the first source's {', '.join(classes)}")
             classes = found
             rng = np.random.default_rng([config.seed, number, SPLIT_SEED[split]])
-            sizes = _object_sizes(annotations) if config.background else None
+            sizes = _object_sizes(annotations, path) if config.background else None
             for i, item in enumerate(annotations):
                 if (item.label is None) != (item.box is None) or (item.box is None and not config.background):
                     continue
