@@ -26,6 +26,7 @@ from PIL import Image
 from cnntool.data.annotations import find_split, read_annotations, read_classes
 from cnntool.errors import ConfigError
 from cnntool.models.reader import BACKGROUND, CONTEXT
+from cnntool.preprocess import ImageError, open_sized
 
 SPLIT_SEED = {"train": 0, "test": 1}
 
@@ -72,15 +73,12 @@ def _touches(box: np.ndarray, other: np.ndarray, context: float) -> bool:
     return abs(box[0] - other[0]) < half + other[3] / 2 and abs(box[1] - other[1]) < half + other[2] / 2
 
 
-def _read(path: Path, *, header_only: bool = False) -> Image.Image:
-    """The image at `path` (only its header read if `header_only`), or a one-line error: missing, truncated,
-    not an image, a decompression bomb."""
+def _read(path: Path) -> tuple[Image.Image, tuple[int, int]]:
+    """The image at `path` as RGB and upright, and its size, as localize training reads it (preprocess.open_sized),
+    or a one-line error: missing, truncated, not an image, a decompression bomb."""
     try:
-        with Image.open(path) as image:
-            if not header_only:
-                image.load()
-            return image
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        return open_sized(path, channels=3)
+    except ImageError as exc:
         raise ConfigError(f"{path}: not a readable image ({exc})") from None
 
 
@@ -92,7 +90,7 @@ def _relative(box: Sequence[float], width: int, height: int) -> np.ndarray:
 
 def _object_sizes(annotations, path: Path) -> np.ndarray:
     """Relative [b_h, b_w] of every object of the split read from `path`: what background boxes are sized as."""
-    sizes = [_relative(item.box, *_read(item.image, header_only=True).size)[2:] for item in annotations if item.box is not None]
+    sizes = [_relative(item.box, *_read(item.image)[1])[2:] for item in annotations if item.box is not None]
     if not sizes:
         raise ConfigError(f"{path}: no object to size background crops as")
     return np.array(sizes)
@@ -126,8 +124,8 @@ def write_crops(sources: Sequence[Path], out: Path, config: CropConfig = CropCon
             for i, item in enumerate(annotations):
                 if (item.label is None) != (item.box is None) or (item.box is None and not config.background):
                     continue
-                image = _read(item.image)
-                object_box = None if item.box is None else _relative(item.box, *image.size)
+                image, size = _read(item.image)
+                object_box = None if item.box is None else _relative(item.box, *size)
                 boxes, labels = [], []
                 if object_box is not None:
                     boxes = [jittered(rng, object_box, config.jitter) for _ in range(copies)] if split == "train" else [object_box]
@@ -137,7 +135,7 @@ def write_crops(sources: Sequence[Path], out: Path, config: CropConfig = CropCon
                     boxes, labels = boxes + empty, labels + [BACKGROUND] * len(empty)
                 if not boxes:
                     continue
-                pixels = image.convert("RGB").resize((config.frame, config.frame), Image.BILINEAR)
+                pixels = image.resize((config.frame, config.frame), Image.BILINEAR)
                 tensor = torch.from_numpy(np.asarray(pixels, dtype=np.float32) / 255).permute(2, 0, 1)
                 crops = crop_boxes(tensor.expand(len(boxes), -1, -1, -1),
                                    torch.tensor(np.stack(boxes), dtype=torch.float32),
