@@ -2,9 +2,10 @@
 
 The naive loop is what a first script looks like: for each file, PIL open + convert, torchvision's
 Resize(256) / CenterCrop(224) / ToTensor / Normalize, one eager fp32 forward of batch 1, softmax top-5.
-Ours: `cnntool.predict.predict` (the code behind `cnntool classify`) with its defaults plus --workers, and
-the same with the inference optimizations off (BatchNorm folding, channels_last: cnntool.inference), so
-their worth shows in the same run. Also printed: the model's pure forward rate on ready tensors, as built
+Ours: `cnntool.predict.predict` (the code behind `cnntool classify`) with its defaults plus --workers, the
+same with --int8 (cnntool.quantize; its calibration on the first batch is inside the timing), and the same
+with the inference optimizations off (BatchNorm folding, channels_last: cnntool.inference), so their worth
+shows in the same run. Also printed: the model's pure forward rate on ready tensors, as built
 and as cnntool prepares it (the ceilings for the naive loop and for cnntool). --profile adds where one
 cnntool pass (workers 0) spends its time.
 
@@ -93,11 +94,11 @@ def naive_loop(model, paths, spec) -> float:
     return len(paths) / (time.perf_counter() - start)
 
 
-def ours(weights_path, paths, *, workers: int, batch_size: int, optimize: bool = True) -> float:
+def ours(weights_path, paths, *, workers: int, batch_size: int, optimize: bool = True, int8: bool = False) -> float:
     from cnntool.predict import RunOptions, predict
 
     options = RunOptions(weights=str(weights_path), workers=workers, batch_size=batch_size,
-                         task_options={"topk": 5}, device="cpu", fold_bn=optimize, channels_last=optimize)
+                         task_options={"topk": 5}, device="cpu", fold_bn=optimize, channels_last=optimize, int8=int8)
     start = time.perf_counter()
     count = sum(1 for record in predict(paths, "classify", options) if record.ok)
     assert count == len(paths)
@@ -156,7 +157,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from cnntool import registry, weights
-    from cnntool.inference import prepare
+    from cnntool.inference import InferenceOptions, prepare
 
     torch.set_num_threads(args.threads)
     spec = registry.get(args.model)
@@ -176,29 +177,34 @@ def main() -> None:
         # Untimed warm-up: the first call of each pays one-off imports (torchvision transforms, the task).
         naive_loop(model, paths[:4], spec.input)
         ours(weights_path, paths[:4], workers=0, batch_size=args.batch_size)
-        naive_rates, our_rates, unoptimized_rates = [], [], []
+        naive_rates, our_rates, int8_rates, unoptimized_rates = [], [], [], []
         for _ in range(args.repeats):  # interleaved, so drifting machine load hits all alike
             naive_rates.append(naive_loop(model, paths, spec.input))
             our_rates.append(ours(weights_path, paths, workers=args.workers, batch_size=args.batch_size))
+            int8_rates.append(ours(weights_path, paths, workers=args.workers, batch_size=args.batch_size, int8=True))
             unoptimized_rates.append(ours(weights_path, paths, workers=args.workers, batch_size=args.batch_size,
                                           optimize=False))
         forward = pure_forward(model, spec.input, args.batch_size)
         prepared = prepare(copy.deepcopy(model), "cpu")
         forward_prepared = pure_forward(prepared, spec.input, args.batch_size)
+        forward_int8 = pure_forward(prepare(copy.deepcopy(model), "cpu", InferenceOptions(int8=True)), spec.input,
+                                    args.batch_size)
         if args.profile:
             profile_pass(weights_path, paths, batch_size=args.batch_size)
     naive, mine = statistics.median(naive_rates), statistics.median(our_rates)
-    unoptimized = statistics.median(unoptimized_rates)
+    unoptimized, int8 = statistics.median(unoptimized_rates), statistics.median(int8_rates)
     images = ("digit PNGs" if args.digits else f"full-resolution JPEGs from {args.photos}" if args.photos
               else "photo JPEGs")
     print(f"model {spec.name} @ {spec.input.describe()}, {args.n} {images}, "
           f"{args.threads} threads, cnntool workers={args.workers} batch={args.batch_size}")
     print(f"naive per-image loop                  : {naive:8.1f} img/s")
     print(f"cnntool pipeline                      : {mine:8.1f} img/s")
+    print(f"cnntool pipeline, --int8              : {int8:8.1f} img/s")
     print(f"cnntool pipeline, no BN fold / NHWC   : {unoptimized:8.1f} img/s")
     print(f"pure forward as built (batch {args.batch_size:3d})    : {forward:8.1f} img/s")
     print(f"pure forward as cnntool runs it       : {forward_prepared:8.1f} img/s")
-    print(f"ratio cnntool / naive        = {mine / naive:.2f}x (goal >= 2)")
+    print(f"pure forward as cnntool runs --int8   : {forward_int8:8.1f} img/s")
+    print(f"ratio cnntool / naive        = {mine / naive:.2f}x (goal >= 2); with --int8 {int8 / naive:.2f}x")
     print(f"ratio cnntool / pure forward = {mine / forward_prepared:.2f} (goal >= 0.85; against cnntool's own forward)")
     print(f"ratio optimizations on / off = {mine / unoptimized:.2f}x (pipeline), "
           f"{forward_prepared / forward:.2f}x (pure forward)")

@@ -33,7 +33,7 @@ def _report(task: str, loaded, data: str, result, **extra: Any) -> dict[str, Any
 
 def classify(*, data: str, model: str | None, weights: str | None, split: str = "auto", batch_size: int = 500,
              workers: int = 0, device: str = "cpu", threads: int | None = None, tta_flip: bool = False,
-             bf16: bool = False) -> dict[str, Any]:
+             bf16: bool = False, int8: bool = False) -> dict[str, Any]:
     """Accuracy, top-5, per-class precision/recall and the confusion matrix of a classifier on `data`.
 
     split: test = the source's official test part; heldout = the held-out split recorded in the weights'
@@ -68,9 +68,14 @@ def classify(*, data: str, model: str | None, weights: str | None, split: str = 
         dataset, described = source.train, f"{source.description}: all images"
     task = ClassifyTask(ClassifyConfig(data=data, model=loaded.spec.name, tta_flip=tta_flip))
     task.input, task.classes = loaded.input, loaded.classes
-    result = run_eval(loaded.module, dataset, task, device=device, batch_size=batch_size, workers=workers, tta=tta_flip,
+    module = loaded.module
+    if int8:  # as `cnntool classify --int8` runs it: calibrated on the first batch (of this split)
+        from cnntool.inference import InferenceOptions, prepare
+
+        module = prepare(module, device, InferenceOptions(int8=True, channels_last=False)).module
+    result = run_eval(module, dataset, task, device=device, batch_size=batch_size, workers=workers, tta=tta_flip,
                       bf16=bf16)
-    return _report("classify", loaded, described, result, bf16=bf16)
+    return _report("classify", loaded, described, result, bf16=bf16, int8=int8)
 
 
 def _report_console(report: dict[str, Any], fmt: str, stream: TextIO | None, title: str):

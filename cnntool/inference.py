@@ -8,6 +8,8 @@
   reorder to and from it around every conv.
 - bf16 autocast (off by default): halves the bytes moved, but needs native bf16 arithmetic (AVX-512 BF16 or
   AMX) to pay; on an AVX2-only CPU it is several times slower (bench/RESULTS.md), and it costs accuracy.
+- int8 (off by default, CPU only): post-training static quantization calibrated on the first batch
+  (cnntool.quantize); about 2× the fp32 forward of a ResNet on AVX2, at a measured accuracy cost.
 - torch.compile (off by default): Inductor's fused kernels; the first batch of each shape pays a compile of
   seconds to minutes, kept in the Inductor cache (compile_cache_dir()) for later runs.
 
@@ -33,6 +35,7 @@ class InferenceOptions:
     channels_last: bool = True
     bf16: bool = False
     compile: bool = False
+    int8: bool = False
 
 
 def compile_cache_dir() -> Path:
@@ -191,11 +194,18 @@ class InferenceModel:
         self.device = torch.device(device)
         self.options = options
         self.quiet = quiet
-        self.folded = fold_batchnorm(self.module) if options.fold_bn else 0
+        if options.int8:
+            _check_int8(options, self.device)
+        # int8 conversion fuses conv → BatchNorm → ReLU itself; a folded BatchNorm's Identity would split the pair.
+        self.folded = fold_batchnorm(self.module) if options.fold_bn and not options.int8 else 0
         # CPU only: on CUDA NHWC pays with tensor-core (fp16/bf16) convolutions, which were not measured here.
         self.channels_last = (options.channels_last and self.device.type == "cpu" and _has_4d_weights(self.module))
         if self.channels_last:
             self.module.to(memory_format=torch.channels_last)
+        if options.int8:
+            from cnntool.quantize import Int8FromFirstBatch
+
+            self.module = Int8FromFirstBatch(self.module)
         self._compiled = None
         if options.compile:
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
@@ -231,6 +241,15 @@ class InferenceModel:
             return forward(x)
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
             return _float32_outputs(forward(x))
+
+
+def _check_int8(options: InferenceOptions, device: "torch.device") -> None:
+    from cnntool.errors import ConfigError
+
+    if device.type != "cpu":
+        raise ConfigError(f"--int8 runs on the CPU's int8 kernels; use --device cpu, not {device}")
+    if options.bf16 or options.compile:
+        raise ConfigError("--int8 cannot be combined with --bf16 or --compile")
 
 
 def prepare(module: "nn.Module", device: str, options: InferenceOptions = InferenceOptions(), *,

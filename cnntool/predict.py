@@ -49,10 +49,11 @@ class RunOptions:
     quiet: bool = False
     format: OutputFormat | None = None
     task_options: Mapping[str, Any] = field(default_factory=dict)
-    # How the model runs (cnntool.inference): --bf16 and --compile on the command line; BatchNorm folding
-    # and channels_last are on unless turned off here (the benchmarks compare both ways).
+    # How the model runs (cnntool.inference): --bf16, --compile and --int8 on the command line; BatchNorm
+    # folding and channels_last are on unless turned off here (the benchmarks compare both ways).
     bf16: bool = False
     compile: bool = False
+    int8: bool = False
     fold_bn: bool = True
     channels_last: bool = True
 
@@ -60,7 +61,7 @@ class RunOptions:
         from cnntool.inference import InferenceOptions
 
         return InferenceOptions(fold_bn=self.fold_bn, channels_last=self.channels_last, bf16=self.bf16,
-                                compile=self.compile)
+                                compile=self.compile, int8=self.int8)
 
 
 @dataclass
