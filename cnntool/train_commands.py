@@ -48,7 +48,7 @@ def classify(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_s
              channels: int | None, mean: str | None, std: str | None, val_split: float, crop_pad: int,
              shift: float, rotate: float, scale: float, hflip: bool, elastic: float, erase: float, label_smoothing: float,
              tta_flip: bool, cross_source: str | None, teacher: str | None, distill: float,
-             temperature: float, ensemble: int = 1, **engine: Any) -> int:
+             temperature: float, ensemble: int = 1, extra_train: str | None = None, **engine: Any) -> int:
     """Train a classifier (`ensemble` > 1: that many, averaged); returns the exit code (128 + signal when
     interrupted)."""
     from cnntool.augment import AugmentConfig
@@ -60,8 +60,8 @@ def classify(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_s
         mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"), val_split=val_split,
         augment=AugmentConfig(crop_pad=crop_pad, shift=shift, rotate=rotate, scale=scale, hflip=hflip,
                               elastic=elastic, erase=erase),
-        label_smoothing=label_smoothing, tta_flip=tta_flip, cross_source=cross_source, teacher=teacher,
-        distill=distill, temperature=temperature,
+        label_smoothing=label_smoothing, tta_flip=tta_flip, cross_source=cross_source, extra_train=extra_train,
+        teacher=teacher, distill=distill, temperature=temperature,
     ))
     return _run(task, TrainConfig(out=out, **engine), ensemble=ensemble)
 

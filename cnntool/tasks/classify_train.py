@@ -24,7 +24,6 @@ from cnntool.data.classify import ClassifyData, foreground_of, open_classify_dat
 from cnntool.data.splits import stratified_split
 from cnntool.errors import ConfigError
 from cnntool.preprocess import Preprocessor
-from cnntool.registry import InputSpec
 from cnntool.tasks import classify
 from cnntool.tasks.classify_metrics import ClassifyMetrics
 
@@ -57,6 +56,7 @@ class ClassifyConfig:
     label_smoothing: float = 0.0
     tta_flip: bool = False  # average the logits of the image and its mirror image at evaluation
     cross_source: str | None = None  # another dataset of the same classes, evaluated, never trained on
+    extra_train: str | None = None  # another dataset of the same classes, added to the training split only
     teacher: str | None = None  # weights of a trained classifier to distil from (Hinton et al. 2015)
     distill: float = 0.5  # weight of the teacher term; the labels' cross-entropy gets the rest
     temperature: float = 4.0  # softens both distributions in the teacher term
@@ -102,15 +102,28 @@ class ClassifyTask:
         train_idx, val_idx = stratified_split(data.train.labels(), self.cfg.val_split, seed)
         val = data.train.subset(val_idx)
         train = data.train.subset(train_idx)
+        extra = ""
+        if self.cfg.extra_train:
+            train, extra = self._with_extra(train, data)
         frac = f"{self.cfg.val_split:g}"
         if data.test is not None:
-            self.data_description = (f"{data.description}; trained on {len(train)} train images, validation "
+            self.data_description = (f"{data.description}{extra}; trained on {len(train)} train images, validation "
                                      f"(checkpoint selection) {len(val)} = stratified {frac} of train, seed {seed}")
             return TaskData(train, val, data.test, f"{data.description}: official test split, {len(data.test)} images", True)
-        self.data_description = f"{data.description}; trained on {len(train)} images"
+        self.data_description = f"{data.description}{extra}; trained on {len(train)} images"
         heldout = (f"{data.description}: stratified held-out split --val-split {frac} --seed {seed} "
                    f"({len(val)} images, cnntool.data.splits.stratified_split), never trained on")
         return TaskData(train, val, val, heldout, False)
+
+    def _with_extra(self, train, data: ClassifyData) -> tuple[Any, str]:
+        """The training split joined by every image of --extra-train (its training part), which never
+        reaches validation or the held-out split; and the words for the metadata's data description."""
+        extra = open_classify_data(self.cfg.extra_train, self.input)
+        if extra.classes != data.classes:
+            raise ConfigError(f"--extra-train data {self.cfg.extra_train!r} has other classes than the training data")
+        if not (hasattr(train, "images") and hasattr(extra.train, "images")):
+            raise ConfigError("--extra-train needs in-memory datasets (built-in names or idx files), not folders")
+        return train.concat(extra.train), f" + {extra.description}, training only"
 
     def _load_teacher(self, source: str) -> "torch.nn.Module":
         import torch
