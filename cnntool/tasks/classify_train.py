@@ -221,6 +221,7 @@ class ClassifyTask:
         return {"task": "classify", "model": self.spec.name, "kwargs": kwargs, "classes": list(self.classes),
                 "input": spec_input, "data": self.data_description, "val_split": self.cfg.val_split,
                 "augment": self.cfg.augment.describe(), "label_smoothing": self.cfg.label_smoothing,
+                **({"extra_train": self.cfg.extra_train} if self.cfg.extra_train else {}),
                 **({"distilled_from": {"teacher": self.cfg.teacher, "weight": self.cfg.distill,
                                        "temperature": self.cfg.temperature}} if self.cfg.teacher else {})}
 
