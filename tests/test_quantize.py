@@ -121,4 +121,4 @@ def test_evaluate_int8_reports_it_and_scores_near_float():
     fp32 = evaluate.classify(data="digits", model="lenet5-digits", weights=None, split="heldout", threads=1)
     int8 = evaluate.classify(data="digits", model="lenet5-digits", weights=None, split="heldout", threads=1, int8=True)
     assert int8["int8"] is True and fp32["int8"] is False
-    assert abs(int8["accuracy"] - fp32["accuracy"]) <= 0.005  # measured: 0.991 both
+    assert abs(int8["accuracy"] - fp32["accuracy"]) <= 0.005  # measured: 0.993 both

@@ -322,8 +322,9 @@ register(ModelSpec(
     kwargs={"num_classes": 10, "in_channels": 1, "activation": "relu", "pool": "max"},
     input=replace(DIGITS_32, foreground="light"), classes=DIGIT_CLASSES, layers=_lenet5("relu", "max", 10),
     weights="embedded:lenet5-digits.safetensors",
-    summary="LeNet-5 (ReLU, max-pool) trained on OpenCV's 5,000 handwritten digits (white on black; "
-            "dark-on-light images are inverted); the embedded file averages five trained on one split",
+    summary="LeNet-5 (ReLU, max-pool) trained on OpenCV's 5,000 handwritten digits and 4,999 more MNIST "
+            "digits (white on black; dark-on-light images are inverted); the embedded file averages five "
+            "trained on one split",
 ))
 register(ModelSpec(
     name="fashion-resnet-small", task="classify", builder="cnntool.models.resnet:resnet_small",
