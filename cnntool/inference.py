@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnntool.errors import ConfigError, first_line
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -229,7 +231,7 @@ class InferenceModel:
                 out = self._run(self.module, x)
                 self._compiled = None
                 if not self.quiet:
-                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+                    reason = first_line(exc)
                     print(f"cnntool: warning: torch.compile failed ({reason}); running uncompiled", file=sys.stderr)
                 return out
         return self._run(self.module, x)
@@ -244,8 +246,6 @@ class InferenceModel:
 
 
 def _check_int8(options: InferenceOptions, device: "torch.device") -> None:
-    from cnntool.errors import ConfigError
-
     if device.type != "cpu":
         raise ConfigError(f"--int8 runs on the CPU's int8 kernels; use --device cpu, not {device}")
     if options.bf16 or options.compile:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnntool import registry, weights
-from cnntool.errors import ConfigError
+from cnntool.errors import ConfigError, first_line
 from cnntool.registry import InputSpec, ModelSpec
 
 if TYPE_CHECKING:
@@ -242,7 +242,7 @@ def fetch_torchvision_state_dict(url: str) -> dict[str, "torch.Tensor"]:
         try:
             torch.hub.download_url_to_file(url, str(cached), progress=False)
         except Exception as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            reason = first_line(exc)
             raise ConfigError(f"cannot download {url} ({reason}); offline? place the file at {cached}") from None
         finally:
             socket.setdefaulttimeout(previous)

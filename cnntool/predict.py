@@ -234,7 +234,7 @@ class Predictor:
         Configuration errors (an unknown --classes name, say) still end the run."""
         import torch
 
-        from cnntool.errors import ConfigError
+        from cnntool.errors import ConfigError, first_line
 
         try:
             with torch.inference_mode():
@@ -246,7 +246,7 @@ class Predictor:
         except Exception as exc:
             if len(items) > 1:
                 return [result for item in items for result in self._decode([item])]
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            reason = first_line(exc)
             return [ModelError(f"the model cannot process this image ({reason})")]
 
     def __call__(self, batch: list[Item]) -> list[Record]:

@@ -21,7 +21,7 @@ import warnings
 import torch
 from torch import nn
 
-from cnntool.errors import ConfigError
+from cnntool.errors import ConfigError, first_line
 
 # Observing costs a float forward of these images (~0.1 s each for resnet18@224 on one core), paid once
 # per run. On Fashion-MNIST, calibrating on 1, 4, 8, 16 or 32 random test images gave the same int8
@@ -53,7 +53,7 @@ def quantize_int8(module: nn.Module, calibration: torch.Tensor) -> nn.Module:
             observed = prepare_fx(copy.deepcopy(module).eval(), get_default_qconfig_mapping(engine),
                                   example_inputs=(calibration[:1],))
         except Exception as exc:  # fx raises many kinds (TraceError, TypeError, …) on untraceable code
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            reason = first_line(exc)
             raise ConfigError(f"--int8: this model cannot be quantized (torch.fx cannot trace it: {reason})") from None
         observed(calibration)
         return convert_fx(observed)

@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable, TextIO
 
+from cnntool.errors import first_line
+
 
 class OutputFormat(str, enum.Enum):
     jsonl = "jsonl"
@@ -67,7 +69,7 @@ class Record:
 
 def error_info(exc: BaseException) -> dict[str, str]:
     """A one-line, user-facing description of why an input failed."""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    message = first_line(exc)
     return {"type": exc.__class__.__name__, "message": message}
 
 

