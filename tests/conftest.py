@@ -22,3 +22,15 @@ def tiny_scenes(tmp_path_factory):
     root = tmp_path_factory.mktemp("scenes")
     scenes.write_dataset(root, {"train": 2, "val": 12, "test": 6}, seed=0, config=scenes.SceneConfig())
     return root
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`): its
+    forwards are small, and on shared cores one thread beats two fighting for them; reductions repeat."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

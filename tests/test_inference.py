@@ -15,6 +15,8 @@ from torch import nn
 from cnntool import registry
 from cnntool.inference import InferenceModel, InferenceOptions, compile_cache_dir, fold_batchnorm, prepare
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # ResNet-50-FPN detectors upscale their input to 800 px inside: about 10^11 FLOPs a forward.
 SLOW = {"fasterrcnn-resnet50", "retinanet-resnet50", "fcos-resnet50", "vgg16", "vgg11"}
 TORCHVISION_DETECTORS = {n for n in registry.names("detect") if registry.get(n).builder.startswith("cnntool.models.tv_")}
@@ -25,14 +27,6 @@ DLIB = {n for n in registry.names() if registry.get(n).weights == "external:dlib
 
 def _params(names):
     return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in names]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared machine; and deterministic reductions
-    yield
-    torch.set_num_threads(previous)
 
 
 def randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:

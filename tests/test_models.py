@@ -12,6 +12,8 @@ from torch import nn
 
 from cnntool import registry
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # torchvision's documented parameter counts (GoogLeNet without the auxiliary heads) and the lecture's
 # LeNet-5 with full C3 connections: 156 + 2,416 + 48,120 + 10,164 + 850.
 REFERENCE_PARAMS = {
@@ -76,15 +78,6 @@ def forward_with_trace(model: nn.Module, input_shape: tuple) -> tuple[tuple, lis
 
 def input_shape(spec) -> tuple:
     return (spec.input.channels, *spec.input.size)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The real forwards here are small; on shared cores one thread beats two fighting for them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

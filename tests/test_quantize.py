@@ -16,13 +16,7 @@ from cnntool.inference import InferenceModel, InferenceOptions
 from cnntool.loading import load_model
 from cnntool.preprocess import Preprocessor
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
