@@ -46,8 +46,12 @@ def quantize_int8(module: nn.Module, calibration: torch.Tensor) -> nn.Module:
         # torch.ao.quantization announces its move to torchao on import and on every call; the API works
         # as documented.
         warnings.simplefilter("ignore")
-        from torch.ao.quantization import get_default_qconfig_mapping
-        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+        try:
+            from torch.ao.quantization import get_default_qconfig_mapping
+            from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+        except ImportError:  # announced to move to torchao; a torch without it cannot quantize this way
+            raise ConfigError(f"--int8 needs torch.ao.quantization's FX mode, which torch {torch.__version__} "
+                              f"does not have") from None
 
         try:
             observed = prepare_fx(copy.deepcopy(module).eval(), get_default_qconfig_mapping(engine),

@@ -86,6 +86,12 @@ def test_a_model_fx_cannot_trace_is_one_line():
     assert "\n" not in str(error.value)
 
 
+def test_a_torch_without_fx_quantization_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.ao.quantization.quantize_fx", None)  # import raises ImportError
+    with pytest.raises(ConfigError, match=r"^--int8 needs torch.ao.quantization's FX mode, which torch \S+ does not have$"):
+        quantize.quantize_int8(nn.Sequential(nn.Conv2d(1, 1, 3)), torch.ones(1, 1, 4, 4))
+
+
 def test_classify_int8_on_the_command_line_gives_the_float_labels(tmp_path):
     from PIL import Image
 
