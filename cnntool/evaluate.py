@@ -48,6 +48,11 @@ def classify(*, data: str, model: str | None, weights: str | None, split: str = 
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
     loaded, device = _load("classify", model, weights, device, threads)
+    module = loaded.module
+    if int8:  # as `cnntool classify --int8` runs it (refusing --bf16 and CUDA): calibrated on the first batch
+        from cnntool.inference import InferenceOptions, prepare
+
+        module = prepare(module, device, InferenceOptions(int8=True, bf16=bf16, channels_last=False)).module
     source = open_classify_data(data, loaded.input)
     if len(source.classes) != len(loaded.classes):
         raise ConfigError(f"data {data!r} has {len(source.classes)} classes, the model {len(loaded.classes)}")
@@ -68,11 +73,6 @@ def classify(*, data: str, model: str | None, weights: str | None, split: str = 
         dataset, described = source.train, f"{source.description}: all images"
     task = ClassifyTask(ClassifyConfig(data=data, model=loaded.spec.name, tta_flip=tta_flip))
     task.input, task.classes = loaded.input, loaded.classes
-    module = loaded.module
-    if int8:  # as `cnntool classify --int8` runs it: calibrated on the first batch (of this split)
-        from cnntool.inference import InferenceOptions, prepare
-
-        module = prepare(module, device, InferenceOptions(int8=True, channels_last=False)).module
     result = run_eval(module, dataset, task, device=device, batch_size=batch_size, workers=workers, tta=tta_flip,
                       bf16=bf16)
     return _report("classify", loaded, described, result, bf16=bf16, int8=int8)

@@ -68,9 +68,9 @@ class Int8FromFirstBatch(nn.Module):
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
-        self.float_module = module.eval()
+        self.float_module = module
         self.quantized: nn.Module | None = None
-        self.eval()
+        self.eval()  # and the float module with it
 
     def forward(self, x: torch.Tensor):
         if self.quantized is None:

@@ -115,6 +115,13 @@ def test_classify_int8_on_the_command_line_gives_the_float_labels(tmp_path):
     assert all(abs(a["score"] - b["score"]) < 0.1 for a, b in zip(fp32, int8) if a["label"] == b["label"])
 
 
+def test_evaluate_int8_refuses_bf16_before_reading_data():
+    from cnntool import evaluate
+
+    with pytest.raises(ConfigError, match="--int8 cannot be combined with --bf16 or --compile"):
+        evaluate.classify(data="no-such-data", model="lenet5-digits", weights=None, int8=True, bf16=True)
+
+
 def test_evaluate_int8_reports_it_and_scores_near_float():
     from cnntool import evaluate
 
