@@ -65,8 +65,8 @@ def engine_epoch(model_name: str, batch_size: int, workers: int, threads: int) -
     probe = data.test.subset(range(500))
     task.prepare = lambda seed: TaskData(data.train, probe, probe, "bench probe", True)
     out = Path(tempfile.mkdtemp()) / "bench.safetensors"
-    meta = train(task, TrainConfig(out=out, run_dir=out.parent / "run", epochs=1, batch_size=batch_size,
-                                   lr=0.05, schedule="constant", workers=workers, threads=threads, quiet=True))
+    train(task, TrainConfig(out=out, run_dir=out.parent / "run", epochs=1, batch_size=batch_size,
+                            lr=0.05, schedule="constant", workers=workers, threads=threads, quiet=True))
     history = __import__("json").loads(out.with_name("bench.metrics.json").read_text())["history"]
     return history[0]["train_seconds"], cache_seconds
 

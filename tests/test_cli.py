@@ -5,10 +5,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image, ImageOps
 

@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from cnntool.models import yolo
 from cnntool.preprocess import Geometry

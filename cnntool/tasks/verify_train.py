@@ -149,8 +149,6 @@ class VerifyTask:
     # --- data ---------------------------------------------------------------------------------------
 
     def prepare(self, seed: int) -> TaskData:
-        import torch
-
         data = open_classify_data(self.cfg.data, self.input)
         classes = data.classes
         unseen = parse_identities(self.cfg.unseen, classes) or self._random_unseen(classes, seed)
