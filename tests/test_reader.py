@@ -218,6 +218,66 @@ def test_an_ensemble_with_a_reader_is_the_members_mean_read_again(tiny_scenes, t
     assert report["class_accuracy"] == pytest.approx(meta["metrics"]["heldout"]["class_accuracy"])
 
 
+def _with_sidecars(path, colour):
+    """A weights file's training report and a one-colour curve beside it, as a training run leaves them."""
+    path.with_name(f"{path.stem}.metrics.json").write_text(json.dumps({"command": f"cnntool train # {colour}"}))
+    Image.new("RGB", (40, 10), colour).save(path.with_name(f"{path.stem}.curve.png"))
+    return path
+
+
+def test_an_ensemble_is_combined_again_with_another_reader_keeping_its_members(tiny_scenes, tmp_path, capsys):
+    members = [_with_sidecars(tiny_localizer(tmp_path / f"m{i}.safetensors", i), colour)
+               for i, colour in enumerate(("red", "blue"))]
+    first, second = (_with_sidecars(_tiny_reader(tmp_path / f"{name}.safetensors"), colour)
+                     for name, colour in (("r1", "green"), ("r2", "yellow")))
+    with torch.no_grad():  # a reader of its own: r2's weights differ from r1's
+        state = weights.load(second)[0]
+        state = {k: v + 0.1 if v.is_floating_point() else v for k, v in state.items()}
+    weights.save(second, state, weights.read_metadata(first))
+    once, again, plain = (tmp_path / f"{name}.safetensors" for name in ("once", "again", "plain"))
+    assert run_cli(["ensemble", *map(str, members), "--reader", str(first), "--data", str(tiny_scenes), "--out",
+                    str(once)], capsys)[0] == 0
+    code, err = run_cli(["ensemble", str(once), "--reader", str(second), "--data", str(tiny_scenes), "--calibrate",
+                          "--out", str(again)], capsys)
+    assert code == 0, err
+    assert run_cli(["ensemble", str(once), "--data", str(tiny_scenes), "--out", str(plain)], capsys)[0] == 0
+
+    import hashlib
+
+    (once_state, once_meta), (again_state, again_meta) = weights.load(once), weights.load(again)
+    assert again_meta["members"] == once_meta["members"]  # each member's own file, by sha256 and command
+    assert [m["sha256"] for m in again_meta["members"]] == [hashlib.sha256(m.read_bytes()).hexdigest() for m in members]
+    assert again_meta["reader"]["sha256"] == hashlib.sha256(second.read_bytes()).hexdigest()
+    assert "decode" in again_meta and "decode" not in once_meta
+    members_of = {k: v for k, v in again_state.items() if k.startswith("localizer.")}
+    assert members_of.keys() == {k for k in once_state if k.startswith("localizer.")}
+    assert all(torch.equal(v, once_state[k]) for k, v in members_of.items())
+    plain_state, plain_meta = weights.load(plain)
+    assert "reader" not in plain_meta and plain_meta["ensemble"] == 2
+    assert all(torch.equal(v, once_state[f"localizer.{k}"]) for k, v in plain_state.items())
+
+    x = torch.randn(2, 3, 128, 128)
+    by_parts = BoxReader(load_model(None, str(plain), task="localize").module,
+                         load_model(None, str(second), task="classify").module, crop=16, context=1.2,
+                         localizer_stats=(load_model(None, str(plain), task="localize").input.mean,
+                                          load_model(None, str(plain), task="localize").input.std),
+                         reader_stats=((0.4,) * 3, (0.3,) * 3))
+    with torch.no_grad():
+        assert torch.allclose(load_model(None, str(again), task="localize").module(x), by_parts.eval()(x), atol=1e-5)
+
+    report = json.loads((tmp_path / "again.metrics.json").read_text())  # the members' reports and curves carried over
+    assert [m["command"] for m in report["members"]] == ["cnntool train # red", "cnntool train # blue"]
+    assert report["reader"]["command"] == "cnntool train # yellow"
+    sheet = np.asarray(Image.open(tmp_path / "again.curve.png"))
+    assert [tuple(sheet[5 + 10 * i, 20]) for i in range(3)] == [(255, 0, 0), (0, 0, 255), (255, 255, 0)]
+
+
+def test_one_file_that_is_no_ensemble_is_refused_in_one_line(tiny_scenes, tmp_path, capsys):
+    code, err = run_cli(["ensemble", str(tiny_localizer(tmp_path / "m.safetensors", 0)), "--data", str(tiny_scenes),
+                          "--out", str(tmp_path / "x.safetensors")], capsys)
+    assert code == 2 and "2 or more" in err and len(err.strip().splitlines()) == 1
+
+
 def test_a_reader_with_a_background_class_joins_an_ensemble_as_a_veto(tiny_scenes, tmp_path, capsys):
     from cnntool.models.ensemble import Ensemble
 

