@@ -121,14 +121,17 @@ def _recombined(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
     lists them: the sha256 and command of each member's file), and its members' reports and curves; its reader,
     threshold and figures are left behind, to be made again."""
     state, meta = weights.load(path)
-    count = meta.get("ensemble")
+    count, described = meta.get("ensemble"), meta.get("members")
     if not count:
         raise ConfigError(f"{path}: one file is combined again only if it is an ensemble; "
                           "an ensemble wants 2 or more weights files")
     prefix = "localizer.members." if meta.get("reader") else "members."
     tensors = [{k[len(f"{prefix}{i}."):]: v for k, v in state.items() if k.startswith(f"{prefix}{i}.")}
-               for i in range(count)]
-    return tensors, meta["members"], meta, members_sidecars(path, count)
+               for i in range(count)] if isinstance(count, int) and count >= 2 else []
+    if not tensors or not all(tensors) or not isinstance(described, list) or len(described) != count:
+        raise ConfigError(f"{path}: its metadata says {count!r} members but its tensors or members list do not "
+                          "hold that many; not a file cnntool wrote")
+    return tensors, described, meta, members_sidecars(path, count)
 
 
 def _calibrated(draft: Path, data: str, *, device: str, threads: int | None) -> dict[str, Any]:

@@ -81,11 +81,12 @@ def files_sidecars(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[An
 
 def members_sidecars(path: Path, members: int) -> tuple[list[dict[str, Any]], list[Any]]:
     """The members' reports and curves out of an ensemble file's own sidecars (write_ensemble_reports):
-    its report lists them under 'members', its curve sheet holds their panels first, each of one height."""
+    its report lists them under 'members', its curve sheet holds their panels first, each of one height. The
+    curves are told apart only when every member had its report (and so, from cnntool, its curve)."""
     report, sheet = run_sidecars(path)
     reports = (report or {}).get("members") or []
     panels = len(reports) + bool((report or {}).get("reader"))
-    if sheet is None or not reports or sheet.height % panels:
+    if sheet is None or len(reports) != members or sheet.height % panels:
         return reports, []
     height = sheet.height // panels
     return reports, [sheet.crop((0, i * height, sheet.width, (i + 1) * height)) for i in range(len(reports))]

@@ -278,6 +278,20 @@ def test_one_file_that_is_no_ensemble_is_refused_in_one_line(tiny_scenes, tmp_pa
     assert code == 2 and "2 or more" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("entry", [{"ensemble": 3}, {"ensemble": "two"}, {"ensemble": 1}, {"members": None},
+                                   {"members": [{"file": "m0.safetensors"}]}])
+def test_an_ensemble_file_whose_members_do_not_add_up_is_one_line(tiny_scenes, tmp_path, capsys, entry):
+    members = [str(tiny_localizer(tmp_path / f"m{i}.safetensors", i)) for i in range(2)]
+    pair = tmp_path / "pair.safetensors"
+    assert run_cli(["ensemble", *members, "--data", str(tiny_scenes), "--out", str(pair)], capsys)[0] == 0
+    state, meta = weights.load(pair)
+    weights.save(pair, state, {**meta, **entry})
+    code, err = run_cli(["ensemble", str(pair), "--data", str(tiny_scenes), "--out", str(tmp_path / "x.safetensors")],
+                        capsys)
+    assert code == 2 and "members" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 def test_a_reader_with_a_background_class_joins_an_ensemble_as_a_veto(tiny_scenes, tmp_path, capsys):
     from cnntool.models.ensemble import Ensemble
 
