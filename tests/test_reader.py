@@ -2,6 +2,7 @@
 training crops hold the annotated object centred, and a localizer file with a reader multiplies the two
 class distributions while p_c and the box stay the localizer's."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -184,8 +185,6 @@ def _tiny_reader(path, classes=DIGITS, task="classify"):
 
 
 def test_an_ensemble_with_a_reader_is_the_members_mean_read_again(tiny_scenes, tmp_path, capsys):
-    import hashlib
-
     from cnntool.models.ensemble import Ensemble
 
     members = [tiny_localizer(tmp_path / f"m{i}.safetensors", i) for i in range(2)]
@@ -230,10 +229,8 @@ def test_an_ensemble_is_combined_again_with_another_reader_keeping_its_members(t
                for i, colour in enumerate(("red", "blue"))]
     first, second = (_with_sidecars(_tiny_reader(tmp_path / f"{name}.safetensors"), colour)
                      for name, colour in (("r1", "green"), ("r2", "yellow")))
-    with torch.no_grad():  # a reader of its own: r2's weights differ from r1's
-        state = weights.load(second)[0]
-        state = {k: v + 0.1 if v.is_floating_point() else v for k, v in state.items()}
-    weights.save(second, state, weights.read_metadata(first))
+    state = {k: v + 0.1 if v.is_floating_point() else v for k, v in weights.load(second)[0].items()}
+    weights.save(second, state, weights.read_metadata(first))  # a reader of its own: r2's weights differ from r1's
     once, again, plain = (tmp_path / f"{name}.safetensors" for name in ("once", "again", "plain"))
     assert run_cli(["ensemble", *map(str, members), "--reader", str(first), "--data", str(tiny_scenes), "--out",
                     str(once)], capsys)[0] == 0
@@ -241,8 +238,6 @@ def test_an_ensemble_is_combined_again_with_another_reader_keeping_its_members(t
                           "--out", str(again)], capsys)
     assert code == 0, err
     assert run_cli(["ensemble", str(once), "--data", str(tiny_scenes), "--out", str(plain)], capsys)[0] == 0
-
-    import hashlib
 
     (once_state, once_meta), (again_state, again_meta) = weights.load(once), weights.load(again)
     assert again_meta["members"] == once_meta["members"]  # each member's own file, by sha256 and command
@@ -257,11 +252,9 @@ def test_an_ensemble_is_combined_again_with_another_reader_keeping_its_members(t
     assert all(torch.equal(v, once_state[f"localizer.{k}"]) for k, v in plain_state.items())
 
     x = torch.randn(2, 3, 128, 128)
-    by_parts = BoxReader(load_model(None, str(plain), task="localize").module,
-                         load_model(None, str(second), task="classify").module, crop=16, context=1.2,
-                         localizer_stats=(load_model(None, str(plain), task="localize").input.mean,
-                                          load_model(None, str(plain), task="localize").input.std),
-                         reader_stats=((0.4,) * 3, (0.3,) * 3))
+    averaged = load_model(None, str(plain), task="localize")
+    by_parts = BoxReader(averaged.module, load_model(None, str(second), task="classify").module, crop=16, context=1.2,
+                         localizer_stats=(averaged.input.mean, averaged.input.std), reader_stats=((0.4,) * 3, (0.3,) * 3))
     with torch.no_grad():
         assert torch.allclose(load_model(None, str(again), task="localize").module(x), by_parts.eval()(x), atol=1e-5)
 
