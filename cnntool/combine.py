@@ -18,23 +18,25 @@ from cnntool import weights
 from cnntool.errors import ConfigError
 from cnntool.folders import writable_folder
 from cnntool.models.reader import CONTEXT, background_index
-from cnntool.train_report import files_sidecars, members_sidecars, write_ensemble_reports
+from cnntool.train_report import files_sidecars, members_sidecars, run_sidecars, write_ensemble_reports
 
 # What must agree between members for one architecture to hold all of their tensors and read their inputs.
 _SAME = ("task", "model", "kwargs", "classes", "input")
+NO_READER = "none"  # --reader none: recombine an ensemble file without its reader
 # Run-specific fields of member 0 that do not describe the ensemble.
 _PER_RUN = ("metrics", "command", "init", "created", "epochs", "train", "images_per_second", "model_seed", "kind",
             "ensemble", "members", "cnntool_version", "decode", "threshold_from", "reader")
 
 
 def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, calibrate: bool = False,
-            reader: str | None = None, context: float = CONTEXT, command: str = "", device: str = "cpu",
+            reader: str | None = None, context: float | None = None, command: str = "", device: str = "cpu",
             threads: int | None = None) -> dict[str, Any]:
     """Write the ensemble of `members` to `out` with its held-out figures on `data`; returns its metadata.
     `reader` (localize): a classifier trained on box crops (`cnntool data crops`, cut with `context`) reads the
-    ensemble's box again (cnntool.models.reader). `calibrate` (localize): then choose the presence threshold
-    on data's validation split and keep it in the metadata (decode.threshold), so predictions and the
-    held-out figures use it."""
+    ensemble's box again (cnntool.models.reader); one ensemble file combined again keeps its own reader unless
+    `reader` names another, or NO_READER. `calibrate` (localize): then choose the presence threshold on data's
+    validation split and keep it in the metadata (decode.threshold), so predictions and the held-out figures
+    use it."""
     from cnntool import evaluate
     from cnntool.models.ensemble import AVERAGES
     from cnntool.train import package_version
@@ -44,36 +46,35 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
     writable_folder(out.parent, "--out")
     paths = [weights.resolve(m) for m in members]
     if len(paths) == 1:
-        tensors, described, first, sidecars = _recombined(paths[0])
+        tensors, described, first, sidecars, kept = _recombined(paths[0])
     else:
-        tensors, described, first = _gathered(paths)
+        (tensors, described, first), kept = _gathered(paths), None
         sidecars = files_sidecars(paths)
     if first.get("task") not in AVERAGES:
         raise ConfigError(f"{paths[0]}: {first.get('task') or 'no'} task; ensembles average {' or '.join(AVERAGES)} models")
     if calibrate and first["task"] != "localize":
         raise ConfigError("--calibrate chooses a localizer's presence threshold; these are classify models")
-    if reader and first["task"] != "localize":
+    if reader in (None, NO_READER):
+        if context is not None:
+            raise ConfigError("--reader-context goes with --reader FILE (a kept reader keeps the context it was "
+                              "trained with)")
+        part = kept if reader is None else None
+    elif first["task"] != "localize":
         raise ConfigError("--reader reads a localizer's box again; these are classify models")
-    prefix = "localizer." if reader else ""
+    else:
+        part = _reader_part(weights.resolve(reader), first, CONTEXT if context is None else context)
+    prefix = "localizer." if part else ""
     state = {f"{prefix}members.{i}.{k}": v for i, member in enumerate(tensors) for k, v in member.items()}
     meta = {**{k: v for k, v in first.items() if k not in _PER_RUN}, "ensemble": len(tensors),
             "members": described, "command": command,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "cnntool_version": package_version()}
     made_by = f"the mean of {len(tensors)} members' outputs (see members)"
-    reader_path = weights.resolve(reader) if reader else None
-    if reader_path:
-        reader_state, reader_meta = weights.load(reader_path)
-        if reader_meta.get("task") != "classify":
-            raise ConfigError(f"{reader_path}: a reader is a classify model, not {reader_meta.get('task') or 'unknown'}")
-        try:
-            background_index(reader_meta.get("classes") or (), first.get("classes") or ())
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{reader_path}: {exc}") from None
+    reader_sidecars = None
+    if part:
+        reader_state, meta["reader"], reader_sidecars = part
         state.update({f"reader.{k}": v for k, v in reader_state.items()})
-        meta["reader"] = {**{k: reader_meta[k] for k in ("model", "kwargs", "input", "classes", "ensemble") if k in reader_meta},
-                          "context": context, **_describe(reader_path, reader_meta)}
-        made_by += f", their box read again by {reader_path.name} (see reader)"
+        made_by += f", their box read again by {meta['reader']['file']} (see reader)"
     # Scored through the normal loading path from a draft beside --out, which appears only once it has figures.
     draft = out.with_name(f".{out.name}.draft")
     weights.save(draft, state, meta)
@@ -98,7 +99,7 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
     weights.save(out, state, meta)
     write_ensemble_reports(out, *sidecars, {"command": command, "final": {k: meta[k] for k in ("metrics", "images_per_second",
                                                                                          "created")}},
-                           reader=reader_path)
+                           reader=reader_sidecars)
     return meta
 
 
@@ -116,10 +117,12 @@ def _gathered(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[dict[st
     return [weights.load(p)[0] for p in paths], [_describe(p, m) for p, m in zip(paths, metas)], metas[0]
 
 
-def _recombined(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any], tuple[list, list]]:
+def _recombined(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any], tuple[list, list],
+                                    tuple[dict[str, Any], dict[str, Any], Any] | None]:
     """An ensemble file's members as _gathered gives them from their own files (their descriptions as the file
-    lists them: the sha256 and command of each member's file), and its members' reports and curves; its reader,
-    threshold and figures are left behind, to be made again."""
+    lists them: the sha256 and command of each member's file), its members' reports and curves, and its
+    reader as _reader_part gives one (None without); its threshold and figures are left behind, to be made
+    again."""
     state, meta = weights.load(path)
     count, described = meta.get("ensemble"), meta.get("members")
     if not count:
@@ -131,7 +134,29 @@ def _recombined(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
     if not tensors or not all(tensors) or not isinstance(described, list) or len(described) != count:
         raise ConfigError(f"{path}: its metadata says {count!r} members but its tensors or members list do not "
                           "hold that many; not a file cnntool wrote")
-    return tensors, described, meta, members_sidecars(path, count)
+    reports, curves, reader_sidecars = members_sidecars(path, count)
+    kept = None
+    if meta.get("reader"):
+        reader_state = {k[len("reader."):]: v for k, v in state.items() if k.startswith("reader.")}
+        if not reader_state or not isinstance(meta["reader"], dict) or "file" not in meta["reader"]:
+            raise ConfigError(f"{path}: its metadata names a reader that its tensors or reader entry do not hold; "
+                              "not a file cnntool wrote")
+        kept = (reader_state, meta["reader"], reader_sidecars or (None, None))
+    return tensors, described, meta, (reports, curves), kept
+
+
+def _reader_part(path: Path, first: dict[str, Any], context: float) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """A reader file's tensors, its description under the ensemble's 'reader' and its (report, curve)."""
+    reader_state, reader_meta = weights.load(path)
+    if reader_meta.get("task") != "classify":
+        raise ConfigError(f"{path}: a reader is a classify model, not {reader_meta.get('task') or 'unknown'}")
+    try:
+        background_index(reader_meta.get("classes") or (), first.get("classes") or ())
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    entry = {**{k: reader_meta[k] for k in ("model", "kwargs", "input", "classes", "ensemble") if k in reader_meta},
+             "context": context, **_describe(path, reader_meta)}
+    return reader_state, entry, run_sidecars(path)
 
 
 def _calibrated(draft: Path, data: str, *, device: str, threads: int | None) -> dict[str, Any]:

@@ -79,28 +79,31 @@ def files_sidecars(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[An
     return [r for r, _ in found if r], [c for _, c in found if c]
 
 
-def members_sidecars(path: Path, members: int) -> tuple[list[dict[str, Any]], list[Any]]:
-    """The members' reports and curves out of an ensemble file's own sidecars (write_ensemble_reports):
-    its report lists them under 'members', its curve sheet holds their panels first, each of one height. The
-    curves are told apart only when every member had its report (and so, from cnntool, its curve)."""
+def members_sidecars(path: Path, members: int) -> tuple[list[dict[str, Any]], list[Any], tuple[Any, Any] | None]:
+    """The members' reports and curves out of an ensemble file's own sidecars (write_ensemble_reports), and its
+    box reader's (report, curve) if it has one: its report lists them under 'members' and 'reader', its curve
+    sheet holds the members' panels first and the reader's last, each of one height. The curves are told apart
+    only when every member had its report (and so, from cnntool, its curve)."""
     report, sheet = run_sidecars(path)
     reports = (report or {}).get("members") or []
-    panels = len(reports) + bool((report or {}).get("reader"))
+    reader = (report or {}).get("reader")
+    panels = len(reports) + bool(reader)
     if sheet is None or len(reports) != members or sheet.height % panels:
-        return reports, []
+        return reports, [], (reader, None) if reader else None
     height = sheet.height // panels
-    return reports, [sheet.crop((0, i * height, sheet.width, (i + 1) * height)) for i in range(len(reports))]
+    curves = [sheet.crop((0, i * height, sheet.width, (i + 1) * height)) for i in range(panels)]
+    return reports, curves[:len(reports)], (reader, curves[-1]) if reader else None
 
 
 def write_ensemble_reports(out: Path, reports: Sequence[dict[str, Any]], curves: Sequence[Any],
-                           document: dict[str, Any], *, reader: Path | None = None) -> None:
+                           document: dict[str, Any], *, reader: tuple[Any, Any] | None = None) -> None:
     """An ensemble's sidecars: `document` plus the members' own reports as `members` (and a localizer's box
-    reader's as `reader`), and their training curves one above the other."""
+    reader's (report, curve) as `reader`), and their training curves one above the other."""
     from PIL import Image
 
     curves = list(curves)
     if reader is not None:
-        report, curve = run_sidecars(reader)
+        report, curve = reader
         document = {**document, "reader": report}
         curves += [curve] if curve else []
     write_metrics_json(out.with_name(f"{out.stem}.metrics.json"), {**document, "members": list(reports)})

@@ -237,7 +237,8 @@ def test_an_ensemble_is_combined_again_with_another_reader_keeping_its_members(t
     code, err = run_cli(["ensemble", str(once), "--reader", str(second), "--data", str(tiny_scenes), "--calibrate",
                           "--out", str(again)], capsys)
     assert code == 0, err
-    assert run_cli(["ensemble", str(once), "--data", str(tiny_scenes), "--out", str(plain)], capsys)[0] == 0
+    assert run_cli(["ensemble", str(once), "--reader", "none", "--data", str(tiny_scenes), "--out", str(plain)],
+                   capsys)[0] == 0
 
     (once_state, once_meta), (again_state, again_meta) = weights.load(once), weights.load(again)
     assert again_meta["members"] == once_meta["members"]  # each member's own file, by sha256 and command
@@ -263,6 +264,38 @@ def test_an_ensemble_is_combined_again_with_another_reader_keeping_its_members(t
     assert report["reader"]["command"] == "cnntool train # yellow"
     sheet = np.asarray(Image.open(tmp_path / "again.curve.png"))
     assert [tuple(sheet[5 + 10 * i, 20]) for i in range(3)] == [(255, 0, 0), (0, 0, 255), (255, 255, 0)]
+
+
+def test_an_ensemble_combined_again_keeps_its_reader_unless_told(tiny_scenes, tmp_path, capsys):
+    members = [_with_sidecars(tiny_localizer(tmp_path / f"m{i}.safetensors", i), colour)
+               for i, colour in enumerate(("red", "blue"))]
+    reader = _with_sidecars(_tiny_reader(tmp_path / "r.safetensors"), "green")
+    once, kept = tmp_path / "once.safetensors", tmp_path / "kept.safetensors"
+    assert run_cli(["ensemble", *map(str, members), "--reader", str(reader), "--reader-context", "1.3", "--data",
+                    str(tiny_scenes), "--out", str(once)], capsys)[0] == 0
+    code, err = run_cli(["ensemble", str(once), "--calibrate", "--data", str(tiny_scenes), "--out", str(kept)], capsys)
+    assert code == 0, err
+
+    (once_state, once_meta), (kept_state, kept_meta) = weights.load(once), weights.load(kept)
+    assert kept_meta["reader"] == once_meta["reader"]  # r.safetensors by sha256, with the context it was cut at
+    assert kept_meta["reader"]["context"] == 1.3 and "decode" in kept_meta
+    assert kept_state.keys() == once_state.keys() and all(torch.equal(v, once_state[k]) for k, v in kept_state.items())
+    report = json.loads((tmp_path / "kept.metrics.json").read_text())
+    assert report["reader"]["command"] == "cnntool train # green"
+    sheet = np.asarray(Image.open(tmp_path / "kept.curve.png"))
+    assert [tuple(sheet[5 + 10 * i, 20]) for i in range(3)] == [(255, 0, 0), (0, 0, 255), (0, 128, 0)]
+
+    code, err = run_cli(["ensemble", str(once), "--reader-context", "1.5", "--data", str(tiny_scenes), "--out",
+                         str(tmp_path / "x.safetensors")], capsys)
+    assert code == 2 and "--reader-context goes with --reader" in err and len(err.strip().splitlines()) == 1
+
+    for broken_state, broken_meta in (({k: v for k, v in once_state.items() if not k.startswith("reader.")}, once_meta),
+                                      (once_state, {**once_meta, "reader": "r.safetensors"})):
+        weights.save(tmp_path / "broken.safetensors", broken_state, broken_meta)
+        code, err = run_cli(["ensemble", str(tmp_path / "broken.safetensors"), "--data", str(tiny_scenes), "--out",
+                             str(tmp_path / "x.safetensors")], capsys)
+        assert code == 2 and "names a reader" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_one_file_that_is_no_ensemble_is_refused_in_one_line(tiny_scenes, tmp_path, capsys):

@@ -123,6 +123,30 @@ def test_extra_photos_join_training_and_validation_backgrounds_only(tmp_path):
     assert (tmp_path / "plain/test/000001.png").read_bytes() == (tmp_path / "extra/test/000001.png").read_bytes()
 
 
+def test_validation_photos_are_the_whole_validation_pool_and_touch_no_other_split(tmp_path):
+    folder = tmp_path / "unseen"
+    folder.mkdir()
+    Image.new("RGB", (150, 120), (0, 200, 0)).save(folder / "green.png")
+    unseen = scenes.SceneConfig(size=96, val_photos=scenes.photo_files([folder]))
+    counts = {"train": 2, "val": 6, "test": 2}
+    scenes.write_dataset(tmp_path / "plain", counts, seed=3, config=CONFIG)
+    scenes.write_dataset(tmp_path / "unseen-val", counts, seed=3, config=unseen)
+    for name in ("train.json", "test.json", "train/000001.png", "test/000001.png"):
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "unseen-val" / name).read_bytes()
+    for entry in json.loads((tmp_path / "unseen-val/val.json").read_text()):
+        pixels = np.asarray(Image.open(tmp_path / "unseen-val" / entry["image"]))
+        outside = np.ones(pixels.shape[:2], bool)
+        if entry["box"]:  # grown by 3 px: the box is the mask's visible part, its faint edge reaches 1-2 px out
+            x1, y1, x2, y2 = (int(v) for v in entry["box"])
+            outside[max(y1 - 3, 0):y2 + 3, max(x1 - 3, 0):x2 + 3] = False
+        assert (pixels[outside] == (0, 200, 0)).all()
+
+    bundled = photo_paths()[0]
+    for taken in ({"extra_photos": tuple(scenes.photo_files([folder]))}, {}):
+        with pytest.raises(ValueError, match="already a training or held-out photo"):
+            scenes.SceneConfig(val_photos=scenes.photo_files([folder]) if taken else (bundled,), **taken)
+
+
 def test_extra_photos_that_are_not_photos_are_refused_up_front(tmp_path):
     fake = tmp_path / "fake.jpg"
     fake.write_text("a text file named .jpg")

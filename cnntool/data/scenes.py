@@ -65,6 +65,7 @@ class SceneConfig:
     max_overlap: float = 0.1  # multi-object scenes: largest IoU allowed between two objects
     mix_backgrounds: bool = False  # training split only: tiled, turned, recoloured photo crops
     extra_photos: tuple[Path, ...] = ()  # more background photos for training and validation (not test)
+    val_photos: tuple[Path, ...] = ()  # validation scenes on these alone: photos no training scene shows
     clutter: tuple[Path, ...] = ()  # training split only: cut-outs (RGBA) pasted as unlabelled distractors
     clutter_scale: tuple[float, float] = (0.2, 0.8)  # a distractor's longer side relative to the scene side
     extra_objects: tuple[str, ...] = ()  # training split only: more objects of the same classes (EXTRA_OBJECT_SOURCES)
@@ -78,6 +79,10 @@ class SceneConfig:
             raise ValueError("scale must satisfy 0 < low <= high <= 1")
         if not 0 <= self.empty_fraction <= 1:
             raise ValueError("empty_fraction must be within 0..1")
+        both = {p.resolve() for p in self.val_photos} & {p.resolve() for p in (*self.extra_photos, *photo_paths())}
+        if both:
+            raise ValueError(f"{sorted(both)[0]}: already a training or held-out photo; validation photos "
+                             "(--val-photos) must be ones no other split shows")
         for extra in self.extra_objects:
             if EXTRA_OBJECT_SOURCES.get(extra, ("",))[0] != self.objects:
                 joins = [f"{k} (with {main})" for k, (main, _) in EXTRA_OBJECT_SOURCES.items()]
@@ -227,9 +232,13 @@ def load_photo(path: Path) -> Image.Image:
     return img
 
 
-def background_paths(split: str, extra: Sequence[Path] = ()) -> list[Path]:
+def background_paths(split: str, extra: Sequence[Path] = (), val_only: Sequence[Path] = ()) -> list[Path]:
     """The bundled photos of a split; `extra` photos join the training and validation pools only, so the
-    held-out photos stay the same whatever is added."""
+    held-out photos stay the same whatever is added. `val_only` photos, when given, are the validation pool
+    alone: it then measures a change of photos, as the held-out split does, while the digits are still
+    training digits."""
+    if split == "val" and val_only:
+        return list(val_only)
     paths = split_paths(photo_paths(), split) + (list(extra) if _split_rows(split) == "train" else [])
     if not paths:
         raise ValueError("no background photos found (scikit-image, scikit-learn or opencv-doc provide them)")
@@ -366,7 +375,7 @@ def annotation_entry(image: str, objects: list[dict[str, Any]], *, single: bool)
 
 def _write_scenes(out: Path, split: str, indices: range, seed: int, config: SceneConfig) -> list[dict[str, Any]]:
     pool = scene_pool(config, split)
-    backgrounds = background_paths(split, config.extra_photos)
+    backgrounds = background_paths(split, config.extra_photos, config.val_photos)
     entries = []
     for i in indices:
         scene = make_scene(scene_rng(seed, split, i), backgrounds=backgrounds, pool=pool, config=config)
