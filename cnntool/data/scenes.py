@@ -69,6 +69,7 @@ class SceneConfig:
     clutter: tuple[Path, ...] = ()  # training split only: cut-outs (RGBA) pasted as unlabelled distractors
     clutter_scale: tuple[float, float] = (0.2, 0.8)  # a distractor's longer side relative to the scene side
     extra_objects: tuple[str, ...] = ()  # training split only: more objects of the same classes (EXTRA_OBJECT_SOURCES)
+    dead_leaves: float = 0.0  # training split only: this share of scenes on dead-leaves images instead of photos
 
     def __post_init__(self) -> None:
         if self.objects not in OBJECT_SOURCES:
@@ -79,6 +80,8 @@ class SceneConfig:
             raise ValueError("scale must satisfy 0 < low <= high <= 1")
         if not 0 <= self.empty_fraction <= 1:
             raise ValueError("empty_fraction must be within 0..1")
+        if not 0 <= self.dead_leaves <= 1:
+            raise ValueError("dead_leaves must be within 0..1")
         both = {p.resolve() for p in self.val_photos} & {p.resolve() for p in (*self.extra_photos, *photo_paths())}
         if both:
             raise ValueError(f"{sorted(both)[0]}: already a training or held-out photo; validation photos "
@@ -288,6 +291,48 @@ def mixed_background(rng: np.random.Generator, photos: list[Path], size: int) ->
     return canvas
 
 
+def dead_leaves(rng: np.random.Generator, size: int, *, leaves: int = 1500) -> np.ndarray:
+    """A size×size float RGB image of the dead-leaves model (Lee, Mumford & Huang 2001): discs and squares of
+    radius r with density ∝ r⁻³, each under the ones before it, until the canvas is covered. Their sizes and
+    occlusions have the statistics of natural images without any photo's content. Each leaf is a flat colour,
+    a gradient or a grating (stripes, like a shirt's or a fruit's segments), its colours near one of the
+    image's few base colours; the image is softened a little, as a photo is."""
+    from PIL import ImageFilter
+
+    palette = rng.uniform(0, 255, (int(rng.integers(2, 6)), 3))
+    def colour() -> np.ndarray:
+        return np.clip(palette[int(rng.integers(len(palette)))] + rng.normal(0, 25, 3), 0, 255)
+
+    canvas, covered = np.empty((size, size, 3)), np.zeros((size, size), bool)
+    canvas[:] = colour()  # under every leaf, should a few pixels stay uncovered
+    low, high = 3.0, size / 2
+    for _ in range(leaves):
+        r = (low ** -2 - rng.random() * (low ** -2 - high ** -2)) ** -0.5  # inverse CDF of r⁻³ on [low, high]
+        cx, cy = rng.uniform(0, size, 2)
+        x0, x1, y0, y1 = (int(np.clip(v, 0, size)) for v in (cx - r, cx + r + 1, cy - r, cy + r + 1))
+        yy, xx = np.mgrid[y0:y1, x0:x1] + 0.5
+        inside = (np.abs(xx - cx) <= r) & (np.abs(yy - cy) <= r) if rng.random() < 0.3 else \
+            (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+        new = inside & ~covered[y0:y1, x0:x1]
+        if not new.any():
+            continue
+        a, b = colour(), colour()
+        kind, angle = rng.random(), rng.uniform(0, np.pi)
+        along = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
+        if kind < 0.5:
+            t = np.zeros_like(along)
+        elif kind < 0.75:
+            t = np.clip(along / (2 * r) + 0.5, 0, 1)
+        else:
+            t = 0.5 + 0.5 * np.sin(2 * np.pi * along / rng.uniform(3, 16))
+        canvas[y0:y1, x0:x1][new] = (a + (b - a) * t[..., None])[new]
+        covered[y0:y1, x0:x1] |= new
+        if covered.all():
+            break
+    soft = Image.fromarray(canvas.astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
+    return np.asarray(soft, dtype=np.float64)
+
+
 # --- one scene -----------------------------------------------------------------------------------
 
 def _pick_colour(rng: np.random.Generator, under: np.ndarray, min_contrast: float) -> np.ndarray:
@@ -339,7 +384,9 @@ def paste_object(rng: np.random.Generator, canvas: np.ndarray, patch: np.ndarray
 
 def make_scene(rng: np.random.Generator, *, backgrounds: list[Path], pool: ObjectPool,
                config: SceneConfig) -> Scene:
-    if config.mix_backgrounds:
+    if config.dead_leaves and rng.random() < config.dead_leaves:
+        canvas, background = dead_leaves(rng, config.size), "dead-leaves"
+    elif config.mix_backgrounds:
         canvas, background = mixed_background(rng, backgrounds, config.size), "mixed"
     else:
         path = backgrounds[int(rng.integers(len(backgrounds)))]
@@ -389,7 +436,7 @@ def write_split(out: Path, split: str, n: int, *, seed: int, config: SceneConfig
     """Write n scenes as out/<split>/NNNNNN.png and their annotations as out/<split>.json; with workers > 1,
     that many processes draw them (the same files: each scene has its own generator)."""
     if split != "train":  # validation and test scenes stay plain photos, like the images a user brings
-        config = replace(config, mix_backgrounds=False, clutter=())
+        config = replace(config, mix_backgrounds=False, clutter=(), dead_leaves=0.0)
     (out / split).mkdir(parents=True, exist_ok=True)
     scene_pool(config, split)  # loads (and may download) extra objects once, here, not in every worker
     if workers > 1:
