@@ -141,10 +141,10 @@ def test_validation_photos_are_the_whole_validation_pool_and_touch_no_other_spli
             outside[max(y1 - 3, 0):y2 + 3, max(x1 - 3, 0):x2 + 3] = False
         assert (pixels[outside] == (0, 200, 0)).all()
 
-    bundled = photo_paths()[0]
-    for taken in ({"extra_photos": tuple(scenes.photo_files([folder]))}, {}):
-        with pytest.raises(ValueError, match="already a training or held-out photo"):
-            scenes.SceneConfig(val_photos=scenes.photo_files([folder]) if taken else (bundled,), **taken)
+    with pytest.raises(ValueError, match="already a training or held-out photo"):
+        scenes.SceneConfig(val_photos=unseen.val_photos, extra_photos=unseen.val_photos)
+    with pytest.raises(ValueError, match="already a training or held-out photo"):
+        scenes.SceneConfig(val_photos=(photo_paths()[0],))
 
 
 def test_dead_leaves_backgrounds_are_for_training_scenes_only(tmp_path):
