@@ -18,16 +18,10 @@ def photos_under(entries: list[dict], seed: int) -> list[str]:
     """The background photo of each test scene, checked against its written annotation."""
     from cnntool.data import scenes
 
-    config = scenes.SceneConfig()
-    pool, photos = scenes.object_pool(config.objects, "test"), scenes.background_paths("test")
-    names = []
-    for i, entry in enumerate(entries):
-        scene = scenes.make_scene(scenes.scene_rng(seed, "test", i), backgrounds=photos, pool=pool, config=config)
-        drawn = scenes.annotation_entry(entry["image"], scene.objects, single=True)
-        if drawn != entry:
-            raise SystemExit(f"test scene {i} is not the one seed {seed} draws; pass the seed it was made with")
-        names.append(scene.background)
-    return names
+    try:
+        return [scene.background for scene in scenes.redraw(entries, "test", seed=seed, config=scenes.SceneConfig())]
+    except ValueError as error:
+        raise SystemExit(f"{error}; pass the seed the folder was made with") from None
 
 
 def main() -> None:

@@ -227,6 +227,36 @@ def test_clutter_is_pasted_into_training_scenes_only(tmp_path):
         assert (entry["label"] is None) == (entry["box"] is None)
 
 
+def test_a_scene_names_the_pool_row_of_each_object(tmp_path):
+    # Both rows have one label; only their shapes tell them apart: a square and a wide bar.
+    square, bar = np.zeros((20, 20), np.uint8), np.zeros((20, 20), np.uint8)
+    square[2:18, 2:18], bar[8:12, 0:20] = 255, 255
+    pool = scenes.ObjectPool(np.stack([square, bar]), np.zeros(2, np.int64), ("x",))
+    Image.new("RGB", (200, 200), (30, 30, 30)).save(tmp_path / "flat.png")
+    config = scenes.SceneConfig(size=96, max_objects=3, empty_fraction=0.0)
+    seen = set()
+    for seed in range(8):
+        scene = scenes.make_scene(np.random.default_rng(seed), backgrounds=[tmp_path / "flat.png"], pool=pool, config=config)
+        assert len(scene.sources) == len(scene.objects)
+        for row, obj in zip(scene.sources, scene.objects):
+            x1, y1, x2, y2 = obj["box"]
+            assert ((x2 - x1) / (y2 - y1) > 2.5) == (row == 1)
+            seen.add(row)
+    assert seen == {0, 1}
+
+
+def test_a_written_split_is_drawn_again_from_its_annotations(tmp_path):
+    scenes.write_dataset(tmp_path, {"test": 6}, seed=3, config=CONFIG)
+    entries = json.loads((tmp_path / "test.json").read_text())
+    drawn = scenes.redraw(entries, "test", seed=3, config=CONFIG)
+    pool = scenes.object_pool("digits", "test")
+    for entry, scene in zip(entries, drawn):
+        assert np.array_equal(np.asarray(scene.image), np.asarray(Image.open(tmp_path / entry["image"])))
+        assert [pool.classes[pool.labels[row]] for row in scene.sources] == ([entry["label"]] if entry["label"] else [])
+    with pytest.raises(ValueError, match="is not the one seed 4"):
+        scenes.redraw(entries, "test", seed=4, config=CONFIG)
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_the_pasted_object_lies_inside_its_box_and_touches_every_side(seed):
     rng = np.random.default_rng(seed)

@@ -103,6 +103,7 @@ class Scene:
     image: Image.Image
     objects: list[dict[str, Any]] = field(default_factory=list)  # {"label": str, "box": [x1, y1, x2, y2]}
     background: str = ""  # the photo's file name, or "mixed" (tiles of several photos)
+    sources: list[int] = field(default_factory=list)  # each object's row in the pool it was drawn from
 
 
 # --- pools ---------------------------------------------------------------------------------------
@@ -401,13 +402,15 @@ def make_scene(rng: np.random.Generator, *, backgrounds: list[Path], pool: Objec
         paste_clutter(rng, canvas, config.clutter, config.clutter_scale)
     count = 0 if rng.random() < config.empty_fraction else int(rng.integers(1, config.max_objects + 1))
     objects: list[dict[str, Any]] = []
+    sources: list[int] = []
     for _ in range(count):
         index = int(rng.integers(len(pool.labels)))
         box = paste_object(rng, canvas, pool.images[index], config, [o["box"] for o in objects])
         if box is not None:
             objects.append({"label": pool.classes[int(pool.labels[index])], "box": box})
+            sources.append(index)
     image = Image.fromarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8), "RGB")
-    return Scene(image, objects, background)
+    return Scene(image, objects, background, sources)
 
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -423,6 +426,21 @@ def annotation_entry(image: str, objects: list[dict[str, Any]], *, single: bool)
         first = objects[0] if objects else {"label": None, "box": None}
         return {"image": image, "label": first["label"], "box": first["box"]}
     return {"image": image, "objects": objects}
+
+
+def redraw(entries: Sequence[dict[str, Any]], split: str, *, seed: int, config: SceneConfig) -> list[Scene]:
+    """The scenes behind a written split's annotations (which photo, which pool objects), drawn again with
+    the seed and options it was written with; ValueError where an annotation is not what they draw."""
+    pool = scene_pool(config, split)
+    backgrounds = background_paths(split, config.extra_photos, config.val_photos)
+    single = config.max_objects == 1
+    drawn = []
+    for i, entry in enumerate(entries):
+        scene = make_scene(scene_rng(seed, split, i), backgrounds=backgrounds, pool=pool, config=config)
+        if annotation_entry(entry["image"], scene.objects, single=single) != entry:
+            raise ValueError(f"{split} scene {i} ({entry['image']}) is not the one seed {seed} and these options draw")
+        drawn.append(scene)
+    return drawn
 
 
 def _write_scenes(out: Path, split: str, indices: range, seed: int, config: SceneConfig) -> list[dict[str, Any]]:
