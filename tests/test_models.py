@@ -306,9 +306,24 @@ def test_layer_string_agrees_at_other_sizes(name, shape, overrides):
 def test_resnet_small_layers_follow_the_kwargs():
     from cnntool.models.catalog import resnet_small_layers
 
-    kwargs = {"widths": (8, 16, 24, 32), "blocks": (1, 3, 1, 2), "num_classes": 3, "dropout": 0.3}
-    model = build_on_meta(registry.get("resnet-small"), **kwargs)
-    assert_agrees(resnet_small_layers(**kwargs), (1, 28, 28), model, *forward_with_trace(model, (1, 28, 28)))
+    for lcn in (False, True):
+        kwargs = {"widths": (8, 16, 24, 32), "blocks": (1, 3, 1, 2), "num_classes": 3, "dropout": 0.3, "lcn": lcn}
+        model = build_on_meta(registry.get("resnet-small"), **kwargs)
+        assert_agrees(resnet_small_layers(**kwargs), (1, 28, 28), model, *forward_with_trace(model, (1, 28, 28)))
+
+
+def test_resnet_small_with_lcn_reads_an_image_alike_at_any_contrast():
+    from cnntool.models.resnet import resnet_small
+
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 32)
+    faint = 0.5 + 0.1 * (x - 0.5)  # a tenth of the contrast around mid grey
+    with_lcn = resnet_small(widths=(8, 16), blocks=(1, 1), in_channels=3, lcn=True).eval()
+    plain = resnet_small(widths=(8, 16), blocks=(1, 1), in_channels=3).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(with_lcn(faint), with_lcn(x), atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(plain(faint), plain(x), atol=1e-2)
+    assert with_lcn.state_dict().keys() == plain.state_dict().keys()  # LCN has no parameters
 
 
 def test_class_names_match_the_datasets():

@@ -100,9 +100,11 @@ def _googlenet(num_classes: int) -> str:
     )
 
 
-def resnet_small_layers(*, widths: tuple[int, ...], blocks: tuple[int, ...], num_classes: int, dropout: float) -> str:
+def resnet_small_layers(*, widths: tuple[int, ...], blocks: tuple[int, ...], num_classes: int, dropout: float,
+                        lcn: bool = False) -> str:
     """The layer string of cnntool.models.resnet:resnet_small for these kwargs (for registering variants)."""
     return _join(
+        "lcn9" if lcn else "",
         _conv_bn_relu(3, widths[0], padding=1),
         _resnet_stages("basic", tuple(widths), tuple(blocks), stem_width=widths[0]),
         f"gap flatten dropout{dropout:g} fc:{num_classes}",

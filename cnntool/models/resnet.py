@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 
 from cnntool.models._stem import check_common, replace_conv
+from cnntool.models.blocks import LocalContrastNorm
 
 
 def _adapt(model: torchvision.models.ResNet, *, in_channels: int, small_input: bool) -> nn.Module:
@@ -43,14 +44,17 @@ def resnet50(*, num_classes: int = 1000, in_channels: int = 3, small_input: bool
 class SmallResNet(nn.Module):
     """conv3-bn-relu stem → stages of BasicBlocks (each stage after the first halves the size and changes
     width through a 1×1 conv shortcut) → global average pool → dropout → fc. Module names follow
-    torchvision's ResNet (conv1, bn1, layer1…, fc)."""
+    torchvision's ResNet (conv1, bn1, layer1…, fc). With `lcn`, local contrast normalisation comes first, so
+    a faint object and a strong one reach the stem alike; it has no parameters, so the state dict is unchanged."""
 
-    def __init__(self, *, widths: Sequence[int], blocks: Sequence[int], num_classes: int, in_channels: int, dropout: float) -> None:
+    def __init__(self, *, widths: Sequence[int], blocks: Sequence[int], num_classes: int, in_channels: int, dropout: float,
+                 lcn: bool = False) -> None:
         super().__init__()
         if not widths or len(widths) != len(blocks):
             raise ValueError("widths and blocks need one entry per stage")
         if min(widths) < 1 or min(blocks) < 1:
             raise ValueError("every stage needs a positive width and at least one block")
+        self.lcn = LocalContrastNorm() if lcn else None
         self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
@@ -75,6 +79,8 @@ class SmallResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.lcn is not None:
+            x = self.lcn(x)
         x = self.relu(self.bn1(self.conv1(x)))
         for i in range(self.stages):
             x = getattr(self, f"layer{i + 1}")(x)
@@ -89,6 +95,8 @@ def resnet_small(
     num_classes: int = 10,
     in_channels: int = 1,
     dropout: float = 0.0,
+    lcn: bool = False,
 ) -> nn.Module:
     check_common(num_classes=num_classes, in_channels=in_channels)
-    return SmallResNet(widths=tuple(widths), blocks=tuple(blocks), num_classes=num_classes, in_channels=in_channels, dropout=dropout)
+    return SmallResNet(widths=tuple(widths), blocks=tuple(blocks), num_classes=num_classes, in_channels=in_channels,
+                       dropout=dropout, lcn=lcn)
