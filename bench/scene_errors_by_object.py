@@ -11,11 +11,11 @@ good as it would make if the scenes cost nothing.
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
+
+from scene_errors_by_photo import scene_arguments, test_split_read
 
 
 def read_clean(images, reference: str, threads: int) -> list[str]:
@@ -33,28 +33,14 @@ def read_clean(images, reference: str, threads: int) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="a folder written by `cnntool data scenes`")
-    parser.add_argument("--seed", type=int, default=0, help="the seed the folder was written with")
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--weights", default=None)
+    parser = scene_arguments(__doc__.splitlines()[0])
     parser.add_argument("--reference", default=None, help="a classify weights file that never saw the held-out objects")
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
     from cnntool.data import scenes
-    from cnntool.predict import RunOptions, predict
 
-    entries = json.loads((args.data / "test.json").read_text())
-    config = scenes.SceneConfig()
-    try:
-        drawn = scenes.redraw(entries, "test", seed=args.seed, config=config)
-    except ValueError as error:
-        raise SystemExit(f"{error}; pass the seed the folder was made with") from None
-    pool = scenes.object_pool(config.objects, "test")
-    options = RunOptions(model=args.model, weights=args.weights, device="cpu", threads=args.threads, batch_size=100)
-    records = predict([str(args.data / e["image"]) for e in entries], "localize", options)
-
+    entries, drawn, records = test_split_read(args)
+    pool = scenes.object_pool(scenes.SceneConfig().objects, "test")
     scenes_of, read_as, missed = Counter(), defaultdict(list), 0
     for entry, scene, record in zip(entries, drawn, records):
         if entry["label"] is None:

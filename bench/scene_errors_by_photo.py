@@ -14,34 +14,38 @@ from collections import Counter
 from pathlib import Path
 
 
-def photos_under(entries: list[dict], seed: int) -> list[str]:
-    """The background photo of each test scene, checked against its written annotation."""
-    from cnntool.data import scenes
-
-    try:
-        return [scene.background for scene in scenes.redraw(entries, "test", seed=seed, config=scenes.SceneConfig())]
-    except ValueError as error:
-        raise SystemExit(f"{error}; pass the seed the folder was made with") from None
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def scene_arguments(description: str) -> argparse.ArgumentParser:
+    """The options of the scene-error scripts: the data folder and its seed, the localizer, threads."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, required=True, help="a folder written by `cnntool data scenes`")
     parser.add_argument("--seed", type=int, default=0, help="the seed the folder was written with")
     parser.add_argument("--model", default=None)
     parser.add_argument("--weights", default=None)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    return parser
 
+
+def test_split_read(args: argparse.Namespace) -> tuple[list[dict], list, list]:
+    """The test split's annotations, the scenes behind them drawn again (checked against the annotations), and
+    the localizer's records for the written images, run as `cnntool localize` runs."""
+    from cnntool.data import scenes
     from cnntool.predict import RunOptions, predict
 
     entries = json.loads((args.data / "test.json").read_text())
-    photos = photos_under(entries, args.seed)
+    try:
+        drawn = scenes.redraw(entries, "test", seed=args.seed, config=scenes.SceneConfig())
+    except ValueError as error:
+        raise SystemExit(f"{error}; pass the seed the folder was made with") from None
     options = RunOptions(model=args.model, weights=args.weights, device="cpu", threads=args.threads, batch_size=100)
+    return entries, drawn, list(predict([str(args.data / e["image"]) for e in entries], "localize", options))
+
+
+def main() -> None:
+    args = scene_arguments(__doc__.splitlines()[0]).parse_args()
+    entries, drawn, records = test_split_read(args)
     counts: dict[str, Counter] = {}
-    records = predict([str(args.data / e["image"]) for e in entries], "localize", options)
-    for entry, photo, record in zip(entries, photos, records):
-        found, c = record.fields["object"]["label"], counts.setdefault(photo, Counter())
+    for entry, scene, record in zip(entries, drawn, records):
+        found, c = record.fields["object"]["label"], counts.setdefault(scene.background, Counter())
         if entry["label"] is None:
             c["empty"] += 1
             c["false alarms"] += found is not None
