@@ -189,7 +189,7 @@ register(ModelSpec(
     weights="torchvision:GoogLeNet_Weights.IMAGENET1K_V1", layers=_googlenet(1000),
     summary="GoogLeNet / Inception-v1 (Szegedy 2014), no auxiliary classifiers",
 ))
-_RESNET_SMALL = {"widths": (32, 64, 128), "blocks": (2, 2, 2), "num_classes": 10, "dropout": 0.0}
+_RESNET_SMALL = {"widths": (32, 64, 128), "blocks": (2, 2, 2), "num_classes": 10, "dropout": 0.0, "lcn": False}
 register(ModelSpec(
     name="resnet-small", task="classify", builder="cnntool.models.resnet:resnet_small",
     kwargs={**_RESNET_SMALL, "in_channels": 1}, input=FASHION_28, classes=FASHION_CLASSES,
