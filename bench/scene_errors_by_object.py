@@ -1,5 +1,6 @@
-"""Which held-out objects a localizer misreads, and which of them a classifier misreads clean. The held-out
-scenes reuse a small pool (500 digits for 1,571 scenes), so an object whose shape is ambiguous costs every
+"""Which held-out objects a localizer misreads, and which of them a classifier misreads clean.
+
+The held-out scenes reuse a small pool (500 digits for 1,571 scenes), so an object whose shape is ambiguous costs every
 scene it lies in. The test split is drawn again (`scenes.redraw`) to learn the pool row under each scene;
 the localizer runs on the written images as `cnntool localize` does; `--reference`, a classify model trained
 without the held-out objects (not lenet5-digits: its random split trained on most of them), reads every pool
