@@ -39,7 +39,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -428,27 +428,35 @@ def annotation_entry(image: str, objects: list[dict[str, Any]], *, single: bool)
     return {"image": image, "objects": objects}
 
 
+def _split_config(config: SceneConfig, split: str) -> SceneConfig:
+    """The options a split is drawn with: validation and test scenes stay plain photos, like the images a user
+    brings."""
+    return config if split == "train" else replace(config, mix_backgrounds=False, clutter=(), dead_leaves=0.0)
+
+
+def _drawn(split: str, indices: Sequence[int], seed: int, config: SceneConfig) -> Iterator[tuple[int, Scene]]:
+    """Scene i of the split for each i, as the split's files hold it (config already _split_config'd)."""
+    pool = scene_pool(config, split)
+    backgrounds = background_paths(split, config.extra_photos, config.val_photos)
+    for i in indices:
+        yield i, make_scene(scene_rng(seed, split, i), backgrounds=backgrounds, pool=pool, config=config)
+
+
 def redraw(entries: Sequence[dict[str, Any]], split: str, *, seed: int, config: SceneConfig) -> list[Scene]:
     """The scenes behind a written split's annotations (which photo, which pool objects), drawn again with
     the seed and options it was written with; ValueError where an annotation is not what they draw."""
-    pool = scene_pool(config, split)
-    backgrounds = background_paths(split, config.extra_photos, config.val_photos)
-    single = config.max_objects == 1
+    config = _split_config(config, split)
     drawn = []
-    for i, entry in enumerate(entries):
-        scene = make_scene(scene_rng(seed, split, i), backgrounds=backgrounds, pool=pool, config=config)
-        if annotation_entry(entry["image"], scene.objects, single=single) != entry:
+    for (i, scene), entry in zip(_drawn(split, range(len(entries)), seed, config), entries):
+        if annotation_entry(entry["image"], scene.objects, single=config.max_objects == 1) != entry:
             raise ValueError(f"{split} scene {i} ({entry['image']}) is not the one seed {seed} and these options draw")
         drawn.append(scene)
     return drawn
 
 
 def _write_scenes(out: Path, split: str, indices: range, seed: int, config: SceneConfig) -> list[dict[str, Any]]:
-    pool = scene_pool(config, split)
-    backgrounds = background_paths(split, config.extra_photos, config.val_photos)
     entries = []
-    for i in indices:
-        scene = make_scene(scene_rng(seed, split, i), backgrounds=backgrounds, pool=pool, config=config)
+    for i, scene in _drawn(split, indices, seed, config):
         name = f"{split}/{i:06d}.png"
         scene.image.save(out / name, compress_level=1)  # fast; files stay small at this size
         entries.append(annotation_entry(name, scene.objects, single=config.max_objects == 1))
@@ -458,8 +466,7 @@ def _write_scenes(out: Path, split: str, indices: range, seed: int, config: Scen
 def write_split(out: Path, split: str, n: int, *, seed: int, config: SceneConfig, workers: int = 0) -> Path:
     """Write n scenes as out/<split>/NNNNNN.png and their annotations as out/<split>.json; with workers > 1,
     that many processes draw them (the same files: each scene has its own generator)."""
-    if split != "train":  # validation and test scenes stay plain photos, like the images a user brings
-        config = replace(config, mix_backgrounds=False, clutter=(), dead_leaves=0.0)
+    config = _split_config(config, split)
     (out / split).mkdir(parents=True, exist_ok=True)
     scene_pool(config, split)  # loads (and may download) extra objects once, here, not in every worker
     if workers > 1:
