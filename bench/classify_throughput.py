@@ -2,9 +2,9 @@
 
 The naive loop is what a first script looks like: for each file, PIL open + convert, torchvision's
 Resize(256) / CenterCrop(224) / ToTensor / Normalize, one eager fp32 forward of batch 1, softmax top-5.
-Ours: `cnntool.predict.predict` (the code behind `cnntool classify`) with its defaults plus --workers, the
-same with --int8 (cnntool.quantize; its calibration on the first batch is inside the timing), and the same
-with the inference optimizations off (BatchNorm folding, channels_last: cnntool.inference), so their worth
+Ours: `cnntool.engine.predict.predict` (the code behind `cnntool classify`) with its defaults plus --workers, the
+same with --int8 (cnntool.engine.quantize; its calibration on the first batch is inside the timing), and the same
+with the inference optimizations off (BatchNorm folding, channels_last: cnntool.engine.inference), so their worth
 shows in the same run. Also printed: the model's pure forward rate on ready tensors, as built
 and as cnntool prepares it (the ceilings for the naive loop and for cnntool). --profile adds where one
 cnntool pass (workers 0) spends its time.
@@ -94,7 +94,7 @@ def naive_loop(model, paths, spec) -> float:
 
 
 def ours(weights_path, paths, *, workers: int, batch_size: int, optimize: bool = True, int8: bool = False) -> float:
-    from cnntool.predict import RunOptions, predict
+    from cnntool.engine.predict import RunOptions, predict
 
     options = RunOptions(weights=str(weights_path), workers=workers, batch_size=batch_size,
                          task_options={"topk": 5}, device="cpu", fold_bn=optimize, channels_last=optimize, int8=int8)
@@ -106,7 +106,7 @@ def ours(weights_path, paths, *, workers: int, batch_size: int, optimize: bool =
 
 def pure_forward(model, spec, batch_size: int) -> float:
     x = torch.randn(batch_size, spec.channels, *spec.size)
-    if getattr(model, "channels_last", False):  # a cnntool.inference.InferenceModel converts its input
+    if getattr(model, "channels_last", False):  # a cnntool.engine.inference.InferenceModel converts its input
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         model(x)
@@ -156,7 +156,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from cnntool import registry, weights
-    from cnntool.inference import InferenceOptions, prepare
+    from cnntool.engine.inference import InferenceOptions, prepare
 
     torch.set_num_threads(args.threads)
     spec = registry.get(args.model)

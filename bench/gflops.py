@@ -1,5 +1,5 @@
 """Achieved GFLOP/s of each model's forward pass next to this machine's measured peak, and what each
-inference option (cnntool.inference) is worth, all measured in one run.
+inference option (cnntool.engine.inference) is worth, all measured in one run.
 
 Peak: a large fp32 matmul and a large 3×3 convolution (NCHW and channels_last), timed here.
 FLOPs per image: torch.utils.flop_counter (2 × multiply-accumulates of conv/linear/matmul), checked against
@@ -83,7 +83,7 @@ def flops_per_image(model, spec) -> int:
 
 
 def shape_calc_flops(spec) -> int | None:
-    from cnntool import layerspec
+    from cnntool.shapecalc import layers as layerspec
 
     if not spec.layers:
         return None
@@ -91,7 +91,7 @@ def shape_calc_flops(spec) -> int | None:
 
 
 def prepared(model, **options):
-    from cnntool.inference import InferenceOptions, prepare
+    from cnntool.engine.inference import InferenceOptions, prepare
 
     return prepare(copy.deepcopy(model), "cpu", InferenceOptions(**options), quiet=True)
 

@@ -23,7 +23,7 @@ def read_clean(images, reference: str, threads: int) -> list[str]:
     """The reference model's label for each pool image, written to PNG and read as `cnntool classify` does."""
     from PIL import Image
 
-    from cnntool.predict import RunOptions, predict
+    from cnntool.engine.predict import RunOptions, predict
 
     with tempfile.TemporaryDirectory() as folder:
         paths = [str(Path(folder, f"{i:05d}.png")) for i in range(len(images))]

@@ -29,7 +29,7 @@ def test_split_read(args: argparse.Namespace) -> tuple[list[dict], list, list]:
     """The test split's annotations, the scenes behind them drawn again (checked against the annotations), and
     the localizer's records for the written images, run as `cnntool localize` runs."""
     from cnntool.data import scenes
-    from cnntool.predict import RunOptions, predict
+    from cnntool.engine.predict import RunOptions, predict
 
     entries = json.loads((args.data / "test.json").read_text())
     try:

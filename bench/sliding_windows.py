@@ -24,9 +24,9 @@ def main() -> None:
 
     from cnntool import registry
     from cnntool.data import detect_formats
-    from cnntool.loading import load_model
+    from cnntool.loader import load_model
     from cnntool.preprocess import Preprocessor, open_image
-    from cnntool.tasks import detect
+    from cnntool.tasks.detect import predict as detect
 
     torch.set_num_threads(args.threads)
     windowed = load_model("sliding-windows-digits", None, task="detect").module

@@ -54,8 +54,8 @@ def plain_epoch(model_name: str, batch_size: int, workers: int) -> float:
 def engine_epoch(model_name: str, batch_size: int, workers: int, threads: int) -> tuple[float, float]:
     """cnntool's engine, one epoch over all 60,000 images; returns (epoch seconds, cache build seconds)."""
     from cnntool.data.classify import open_classify_data
-    from cnntool.tasks.classify_train import ClassifyConfig, ClassifyTask, TaskData
-    from cnntool.train import TrainConfig, train
+    from cnntool.tasks.classify.train import ClassifyConfig, ClassifyTask, TaskData
+    from cnntool.engine.train import TrainConfig, train
 
     task = ClassifyTask(ClassifyConfig(data="fashion-mnist", model=model_name, mean=(0.2860,), std=(0.3530,)))
     start = time.perf_counter()

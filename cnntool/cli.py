@@ -116,7 +116,7 @@ def shape_calc_cmd(
     Example: cnntool shape-calc --n 32 --c-in 1 -l "conv5:6 max2 conv5:16 max2 fc:120 fc:10"
     Example: cnntool shape-calc --n 64 --f 5 --out 64 --solve p
     """
-    from cnntool import shape_view
+    from cnntool.shapecalc import view as shape_view
 
     query = shape_view.ShapeQuery(
         n=n, f=f, s=s, p=p, d=d, dims=dims, pool=pool, ceil=ceil, transposed=transposed,
@@ -130,7 +130,7 @@ def _run_predict(task: str, inputs: list[str], *, model, weights, fmt, device, b
                  bf16, compile_model, save, recursive, max_pixels, quiet, progress=None, int8=False,
                  **task_options) -> None:
     """The body every predict subcommand shares: options → RunOptions → pipeline → exit code."""
-    from cnntool import predict
+    from cnntool.engine import predict
 
     options = predict.RunOptions(model=model, weights=weights, format=fmt, device=device, batch_size=batch_size,
                                  workers=workers, threads=threads, bf16=bf16, compile=compile_model, int8=int8,
@@ -458,7 +458,7 @@ def verify_compare_cmd(
     Example: cnntool verify-face alice.jpg who.jpg
     Example: cnntool verify-face --gallery people/ photos/*.jpg --format jsonl
     """
-    from cnntool import verify
+    from cnntool.tasks.verify import run as verify
 
     opts = verify.VerifyOptions(model=model, weights=weights, metric=metric, threshold=threshold,
                                 calibration=calibration, detect=detect, face=face, upsample=upsample, gallery=gallery,
@@ -494,7 +494,7 @@ def verify_calibrate_cmd(
 
     Example: cnntool verify-face calibrate --data people/ --choose far --far 0.001
     """
-    from cnntool import verify
+    from cnntool.tasks.verify import run as verify
 
     opts = verify.VerifyOptions(model=model, weights=weights, metric=metric, detect=detect, face=face,
                                 upsample=upsample, device=device, threads=threads, max_pixels=max_pixels)
@@ -580,7 +580,8 @@ def evaluate_verify_cmd(
 
     Example: cnntool evaluate verify-face --model oneshot-fashion --data digits
     """
-    from cnntool import evaluate, verify
+    from cnntool import evaluate
+    from cnntool.tasks.verify import run as verify
 
     report = evaluate.verify_face(data=data, pairs=pairs, identities=identities, model=model, weights=weights,
                                   metric=metric, detect=detect, device=device, threads=threads)
@@ -848,7 +849,7 @@ def landmarks_cmd(
 
     Example: cnntool landmarks scan.jpg --rectify flat/ --save annotated/
     """
-    from cnntool.tasks.landmarks import Rectifier
+    from cnntool.tasks.landmarks.predict import Rectifier
 
     _run_predict("landmarks", inputs, model=model, weights=weights, fmt=fmt, device=device, batch_size=batch_size,
                  workers=workers, threads=threads, bf16=bf16, compile_model=compile_model, save=save, recursive=recursive,
@@ -953,7 +954,7 @@ def ensemble_cmd(
 
     Its threshold chosen again (reader kept): cnntool ensemble localizer-digits --calibrate --data runs/data/scenes-unseen --out new.safetensors
     """
-    from cnntool.combine import combine
+    from cnntool.engine.combine import combine
 
     meta = combine(members, out=out, data=data, tta=tta, calibrate=calibrate, reader=reader, context=reader_context,
                    command=_command_line(ctx), device=device, threads=threads)

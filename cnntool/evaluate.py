@@ -1,5 +1,5 @@
 """`cnntool evaluate <task>`: a trained model's metrics on labelled data, with the same model loading as
-prediction (cnntool.loading) and the same metric code as training (the task's accumulator)."""
+prediction (cnntool.loader) and the same metric code as training (the task's accumulator)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ def _load(task: str, model: str | None, weights: str | None, device: str, thread
     """(the loaded model, the resolved device): every evaluation starts here."""
     import torch
 
-    from cnntool.loading import load_model
-    from cnntool.predict import resolve_device
+    from cnntool.loader import load_model
+    from cnntool.engine.predict import resolve_device
 
     if threads:
         torch.set_num_threads(threads)
@@ -42,15 +42,15 @@ def classify(*, data: str, model: str | None, weights: str | None, split: str = 
     """
     from cnntool.data.classify import open_classify_data
     from cnntool.data.splits import stratified_split
-    from cnntool.evaluation import run_eval
-    from cnntool.tasks.classify_train import ClassifyConfig, ClassifyTask
+    from cnntool.engine.evaluate import run_eval
+    from cnntool.tasks.classify.train import ClassifyConfig, ClassifyTask
 
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
     loaded, device = _load("classify", model, weights, device, threads)
     module = loaded.module
     if int8:  # as `cnntool classify --int8` runs it (refusing --bf16 and CUDA): calibrated on the first batch
-        from cnntool.inference import InferenceOptions, prepare
+        from cnntool.engine.inference import InferenceOptions, prepare
 
         module = prepare(module, device, InferenceOptions(int8=True, bf16=bf16, channels_last=False)).module
     source = open_classify_data(data, loaded.input)
@@ -125,12 +125,12 @@ def verify_face(*, data: str | None, pairs, identities: str | None, model: str |
 
     import numpy as np
 
-    from cnntool import verify
+    from cnntool.tasks.verify import run as verify
     from cnntool.data.classify import BUILTIN, open_classify_data
     from cnntool.preprocess import Preprocessor
-    from cnntool.tasks.verify import all_pair_distances
-    from cnntool.tasks.verify_metrics import every_pair, roc_report
-    from cnntool.tasks.verify_train import _materialize, embed_dataset, parse_identities
+    from cnntool.tasks.verify.losses import all_pair_distances
+    from cnntool.tasks.verify.metrics import every_pair, roc_report
+    from cnntool.tasks.verify.train import _materialize, embed_dataset, parse_identities
 
     if (data is None) == (pairs is None):
         raise ConfigError("give exactly one of --data or --pairs")
@@ -173,8 +173,8 @@ def detect(*, data: str, model: str | None, weights: str | None, split: str = "t
     dataset (scene JSON, COCO JSON or YOLO txt), through the same loading and metric code as training;
     `tta`: at detect.TTA_SCALES."""
     from cnntool.data import detect_formats
-    from cnntool.evaluation import run_eval
-    from cnntool.tasks.detect_train import DetectConfig, DetectTask
+    from cnntool.engine.evaluate import run_eval
+    from cnntool.tasks.detect.train import DetectConfig, DetectTask
 
     loaded, device = _load("detect", model, weights, device, threads)
     splits, classes = detect_formats.read_dataset(data)
@@ -189,7 +189,7 @@ def detect(*, data: str, model: str | None, weights: str | None, split: str = "t
     objects = sum(len(s.objects) for s in samples)
     described = f"{data}: {split} split, {len(samples)} images, {objects} objects"
     if tta:
-        from cnntool.tasks.detect import TTA_SCALES
+        from cnntool.tasks.detect.predict import TTA_SCALES
 
         described += f", test-time augmentation at scales {', '.join(map(str, TTA_SCALES))}"
     return _report("detect", loaded, described, result)
@@ -244,7 +244,7 @@ def _localize_split(data: str, split: str, model: str | None, weights: str | Non
     from pathlib import Path
 
     from cnntool.data import annotations as ann
-    from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
+    from cnntool.tasks.localize.train import LocalizeConfig, LocalizeTask
 
     path, annotations = _annotation_split(data, split)
     loaded, device = _load("localize", model, weights, device, threads)
@@ -264,7 +264,7 @@ def localize(*, data: str, model: str | None, weights: str | None, split: str = 
     annotation directory, through the task code and metric that training uses for its held-out figures
     (and the loss the weights were trained with); `tta`: averaged over localize.TTA_SHIFT shifts; presence at
     `threshold`, else the weights' own, else 0.5."""
-    from cnntool.evaluation import run_eval
+    from cnntool.engine.evaluate import run_eval
 
     loaded, task, dataset, path, device = _localize_split(data, split, model, weights, device, threads, tta)
     if threshold is not None:
@@ -273,7 +273,7 @@ def localize(*, data: str, model: str | None, weights: str | None, split: str = 
     described = (f"{data}: {split} split ({path.name}), {len(dataset)} images, {result.metrics['objects']} objects, "
                  f"presence threshold {task.threshold:g}")
     if tta:
-        from cnntool.tasks.localize import TTA_SHIFT
+        from cnntool.tasks.localize.predict import TTA_SHIFT
 
         described += f", test-time augmentation: mean of the image and four copies shifted diagonally by {TTA_SHIFT:.0%}"
     return _report("localize", loaded, described, result)
@@ -286,7 +286,7 @@ def localize_presence(*, data: str, weights: str, split: str = "val", batch_size
     import torch
 
     from cnntool.data import batches
-    from cnntool.tasks.localize import interpret
+    from cnntool.tasks.localize.predict import interpret
 
     loaded, task, dataset, _, device = _localize_split(data, split, None, weights, device, threads)
     scores, present = [], []
@@ -303,9 +303,9 @@ def landmarks(*, data: str, model: str | None, weights: str | None, split: str =
     """NME (by the image diagonal) and the share of points within `tolerance` of a landmark model on one
     split of an annotation directory, through the task code and metric that training uses for its held-out
     figures. tolerance None: the one recorded in the weights' held-out metrics, else 0.02."""
-    from cnntool.evaluation import run_eval
-    from cnntool.tasks.landmarks import DEFAULT_TOLERANCE
-    from cnntool.tasks.landmarks_train import LandmarksConfig, LandmarksTask
+    from cnntool.engine.evaluate import run_eval
+    from cnntool.tasks.landmarks.predict import DEFAULT_TOLERANCE
+    from cnntool.tasks.landmarks.train import LandmarksConfig, LandmarksTask
 
     path, annotations = _annotation_split(data, split)
     loaded, device = _load("landmarks", model, weights, device, threads)

@@ -71,7 +71,7 @@ class ModelSpec:
     # Where default weights come from: "embedded:FILE" (in weights/), "torchvision:EnumName.MEMBER",
     # "external:ID" (converted from another format by the builder), or None (random init, for training).
     weights: str | None = None
-    # Torch-free layer description in shape-calc's grammar (cnntool.layerspec), or None when the
+    # Torch-free layer description in shape-calc's grammar (cnntool.shapecalc.layers), or None when the
     # architecture is not a chain that grammar can express.
     layers: str | None = None
     # Task options this model prefers (e.g. a detector's own score threshold); options the user gives

@@ -52,8 +52,8 @@ def classify(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_s
     """Train a classifier (`ensemble` > 1: that many, averaged); returns the exit code (128 + signal when
     interrupted)."""
     from cnntool.augment import AugmentConfig
-    from cnntool.tasks.classify_train import ClassifyConfig, ClassifyTask
-    from cnntool.train import TrainConfig
+    from cnntool.tasks.classify.train import ClassifyConfig, ClassifyTask
+    from cnntool.engine.train import TrainConfig
 
     task = ClassifyTask(ClassifyConfig(
         data=data, model=model, kwargs=parse_kwargs(kwargs), input_size=parse_size(input_size), channels=channels,
@@ -67,13 +67,13 @@ def classify(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_s
 
 
 def _run(task, cfg, *, ensemble: int = 1) -> int:
-    from cnntool.train import TrainingInterrupted, train
+    from cnntool.engine.train import TrainingInterrupted, train
 
     try:
         if ensemble == 1:
             train(task, cfg)
         else:
-            from cnntool.train_ensemble import train_ensemble
+            from cnntool.engine.ensemble import train_ensemble
 
             train_ensemble(task, cfg, ensemble)
     except TrainingInterrupted as exc:
@@ -88,8 +88,8 @@ def _run(task, cfg, *, ensemble: int = 1) -> int:
 def detect(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_size: str | None, val_split: float,
            shift: float, tta: bool, **engine: Any) -> int:
     """Train a detector (our grid detector or a torchvision one) on scene JSON, COCO JSON or YOLO txt data."""
-    from cnntool.tasks.detect_train import DetectConfig, DetectTask
-    from cnntool.train import TrainConfig
+    from cnntool.tasks.detect.train import DetectConfig, DetectTask
+    from cnntool.engine.train import TrainConfig
 
     task = DetectTask(DetectConfig(data=data, model=model, kwargs=parse_kwargs(kwargs),
                                    input_size=parse_size(input_size), val_split=val_split, shift=shift, tta=tta))
@@ -106,8 +106,8 @@ def verify_face(*, data: str, model: str, out: Path, kwargs: Sequence[str], obje
     import os
 
     from cnntool.augment import AugmentConfig
-    from cnntool.tasks.verify_train import VerifyConfig, VerifyTask, calibrate_trained
-    from cnntool.train import TrainConfig
+    from cnntool.tasks.verify.train import VerifyConfig, VerifyTask, calibrate_trained
+    from cnntool.engine.train import TrainConfig
 
     task = VerifyTask(VerifyConfig(
         data=data, backbone=model, backbone_kwargs=parse_kwargs(kwargs), dim=dim, objective=objective, mining=mining,
@@ -125,8 +125,8 @@ def verify_face(*, data: str, model: str, out: Path, kwargs: Sequence[str], obje
 def localize(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_size: str | None, loss: str,
              augment: bool, shift: float, scale: float, jitter: float, tta: bool, **engine: Any) -> int:
     """Train classification with localization (the lecture's y-vector) on box annotations."""
-    from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
-    from cnntool.train import TrainConfig
+    from cnntool.tasks.localize.train import LocalizeConfig, LocalizeTask
+    from cnntool.engine.train import TrainConfig
 
     task = LocalizeTask(LocalizeConfig(data=data, model=model, kwargs=parse_kwargs(kwargs),
                                        input_size=parse_size(input_size), loss=loss, augment=augment, shift=shift,
@@ -137,8 +137,8 @@ def localize(*, data: str, model: str, out: Path, kwargs: Sequence[str], input_s
 def landmarks(*, data: str, model: str, out: Path, kwargs: Sequence[str], loss: str, augment: bool, rotate: float,
               shift: float, scale: float, jitter: float, tolerance: float, **engine: Any) -> int:
     """Train N-point landmark regression (the lecture's l-vector) on point annotations."""
-    from cnntool.tasks.landmarks_train import LandmarksConfig, LandmarksTask
-    from cnntool.train import TrainConfig
+    from cnntool.tasks.landmarks.train import LandmarksConfig, LandmarksTask
+    from cnntool.engine.train import TrainConfig
 
     task = LandmarksTask(LandmarksConfig(data=data, model=model, kwargs=parse_kwargs(kwargs), loss=loss,
                                          augment=augment, rotate=rotate, shift=shift, scale=scale, jitter=jitter,

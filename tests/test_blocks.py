@@ -36,7 +36,7 @@ def test_l2_pool_gradient_is_finite_on_zeros():
 
 
 def test_l2_pool_shape_agrees_with_layerspec():
-    layerspec = pytest.importorskip("cnntool.layerspec")
+    layerspec = pytest.importorskip("cnntool.shapecalc.layers")
     out = L2Pool2d(3, 2, padding=1, ceil_mode=True)(torch.zeros(1, 4, 10, 7))
     assert layerspec.describe("l2pool3s2p1c", (4, 10, 7)).output_shape == tuple(out.shape[1:])
 

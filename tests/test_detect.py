@@ -9,8 +9,8 @@ import torch
 from cnntool.models import yolo
 from cnntool.preprocess import Geometry
 from cnntool.registry import InputSpec
-from cnntool.tasks import detect
-from cnntool.tasks.detect_metrics import DetectMetrics, DetectOutputs
+from cnntool.tasks.detect import predict as detect
+from cnntool.tasks.detect.metrics import DetectMetrics, DetectOutputs
 
 ANCHORS = ((28.0, 36.0),)
 STRIDE = 8
@@ -199,7 +199,7 @@ def test_training_outputs_are_not_scored():
 
 
 def test_the_training_shift_moves_boxes_with_their_objects_and_keeps_them_whole():
-    from cnntool.tasks.detect_train import DetectConfig, DetectTask
+    from cnntool.tasks.detect.train import DetectConfig, DetectTask
 
     task = DetectTask(DetectConfig(data="unused", shift=0.2))
     images = torch.zeros(2, 3, 40, 40, dtype=torch.uint8)

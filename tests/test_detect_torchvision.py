@@ -7,7 +7,9 @@ import time
 import pytest
 import torch
 
-from cnntool import loading, predict, registry
+from cnntool import registry
+from cnntool import loader as loading
+from cnntool.engine import predict
 from cnntool.data.builtin import photo_paths
 from cnntool.errors import ConfigError
 

@@ -11,10 +11,10 @@ from train_helpers import run_cli, tiny_config, tiny_idx, tiny_localizer, tiny_t
 
 from cnntool import weights
 from cnntool.errors import ConfigError
-from cnntool.loading import load_model
+from cnntool.loader import load_model
 from cnntool.models.ensemble import Ensemble
-from cnntool.train import train
-from cnntool.train_ensemble import member_config, train_ensemble
+from cnntool.engine.train import train
+from cnntool.engine.ensemble import member_config, train_ensemble
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def test_members_of_another_architecture_or_an_ensemble_are_refused_in_one_line(
 
 def test_localizers_are_averaged_over_their_whole_y_vector(tmp_path):
     from cnntool.models.localizer import localizer
-    from cnntool.tasks.localize import interpret
+    from cnntool.tasks.localize.predict import interpret
 
     torch.manual_seed(0)
     members = [localizer(widths=[4, 8], input_size=32, refine=4).eval() for _ in range(3)]
@@ -165,7 +165,7 @@ def test_fine_tuning_from_an_ensemble_is_refused_naming_its_members(data, traine
 # --- a presence threshold chosen on validation (localize) --------------------------------------------------
 
 def test_the_threshold_with_most_images_right_wins_and_ties_keep_nearest_the_default():
-    from cnntool.tasks.localize import calibrate_threshold
+    from cnntool.tasks.localize.predict import calibrate_threshold
 
     p_c = torch.tensor([0.1, 0.35, 0.45, 0.6, 0.9])
     present = torch.tensor([False, True, True, True, True])
@@ -176,7 +176,7 @@ def test_the_threshold_with_most_images_right_wins_and_ties_keep_nearest_the_def
 def test_a_threshold_in_the_weights_is_what_decode_and_the_metric_use(tiny_scenes, tmp_path):
     from cnntool import evaluate
     from cnntool.evaluate import localize_presence
-    from cnntool.predict import RunOptions, predict
+    from cnntool.engine.predict import RunOptions, predict
 
     path = tiny_localizer(tmp_path / "t.safetensors", 0, decode={"threshold": 0.99})
     p_c, present = localize_presence(data=str(tiny_scenes), weights=str(path), split="test")
@@ -201,7 +201,7 @@ def test_a_bad_decode_entry_in_a_file_is_one_line(tmp_path):
 
 def test_ensemble_calibrate_keeps_the_validation_threshold_and_scores_held_out_with_it(tiny_scenes, tmp_path, capsys):
     from cnntool.evaluate import localize_presence
-    from cnntool.tasks.localize import calibrate_threshold
+    from cnntool.tasks.localize.predict import calibrate_threshold
 
     files = [str(tiny_localizer(tmp_path / f"m{i}.safetensors", i)) for i in range(2)]
     out = tmp_path / "cal.safetensors"

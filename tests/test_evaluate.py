@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cnntool import weights
-from cnntool.tasks.classify_metrics import ClassifyMetrics
+from cnntool.tasks.classify.metrics import ClassifyMetrics
 
 
 def test_metrics_match_a_hand_computed_confusion_matrix():
@@ -37,7 +37,7 @@ def test_evaluate_command_on_a_tiny_model(tmp_path, capsys):
     from train_helpers import tiny_config, tiny_idx, tiny_task
 
     from cnntool.cli import main
-    from cnntool.train import train
+    from cnntool.engine.train import train
 
     data = tiny_idx(tmp_path)
     cfg = tiny_config(tmp_path, "t", epochs=3)
@@ -60,7 +60,7 @@ EMBEDDED = weights.weights_dir()
 @pytest.mark.skipif(not (EMBEDDED / "lenet5-digits.safetensors").is_file(), reason="weights not built")
 def test_lenet5_digits_metadata_meets_its_goal_and_reproduces():
     from cnntool import evaluate
-    from cnntool.loading import load_model
+    from cnntool.loader import load_model
 
     meta = weights.read_metadata(EMBEDDED / "lenet5-digits.safetensors")
     heldout = meta["metrics"]["heldout"]
@@ -78,7 +78,7 @@ def test_lenet5_digits_metadata_meets_its_goal_and_reproduces():
 @pytest.mark.skipif(not list(EMBEDDED.glob("fashion-*.safetensors")), reason="weights not built")
 def test_fashion_model_metadata_and_registry_entry():
     from cnntool import registry
-    from cnntool.loading import load_model
+    from cnntool.loader import load_model
 
     path = next(EMBEDDED.glob("fashion-*.safetensors"))
     meta = weights.read_metadata(path)

@@ -40,9 +40,9 @@ def documents_dir(tmp_path_factory):
 
 
 def test_evaluate_localize_gives_the_training_held_out_figures(scenes_dir, capsys):
-    from cnntool.evaluation import run_eval
-    from cnntool.loading import load_model
-    from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
+    from cnntool.engine.evaluate import run_eval
+    from cnntool.loader import load_model
+    from cnntool.tasks.localize.train import LocalizeConfig, LocalizeTask
 
     code, out, _ = run_cli(["evaluate", "localize", "--data", str(scenes_dir), "--format", "json", "--threads", "1"],
                            capsys)
@@ -78,9 +78,9 @@ def test_evaluate_localize_missing_split_is_one_line_exit_2(scenes_dir, capsys):
 
 
 def test_evaluate_landmarks_gives_the_training_held_out_figures(documents_dir, capsys):
-    from cnntool.evaluation import run_eval
-    from cnntool.loading import load_model
-    from cnntool.tasks.landmarks_train import LandmarksConfig, LandmarksTask
+    from cnntool.engine.evaluate import run_eval
+    from cnntool.loader import load_model
+    from cnntool.tasks.landmarks.train import LandmarksConfig, LandmarksTask
 
     loaded = load_model(None, None, task="landmarks")
     recorded = loaded.metadata.get("metrics", {}).get("heldout", {}).get("tolerance", 0.02)
@@ -134,9 +134,9 @@ def detect_scenes_dir(tmp_path_factory):
 
 
 def test_evaluate_detect_gives_the_training_held_out_figures(detect_scenes_dir, capsys):
-    from cnntool.evaluation import run_eval
-    from cnntool.loading import load_model
-    from cnntool.tasks.detect_train import DetectConfig, DetectTask
+    from cnntool.engine.evaluate import run_eval
+    from cnntool.loader import load_model
+    from cnntool.tasks.detect.train import DetectConfig, DetectTask
 
     code, out, _ = run_cli(["evaluate", "detect", "--data", str(detect_scenes_dir), "--model", "yolo-digits",
                             "--format", "json", "--threads", "1"], capsys)
@@ -160,10 +160,10 @@ def test_evaluate_detect_tta_scores_what_detect_tta_finds(detect_scenes_dir, cap
     candidates as the prediction pipeline's (detect.multi_scale over every scale)."""
     import torch
 
-    from cnntool.loading import load_model
-    from cnntool.tasks import detect
-    from cnntool.tasks.detect_metrics import DetectMetrics, DetectOutputs
-    from cnntool.tasks.detect_train import DetectConfig, DetectTask
+    from cnntool.loader import load_model
+    from cnntool.tasks.detect import predict as detect
+    from cnntool.tasks.detect.metrics import DetectMetrics, DetectOutputs
+    from cnntool.tasks.detect.train import DetectConfig, DetectTask
 
     code, out, _ = run_cli(["evaluate", "detect", "--data", str(detect_scenes_dir), "--model", "yolo-digits",
                             "--tta", "--format", "json", "--threads", "1"], capsys)

@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from cnntool import loading, registry, weights
+from cnntool import registry, weights
+from cnntool import loader as loading
 from cnntool.data.builtin import load_opencv_digits
 from cnntool.data.classify import foreground_of
 from cnntool.preprocess import Preprocessor

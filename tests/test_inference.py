@@ -1,4 +1,4 @@
-"""cnntool.inference: BatchNorm folding and channels_last never change a registered model's outputs beyond
+"""cnntool.engine.inference: BatchNorm folding and channels_last never change a registered model's outputs beyond
 float rounding; the folding pass leaves alone what it cannot prove safe; bf16 and torch.compile plumbing.
 
 Every registered model is built with random weights (BatchNorm statistics randomised too, so folding is
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from cnntool import registry
-from cnntool.inference import InferenceModel, InferenceOptions, compile_cache_dir, fold_batchnorm, prepare
+from cnntool.engine.inference import InferenceModel, InferenceOptions, compile_cache_dir, fold_batchnorm, prepare
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -260,7 +260,7 @@ def test_compiled_model_matches_eager(tmp_path, monkeypatch):
 # --- through the prediction pipeline -----------------------------------------------------------------------
 
 def _records(inputs, model, **options):
-    from cnntool.predict import RunOptions, predict
+    from cnntool.engine.predict import RunOptions, predict
 
     return [r.to_dict() for r in predict(inputs, registry.get(model).task, RunOptions(model=model, device="cpu", **options))]
 

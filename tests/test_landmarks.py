@@ -11,7 +11,7 @@ from PIL import Image
 from cnntool.data.documents import perspective_coefficients, rectify
 from cnntool.preprocess import Preprocessor
 from cnntool.registry import InputSpec
-from cnntool.tasks import landmarks
+from cnntool.tasks.landmarks import predict as landmarks
 
 
 def test_nme_and_tolerance_against_hand_computed_values():
@@ -59,7 +59,7 @@ def test_decode_maps_points_back_to_original_pixels(resize):
 
 
 def test_point_aware_augmentation_moves_the_points_with_the_image():
-    from cnntool.tasks.landmarks_train import LandmarksConfig, LandmarksTask
+    from cnntool.tasks.landmarks.train import LandmarksConfig, LandmarksTask
 
     task = LandmarksTask(LandmarksConfig(data="unused", rotate=15, shift=0.08, scale=0.1))
     pts = [(16, 12), (48, 14), (46, 50), (14, 48)]
@@ -125,9 +125,9 @@ def test_embedded_landmarker_meets_the_nme_goal():
 def test_embedded_landmarker_on_a_fresh_copy_of_held_out_documents(tmp_path):
     """The first 60 held-out document scenes regenerated and scored again: NME close to the recorded one."""
     from cnntool.data import documents
-    from cnntool.evaluation import run_eval
-    from cnntool.loading import load_model
-    from cnntool.tasks.landmarks_train import LandmarksConfig, LandmarksTask
+    from cnntool.engine.evaluate import run_eval
+    from cnntool.loader import load_model
+    from cnntool.tasks.landmarks.train import LandmarksConfig, LandmarksTask
 
     documents.write_dataset(tmp_path, {"train": 1, "val": 1, "test": 60}, seed=0, config=documents.DocumentConfig())
     loaded = load_model(None, None, task="landmarks")

@@ -1,4 +1,4 @@
-"""cnntool.layerspec: the grammar, and chains checked against the equivalent torch nn.Sequential."""
+"""cnntool.shapecalc.layers: the grammar, and chains checked against the equivalent torch nn.Sequential."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ from torch import nn
 
 from cnntool import registry
 from cnntool.errors import ConfigError
-from cnntool.layerspec import describe, format_shape, parse
+from cnntool.shapecalc.layers import describe, format_shape, parse
 
 torch.set_num_threads(1)
 

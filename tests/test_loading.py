@@ -10,7 +10,8 @@ import warnings
 import pytest
 import torch
 
-from cnntool import loading, registry, weights
+from cnntool import registry, weights
+from cnntool import loader as loading
 from cnntool.errors import ConfigError
 
 
@@ -153,7 +154,7 @@ def test_training_can_start_from_torchvision_weights_under_a_new_head(hub, tmp_p
     import torchvision.models as tvm
     from train_helpers import tiny_config, tiny_idx, tiny_task
 
-    from cnntool.train import train
+    from cnntool.engine.train import train
 
     torch.manual_seed(0)
     published = registry.get("resnet18").build().state_dict()

@@ -11,7 +11,7 @@ from PIL import Image
 
 from cnntool.preprocess import Preprocessor
 from cnntool.registry import InputSpec
-from cnntool.tasks import localize
+from cnntool.tasks.localize import predict as localize
 
 
 def logit(p):
@@ -105,7 +105,7 @@ def _dataset(tmp_path):
 
 def test_json_and_csv_annotations_give_the_same_targets(tmp_path):
     from cnntool.data import annotations as ann
-    from cnntool.tasks.localize_train import box_target
+    from cnntool.tasks.localize.train import box_target
 
     root = _dataset(tmp_path)
     (root / "l.json").write_text(json.dumps([{"image": "a.png", "label": "1", "box": [40, 20, 120, 90]},
@@ -122,7 +122,7 @@ def test_json_and_csv_annotations_give_the_same_targets(tmp_path):
 
 
 def test_box_aware_augmentation_moves_the_box_with_the_object():
-    from cnntool.tasks.localize_train import shift_and_zoom
+    from cnntool.tasks.localize.train import shift_and_zoom
 
     image = torch.zeros(3, 64, 64)
     image[:, 20:40, 16:32] = 255  # x 16..32, y 20..40
@@ -143,7 +143,7 @@ def test_box_aware_augmentation_moves_the_box_with_the_object():
 
 
 def test_a_draw_that_would_cut_the_object_leaves_the_image_alone_and_empty_scenes_always_move():
-    from cnntool.tasks.localize_train import shift_and_zoom
+    from cnntool.tasks.localize.train import shift_and_zoom
 
     image = torch.rand(1, 3, 32, 32) * 255
     at_edge = torch.tensor([[1.0, 4 / 32, 16 / 32, 16 / 32, 8 / 32, 1.0]])  # touches the left border
@@ -267,9 +267,9 @@ def test_embedded_localizer_on_a_fresh_copy_of_held_out_scenes(tmp_path):
     """The first 100 held-out scenes regenerated (scene i depends only on seed, split and i), scored again:
     the figures agree with the recorded ones within sampling error."""
     from cnntool.data import scenes
-    from cnntool.evaluation import run_eval
-    from cnntool.loading import load_model
-    from cnntool.tasks.localize_train import LocalizeConfig, LocalizeTask
+    from cnntool.engine.evaluate import run_eval
+    from cnntool.loader import load_model
+    from cnntool.tasks.localize.train import LocalizeConfig, LocalizeTask
 
     scenes.write_dataset(tmp_path, {"train": 1, "test": 100}, seed=0, config=scenes.SceneConfig())
     loaded = load_model(None, None, task="localize")

@@ -174,7 +174,7 @@ def test_parameter_counts_match_torchvision_weights_meta(on_meta, name):
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_layer_string_macs_match_torchvision_published_ops(name):
     """torchvision's "_ops" are GMACs at 224 px, rounded to 3 decimals: an independent check of the strings."""
-    layerspec = pytest.importorskip("cnntool.layerspec")
+    layerspec = pytest.importorskip("cnntool.shapecalc.layers")
     spec = registry.get(name)
     macs = layerspec.describe(spec.layers, input_shape(spec)).total_macs
     assert round(macs / 1e9, 3) == torchvision_meta(name)["_ops"]
@@ -270,7 +270,7 @@ def test_bad_builder_arguments_are_errors(name, overrides):
 # --- layer strings against the torch models ------------------------------------------------------
 
 def assert_agrees(layers: str, shape: tuple, model: nn.Module, out_shape: tuple, traced: list[tuple]) -> None:
-    layerspec = pytest.importorskip("cnntool.layerspec")
+    layerspec = pytest.importorskip("cnntool.shapecalc.layers")
     chain = layerspec.describe(layers, shape)
     assert chain.output_shape == out_shape
     assert chain.total_params == n_params(model)

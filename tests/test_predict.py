@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from cnntool.errors import ConfigError
-from cnntool.loading import LoadedModel
-from cnntool.predict import Item, Predictor, batched
+from cnntool.loader import LoadedModel
+from cnntool.engine.predict import Item, Predictor, batched
 from cnntool.preprocess import Geometry
 from cnntool.registry import InputSpec, ModelSpec
 
@@ -62,7 +62,7 @@ def test_classify_tta_flip_scores_are_the_mean_over_the_image_and_its_mirror_fil
 
     from PIL import Image, ImageOps
 
-    from cnntool.predict import RunOptions, predict
+    from cnntool.engine.predict import RunOptions, predict
 
     digits = sorted(Path(__file__).parents[1].joinpath("examples/digits").glob("*.png"))[:4]
     mirrored = []
@@ -88,7 +88,7 @@ def test_classify_tta_flip_scores_are_the_mean_over_the_image_and_its_mirror_fil
     ("cuda:1", "CUDA is not available"),
 ])
 def test_a_device_that_cannot_be_used_is_one_line(monkeypatch, name, message):
-    from cnntool.predict import resolve_device
+    from cnntool.engine.predict import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):

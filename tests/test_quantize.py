@@ -1,4 +1,4 @@
-"""--int8 (cnntool.quantize): the int8 model against the float model it came from, on real images; the
+"""--int8 (cnntool.engine.quantize): the int8 model against the float model it came from, on real images; the
 calibration is taken once, from the first batch; what cannot be quantized is one line."""
 
 import json
@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from cnntool import quantize
+from cnntool.engine import quantize
 from cnntool.errors import ConfigError
-from cnntool.inference import InferenceModel, InferenceOptions
-from cnntool.loading import load_model
+from cnntool.engine.inference import InferenceModel, InferenceOptions
+from cnntool.loader import load_model
 from cnntool.preprocess import Preprocessor
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

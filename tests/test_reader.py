@@ -15,10 +15,10 @@ from train_helpers import run_cli, tiny_localizer
 from cnntool import weights
 from cnntool.data.crops import CropConfig, background_boxes, write_crops
 from cnntool.errors import ConfigError
-from cnntool.loading import load_model
+from cnntool.loader import load_model
 from cnntool.models.reader import BACKGROUND, BoxReader, crop_boxes
 from cnntool.registry import UnknownModelError
-from cnntool.tasks.localize import interpret
+from cnntool.tasks.localize.predict import interpret
 
 DIGITS = [str(d) for d in range(10)]
 

@@ -9,7 +9,7 @@ import pytest
 
 from cnntool import registry
 from cnntool.cli import main
-from cnntool.layerspec import describe
+from cnntool.shapecalc.layers import describe
 
 TINY = "test-shape-calc-tiny"
 NO_LAYERS = "test-shape-calc-opaque"

@@ -1,4 +1,4 @@
-"""cnntool.shapes against real torch layers and the lecture's worked examples.
+"""cnntool.shapecalc.arithmetic against real torch layers and the lecture's worked examples.
 
 Each property test draws random layers (1D/2D/3D, rectangular, padding, stride, dilation, ceil mode) and
 checks that shapes.py gives torch's output size, and refuses exactly the layers torch refuses.
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from cnntool.errors import ConfigError
-from cnntool.shapes import Window, output_size, solve
+from cnntool.shapecalc.arithmetic import Window, output_size, solve
 
 torch.set_num_threads(1)
 

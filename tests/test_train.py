@@ -8,7 +8,7 @@ import torch
 from train_helpers import tiny_config, tiny_idx, tiny_task
 
 from cnntool import weights
-from cnntool.train import TrainConfig, Trainer, TrainingInterrupted, learning_rate, train
+from cnntool.engine.train import TrainConfig, Trainer, TrainingInterrupted, learning_rate, train
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def _same(a, b):
 
 def test_cli_training_converges_and_writes_everything(data, tmp_path):
     from cnntool.cli import main
-    from cnntool.loading import load_model
+    from cnntool.loader import load_model
 
     out = tmp_path / "w.safetensors"
     argv = ["train", "classify", "--data", str(data), "--model", "lenet5-relu", "--input-size", "16", "--epochs", "4",
@@ -139,7 +139,7 @@ def test_crop_pad_and_flip_are_exact_pixel_moves():
 
 
 def test_checkpoint_round_trip_keeps_adam_state(tmp_path):
-    from cnntool import checkpoint
+    from cnntool.engine import checkpoint
 
     model = torch.nn.Linear(3, 2)
     opt = torch.optim.AdamW(model.parameters(), lr=0.01)
@@ -215,7 +215,7 @@ def test_a_student_learns_from_a_teacher_and_records_it(data, tmp_path):
 
 
 def test_the_teacher_reads_the_student_batch_in_its_own_normalization(data, tmp_path):
-    from cnntool.loading import load_model
+    from cnntool.loader import load_model
     from cnntool.preprocess import Preprocessor
 
     teacher = tiny_config(tmp_path, "teacher", epochs=1)
@@ -269,7 +269,7 @@ def test_transfer_keeps_a_fresh_head_for_another_class_count_and_refuses_another
 
 
 def test_the_weight_average_follows_its_formula_and_copies_counters():
-    from cnntool.train import _Ema
+    from cnntool.engine.train import _Ema
 
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
     ema = _Ema(model)

@@ -49,7 +49,7 @@ DDP_SCRIPT = textwrap.dedent("""
     from train_helpers import tiny_config, tiny_task
     from cnntool import weights
     from cnntool.augment import AugmentConfig
-    from cnntool.train import Trainer
+    from cnntool.engine.train import Trainer
     tmp, data = Path(sys.argv[1]), Path(sys.argv[2])
     trainer = Trainer(tiny_task(data, augment=AugmentConfig(crop_pad=1)), tiny_config(tmp, "ddp"))
     trainer.run()

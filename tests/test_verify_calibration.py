@@ -9,7 +9,7 @@ import torch
 
 from cnntool import weights
 from cnntool.errors import ConfigError
-from cnntool.verify import VerifyOptions, resolve_metric_threshold, sidecar_path, write_calibration
+from cnntool.tasks.verify.run import VerifyOptions, resolve_metric_threshold, sidecar_path, write_calibration
 
 
 def _loaded(name="dlib-face-resnet", metadata=None, source="external:dlib", head=None):
@@ -57,7 +57,7 @@ def test_calibrating_our_weights_writes_into_their_metadata(tmp_path):
 
 
 def test_an_out_path_under_a_file_is_refused_before_any_embedding(tmp_path, monkeypatch):
-    from cnntool import verify
+    from cnntool.tasks.verify import run as verify
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

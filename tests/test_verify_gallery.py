@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from cnntool.errors import ConfigError
-from cnntool.verify import build_gallery, gallery_files, read_pairs
+from cnntool.tasks.verify.run import build_gallery, gallery_files, read_pairs
 
 KEY = {"model": "test", "detect": False}
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cnntool.models.embedding import SimilarityHead, embedding_net, load_backbone
-from cnntool.tasks import verify
+from cnntool.tasks.verify import losses as verify
 
 # Four 2-D embeddings, two identities. Squared distances: d01 = 1, d02 = 4, d03 = 8, d12 = 5, d13 = 5, d23 = 4.
 EMB = torch.tensor([[0.0, 0.0], [0.0, 1.0], [2.0, 0.0], [2.0, 2.0]])

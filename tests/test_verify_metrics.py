@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from cnntool.tasks.verify import all_pair_distances
-from cnntool.tasks.verify_metrics import VerifyMetrics, roc_report
+from cnntool.tasks.verify.losses import all_pair_distances
+from cnntool.tasks.verify.metrics import VerifyMetrics, roc_report
 
 # Same pairs and different pairs as distances (same when distance ≤ threshold).
 SAME = [0.1, 0.2, 0.35, 0.5]

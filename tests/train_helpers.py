@@ -44,7 +44,7 @@ def tiny_idx(directory: Path, n_train: int = 120, n_test: int = 60) -> Path:
 
 
 def tiny_task(data: Path, **overrides):
-    from cnntool.tasks.classify_train import ClassifyConfig, ClassifyTask
+    from cnntool.tasks.classify.train import ClassifyConfig, ClassifyTask
 
     cfg = dict(data=str(data), model="lenet5-relu", input_size=(16, 16), val_split=0.2)
     cfg.update(overrides)
@@ -52,7 +52,7 @@ def tiny_task(data: Path, **overrides):
 
 
 def tiny_config(tmp: Path, name: str = "w", **overrides):
-    from cnntool.train import TrainConfig
+    from cnntool.engine.train import TrainConfig
 
     cfg = dict(out=tmp / f"{name}.safetensors", run_dir=tmp / f"{name}.run", epochs=2, batch_size=16, lr=0.05,
                threads=1, quiet=True, eval_batch_size=64)

@@ -1,7 +1,7 @@
 """Every registered architecture, one `register` call each. stdlib only: `cnntool models` and
 `shape-calc` import this without torch.
 
-`layers` strings are shape-calc's grammar (cnntool.layerspec) for the registered kwargs; the helpers below
+`layers` strings are shape-calc's grammar (cnntool.shapecalc.layers) for the registered kwargs; the helpers below
 build the long ones. They write `flatten` where the torch forward flattens, so their rows line up with the
 torch modules' outputs; tests/test_models.py checks shapes and parameter counts against the torch models.
 Other tasks add their models in their own marked sections at the end of this file.
@@ -261,7 +261,7 @@ set_default("face-embed", "dlib-face-resnet")
 
 # --- detect (issue: sliding windows, convolutional sliding windows, YOLO and Faster R-CNN) ------------------
 # Every detector's module returns, in eval mode, one {"boxes", "scores", "labels"} dict per image in its
-# input frame; cnntool.tasks.detect thresholds, NMSes and maps them back for all of them.
+# input frame; cnntool.tasks.detect.predict thresholds, NMSes and maps them back for all of them.
 
 # The scenes the embedded detectors were trained on are 96×96; letterbox keeps other photos' aspect.
 SCENES_96 = InputSpec(size=(96, 96), channels=3, resize="letterbox")

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from cnntool.tasks.localize import encode, interpret
+from cnntool.tasks.localize.predict import encode, interpret
 
 CONTEXT = 1.2  # crop side / the box's longer side
 BACKGROUND = "__background__"  # the reader's class for "no object in this crop" (R-CNN's background)

@@ -118,7 +118,7 @@ def sliding_windows(*, classifier: str, convolutional: bool, scales: Sequence[fl
     """A detector from a trained window classifier (a classify model; its weights are read through the
     usual loading path, its "background" class is the one never reported)."""
     from cnntool.errors import ConfigError
-    from cnntool.loading import load_model
+    from cnntool.loader import load_model
 
     loaded = load_model(classifier, None, task="classify")
     if "background" not in loaded.classes:

@@ -1,6 +1,6 @@
 """torchvision's detectors in our registry: Faster R-CNN, RetinaNet, SSDlite and FCOS.
 
-Built without weights (the registry's `torchvision:` source loads COCO weights through cnntool.loading
+Built without weights (the registry's `torchvision:` source loads COCO weights through cnntool.loader
 where the user is online, or from the torch hub cache); trainable on user data with the training engine,
 whose steps call `model(inputs)` with one argument: in training mode that argument is the pair
 (images, targets) — torchvision's detectors take targets then and return their loss dict — and a forward

@@ -21,7 +21,8 @@ import pytest
 import torch
 from train_helpers import tiny_idx
 
-from cnntool import checkpoint, weights
+from cnntool import weights
+from cnntool.engine import checkpoint
 
 EPOCHS = 4
 STARTED = "training lenet5-relu on"  # the engine's first log line: data and model are ready

@@ -22,12 +22,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from cnntool import checkpoint, distributed, weights
+from cnntool import weights
+from cnntool.engine import checkpoint
+from cnntool.engine import distributed
 from cnntool.data import batches
 from cnntool.errors import ConfigError
-from cnntool.evaluation import autocast, run_eval
+from cnntool.engine.evaluate import autocast, run_eval
 from cnntool.folders import writable_folder
-from cnntool.train_report import Progress, draw_curves, write_metrics_json
+from cnntool.engine.report import Progress, draw_curves, write_metrics_json
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -115,7 +117,7 @@ def _step_seed(seed: int, rank: int, epoch: int, step: int) -> int:
 
 
 def _device(name: str, d: distributed.Dist) -> str:
-    from cnntool.predict import resolve_device
+    from cnntool.engine.predict import resolve_device
 
     name = resolve_device(name)
     return f"cuda:{d.local_rank}" if name == "cuda" and d.enabled else name
@@ -337,7 +339,7 @@ class Trainer:
         """Load the matching tensors of `init` into the fresh model; returns its provenance for the metadata."""
         import hashlib
 
-        from cnntool import loading
+        from cnntool import loader as loading
 
         if loading.is_torchvision_name(init):  # e.g. ImageNet weights under a new head
             enum, state = loading.torchvision_weights(self.task.spec, init)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from cnntool.errors import ConfigError
-from cnntool.shapes import DIM_NAMES, Window, drop_warning, format_shape, output_size, per_dim
+from cnntool.shapecalc.arithmetic import DIM_NAMES, Window, drop_warning, format_shape, output_size, per_dim
 
 PLAIN_LAYERS = ("relu", "tanh", "sigmoid", "softmax", "bn", "gap", "flatten")
 

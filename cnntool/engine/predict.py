@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from cnntool.inference import InferenceOptions
-    from cnntool.loading import LoadedModel
+    from cnntool.engine.inference import InferenceOptions
+    from cnntool.loader import LoadedModel
 
 
 class ModelError(RuntimeError):
@@ -49,7 +49,7 @@ class RunOptions:
     quiet: bool = False
     format: OutputFormat | None = None
     task_options: Mapping[str, Any] = field(default_factory=dict)
-    # How the model runs (cnntool.inference): --bf16, --compile and --int8 on the command line; BatchNorm
+    # How the model runs (cnntool.engine.inference): --bf16, --compile and --int8 on the command line; BatchNorm
     # folding and channels_last are on unless turned off here (the benchmarks compare both ways).
     bf16: bool = False
     compile: bool = False
@@ -58,7 +58,7 @@ class RunOptions:
     channels_last: bool = True
 
     def inference_options(self) -> "InferenceOptions":
-        from cnntool.inference import InferenceOptions
+        from cnntool.engine.inference import InferenceOptions
 
         return InferenceOptions(fold_bn=self.fold_bn, channels_last=self.channels_last, bf16=self.bf16,
                                 compile=self.compile, int8=self.int8)
@@ -100,7 +100,7 @@ def resolve_device(name: str) -> str:
 
 
 def task_module(task: str):
-    return importlib.import_module(f"cnntool.tasks.{task.replace('-', '_')}")
+    return importlib.import_module(f"cnntool.tasks.{task}.predict")
 
 
 # Worker-process state: set once per process by the pool initializer, so each task sends only a path.
@@ -203,7 +203,7 @@ class Predictor:
                  inference: "InferenceOptions | None" = None, *, quiet: bool = False) -> None:
         import torch
 
-        from cnntool.inference import InferenceOptions, prepare
+        from cnntool.engine.inference import InferenceOptions, prepare
 
         self.loaded = loaded
         self.device = torch.device(device)
@@ -269,7 +269,7 @@ def predict(inputs: Iterable[str], task: str, options: RunOptions) -> Iterator[R
     """Yield one record per input, in input order."""
     import torch
 
-    from cnntool.loading import load_model
+    from cnntool.loader import load_model
 
     if options.threads:
         torch.set_num_threads(options.threads)

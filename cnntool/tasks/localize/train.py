@@ -1,4 +1,4 @@
-"""Localization as a training task for the engine (cnntool.train; interface in tasks/classify_train.py).
+"""Localization as a training task for the engine (cnntool.engine.train; interface in tasks/classify_train.py).
 
 Data: a directory with train/val/test annotation files (cnntool.data.annotations), e.g. the output of
 `cnntool data scenes`. test is the held-out split; without val, a tenth of train is set aside.
@@ -19,8 +19,8 @@ from cnntool.augment import zoom_and_shift
 from cnntool.data import annotations as ann
 from cnntool.data.splits import stratified_split
 from cnntool.errors import ConfigError
-from cnntool.tasks import localize
-from cnntool.tasks.classify_train import TaskData
+from cnntool.tasks.localize import predict as localize
+from cnntool.tasks.classify.train import TaskData
 
 if TYPE_CHECKING:
     import torch

@@ -9,7 +9,7 @@
 - bf16 autocast (off by default): halves the bytes moved, but needs native bf16 arithmetic (AVX-512 BF16 or
   AMX) to pay; on an AVX2-only CPU it is several times slower (bench/RESULTS.md), and it costs accuracy.
 - int8 (off by default, CPU only): post-training static quantization calibrated on the first batch
-  (cnntool.quantize); about 2× the fp32 forward of a ResNet on AVX2, at a measured accuracy cost.
+  (cnntool.engine.quantize); about 2× the fp32 forward of a ResNet on AVX2, at a measured accuracy cost.
 - torch.compile (off by default): Inductor's fused kernels; the first batch of each shape pays a compile of
   seconds to minutes, kept in the Inductor cache (compile_cache_dir()) for later runs.
 
@@ -205,7 +205,7 @@ class InferenceModel:
         if self.channels_last:
             self.module.to(memory_format=torch.channels_last)
         if options.int8:
-            from cnntool.quantize import Int8FromFirstBatch
+            from cnntool.engine.quantize import Int8FromFirstBatch
 
             self.module = Int8FromFirstBatch(self.module)
         self._compiled = None

@@ -1,4 +1,4 @@
-"""Classification as a training task for the engine (cnntool.train): its data, batches, loss and metrics.
+"""Classification as a training task for the engine (cnntool.engine.train): its data, batches, loss and metrics.
 
 The engine's task interface (every task provides the same):
   name                      registry task name, written to the weights' metadata
@@ -24,8 +24,8 @@ from cnntool.data.classify import ClassifyData, foreground_of, open_classify_dat
 from cnntool.data.splits import stratified_split
 from cnntool.errors import ConfigError
 from cnntool.preprocess import Preprocessor
-from cnntool.tasks import classify
-from cnntool.tasks.classify_metrics import ClassifyMetrics
+from cnntool.tasks.classify import predict as classify
+from cnntool.tasks.classify.metrics import ClassifyMetrics
 
 if TYPE_CHECKING:
     import torch
@@ -128,7 +128,7 @@ class ClassifyTask:
     def _load_teacher(self, source: str) -> "torch.nn.Module":
         import torch
 
-        from cnntool.loading import load_model
+        from cnntool.loader import load_model
 
         teacher = load_model(None, source, task="classify")
         if teacher.classes != self.classes:

@@ -149,7 +149,7 @@ class Rectifier:
     rectangle and writes it as DIR/<stem>.png (a later input of the same stem gets -2, -3 …)."""
 
     def __init__(self, directory: "Path", *, quiet: bool = False) -> None:
-        from cnntool.predict import ImageDirectory
+        from cnntool.engine.predict import ImageDirectory
 
         self.output = ImageDirectory(directory, "--rectify")
         self.quiet = quiet

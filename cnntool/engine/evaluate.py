@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnntool.data import batches
-from cnntool.distributed import Dist
+from cnntool.engine.distributed import Dist
 
 
 @dataclass

@@ -18,7 +18,7 @@ from cnntool import weights
 from cnntool.errors import ConfigError
 from cnntool.folders import writable_folder
 from cnntool.models.reader import CONTEXT, background_index
-from cnntool.train_report import files_sidecars, members_sidecars, run_sidecars, write_ensemble_reports
+from cnntool.engine.report import files_sidecars, members_sidecars, run_sidecars, write_ensemble_reports
 
 # What must agree between members for one architecture to hold all of their tensors and read their inputs.
 _SAME = ("task", "model", "kwargs", "classes", "input")
@@ -39,7 +39,7 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
     use it."""
     from cnntool import evaluate
     from cnntool.models.ensemble import AVERAGES
-    from cnntool.train import package_version
+    from cnntool.engine.train import package_version
 
     if out.suffix != ".safetensors":
         raise ConfigError(f"--out must end in .safetensors, not {out.name!r}")
@@ -166,7 +166,7 @@ def _reader_part(path: Path, first: dict[str, Any], context: float) -> tuple[dic
 def _calibrated(draft: Path, data: str, *, device: str, threads: int | None) -> dict[str, Any]:
     """The metadata fields of a presence threshold chosen on the validation split (tasks/localize.py)."""
     from cnntool.evaluate import localize_presence
-    from cnntool.tasks.localize import DEFAULT_THRESHOLD, calibrate_threshold
+    from cnntool.tasks.localize.predict import DEFAULT_THRESHOLD, calibrate_threshold
 
     p_c, present = localize_presence(data=data, weights=str(draft), split="val", device=device, threads=threads)
     threshold = calibrate_threshold(p_c, present)
@@ -183,7 +183,7 @@ def _resolved(meta: dict[str, Any], key: str) -> Any:
     if key != "input" or "input" not in meta or "model" not in meta:
         return meta.get(key)
     from cnntool import registry
-    from cnntool.loading import input_spec_from
+    from cnntool.loader import input_spec_from
 
     return input_spec_from(meta["input"], registry.get(meta["model"], task=meta.get("task")).input)
 

@@ -1,4 +1,4 @@
-"""Landmarks as a training task for the engine (cnntool.train; interface in tasks/classify_train.py).
+"""Landmarks as a training task for the engine (cnntool.engine.train; interface in tasks/classify_train.py).
 
 Data: a directory with train/val/test annotation files holding "points" (cnntool.data.annotations),
 e.g. the output of `cnntool data documents`. test is the held-out split. Augmentation is point-aware:
@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from cnntool import registry
 from cnntool.data import annotations as ann
 from cnntool.errors import ConfigError
-from cnntool.tasks import landmarks
-from cnntool.tasks.classify_train import TaskData
-from cnntool.tasks.localize_train import jitter
+from cnntool.tasks.landmarks import predict as landmarks
+from cnntool.tasks.classify.train import TaskData
+from cnntool.tasks.localize.train import jitter
 
 if TYPE_CHECKING:
     import torch

@@ -1,4 +1,4 @@
-"""Detection as a training task for the engine (cnntool.train; interface in tasks/classify_train.py).
+"""Detection as a training task for the engine (cnntool.engine.train; interface in tasks/classify_train.py).
 
 Data: a directory in any layout cnntool.data.detect_formats reads (scene JSON, COCO JSON, YOLO txt) with
 train and test splits (test is held out) and optionally val (else a tenth of train is set aside).
@@ -23,9 +23,9 @@ from cnntool.augment import zoom_and_shift
 from cnntool.data import annotations as ann
 from cnntool.data import detect_formats as formats
 from cnntool.errors import ConfigError
-from cnntool.tasks import detect
-from cnntool.tasks.classify_train import TaskData
-from cnntool.tasks.detect_metrics import DetectMetrics, DetectOutputs
+from cnntool.tasks.detect import predict as detect
+from cnntool.tasks.classify.train import TaskData
+from cnntool.tasks.detect.metrics import DetectMetrics, DetectOutputs
 
 if TYPE_CHECKING:
     import torch

@@ -1,7 +1,7 @@
 """`cnntool train classify --ensemble K`: the lecture's ensembling — K networks trained independently, their
 outputs averaged.
 
-The members are trained one after another by the one engine (cnntool.train) on one split (`--seed`), each
+The members are trained one after another by the one engine (cnntool.engine.train) on one split (`--seed`), each
 with its own initial weights, data order and augmentation (model seed `seed + i`, so member 0 is exactly the
 run without --ensemble). Each lands in the run directory as an ordinary weights file with its own metrics
 and curve (`member<i>.safetensors`); then the ensemble (cnntool.models.ensemble) is evaluated as any trained
@@ -19,8 +19,8 @@ from typing import Any
 from cnntool import weights
 from cnntool.errors import ConfigError
 from cnntool.folders import writable_folder
-from cnntool.train import TrainConfig, evaluate_trained, train, trained_metadata
-from cnntool.train_report import files_sidecars, write_ensemble_reports
+from cnntool.engine.train import TrainConfig, evaluate_trained, train, trained_metadata
+from cnntool.engine.report import files_sidecars, write_ensemble_reports
 
 
 def member_config(cfg: TrainConfig, i: int) -> TrainConfig:
@@ -53,7 +53,7 @@ def _write(task, cfg: TrainConfig, members: list[Path]) -> dict[str, Any]:
     import torch
 
     from cnntool.models.ensemble import Ensemble
-    from cnntool.predict import resolve_device
+    from cnntool.engine.predict import resolve_device
 
     device = resolve_device(cfg.device)
     data = task.prepare(cfg.seed)

@@ -1,4 +1,4 @@
-"""Verification (one-shot identity) as a training task for the engine (cnntool.train); the interface is
+"""Verification (one-shot identity) as a training task for the engine (cnntool.engine.train); the interface is
 documented in cnntool/tasks/classify_train.py.
 
 Data are identities: the classes of a class-per-folder tree (one folder per person) or of a built-in set
@@ -19,9 +19,9 @@ from cnntool.augment import AugmentConfig, erase, warp
 from cnntool.data.classify import open_classify_data
 from cnntool.data.splits import stratified_split
 from cnntool.errors import ConfigError
-from cnntool.tasks import verify
-from cnntool.tasks.classify_train import TaskData
-from cnntool.tasks.verify_metrics import VerifyMetrics
+from cnntool.tasks.verify import losses as verify
+from cnntool.tasks.classify.train import TaskData
+from cnntool.tasks.verify.metrics import VerifyMetrics
 
 if TYPE_CHECKING:
     import torch
@@ -306,7 +306,7 @@ def calibrate_trained(task: VerifyTask, path, device: str = "cpu") -> dict[str, 
     validation images (seen identities, images never trained on), written into the weights' metadata so
     `cnntool verify-face` uses them."""
     from cnntool import weights
-    from cnntool.tasks.verify_metrics import every_pair, roc_report
+    from cnntool.tasks.verify.metrics import every_pair, roc_report
 
     state, meta = weights.load(path)
     meta.pop("format_version", None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
-from cnntool.tasks.detect import PostProcess, postprocess
+from cnntool.tasks.detect.predict import PostProcess, postprocess
 
 if TYPE_CHECKING:
     import torch

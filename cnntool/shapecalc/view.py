@@ -1,5 +1,5 @@
 """`cnntool shape-calc` behind the command line: turns its options into one of three questions (one layer,
-a chain of layers, a missing value), asks cnntool.shapes / cnntool.layerspec, and prints the answer as
+a chain of layers, a missing value), asks cnntool.shapecalc.arithmetic / cnntool.shapecalc.layers, and prints the answer as
 text or JSON. layerspec, json and rich are imported only by the answers that need them, so the plain
 one-layer answer loads nothing but shapes.py.
 """
@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 from cnntool.errors import ConfigError
-from cnntool.shapes import (DIM_NAMES, DimResult, Solutions, Window, drop_warning, format_shape, output_size,
+from cnntool.shapecalc.arithmetic import (DIM_NAMES, DimResult, Solutions, Window, drop_warning, format_shape, output_size,
                             per_dim, solve)
 
 if TYPE_CHECKING:
     from fractions import Fraction
 
-    from cnntool.layerspec import Chain
+    from cnntool.shapecalc.layers import Chain
 
 
 class ShapeFormat(str, enum.Enum):
@@ -335,7 +335,7 @@ def _solutions_text(sol: Solutions) -> str:
 # --- a chain of layers -------------------------------------------------------------------------
 
 def _chain(query: ShapeQuery) -> tuple[Chain, str]:
-    from cnntool.layerspec import describe
+    from cnntool.shapecalc.layers import describe
 
     if query.model:
         from cnntool import registry

@@ -1,6 +1,6 @@
 """verify-face's driver: 1:1 comparison, 1:N identification against a gallery, calibration.
 
-Pair- and gallery-shaped, so it has its own small loop instead of cnntool.predict, but the same parts:
+Pair- and gallery-shaped, so it has its own small loop instead of cnntool.engine.predict, but the same parts:
 sources.expand for inputs, preprocess for images, loading for models, records/writers for output, and
 the same exit codes (0 all done, 1 some inputs failed with error records, 2 usage).
 
@@ -31,12 +31,12 @@ from cnntool.errors import ConfigError, first_line
 from cnntool.folders import writable_folder
 from cnntool.preprocess import DEFAULT_MAX_PIXELS, Preprocessor, open_image
 from cnntool.records import OutputFormat, Record, make_writer
-from cnntool.tasks.verify import METRICS
+from cnntool.tasks.verify.losses import METRICS
 
 if TYPE_CHECKING:
     import torch
 
-    from cnntool.loading import LoadedModel
+    from cnntool.loader import LoadedModel
 
 TASK = "verify-face"
 DLIB_MODEL = "dlib-face-resnet"
@@ -77,7 +77,7 @@ class Embedder:
     """One image file → one embedding (1-D tensor), through the face steps unless detect is off."""
 
     def __init__(self, loaded: "LoadedModel", opts: VerifyOptions) -> None:
-        from cnntool.predict import resolve_device
+        from cnntool.engine.predict import resolve_device
 
         self.loaded, self.opts = loaded, opts
         self.device = resolve_device(opts.device)
@@ -126,7 +126,7 @@ class Embedder:
         """Row-wise distances of embeddings a[i], b[i] (the learned metric runs on the model's device)."""
         import torch
 
-        from cnntool.tasks.verify import pair_distances
+        from cnntool.tasks.verify.losses import pair_distances
 
         if metric == "learned" and self.head is not None:
             device = next(self.head.parameters()).device
@@ -138,8 +138,8 @@ class Embedder:
 def load(opts: VerifyOptions) -> "LoadedModel":
     import torch
 
-    from cnntool.loading import load_model
-    from cnntool.predict import resolve_device
+    from cnntool.loader import load_model
+    from cnntool.engine.predict import resolve_device
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -468,7 +468,7 @@ def score_identity_folder(root: Path, embedder: Embedder, metrics: Iterable[str]
     """Every pair of the images of a folder of identities (as for --gallery)."""
     import torch
 
-    from cnntool.tasks.verify import all_pair_distances
+    from cnntool.tasks.verify.losses import all_pair_distances
 
     vectors, identities, failed = [], [], []
     for path, identity in gallery_files(root):
@@ -497,7 +497,7 @@ def calibrate(opts: VerifyOptions, *, pairs: Path | None, data: Path | None, far
               out: Path | None, write: bool = True) -> dict[str, Any]:
     """ROC, EER and TAR@FAR per metric from labelled pairs or an identity folder; the threshold of the
     chosen metric (at the EER, or at --far) is written where later runs find it."""
-    from cnntool.tasks.verify_metrics import roc_report
+    from cnntool.tasks.verify.metrics import roc_report
 
     if (pairs is None) == (data is None):
         raise ConfigError("calibrate needs exactly one of --pairs FILE or --data DIR (a folder per identity)")
