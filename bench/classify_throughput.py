@@ -99,7 +99,7 @@ def ours(weights_path, paths, *, workers: int, batch_size: int, optimize: bool =
     options = RunOptions(weights=str(weights_path), workers=workers, batch_size=batch_size,
                          task_options={"topk": 5}, device="cpu", fold_bn=optimize, channels_last=optimize, int8=int8)
     start = time.perf_counter()
-    count = sum(1 for record in predict(paths, "classify", options) if record.ok)
+    count = sum(1 for record in predict(tasks.get("classify"), paths, options) if record.ok)
     assert count == len(paths)
     return len(paths) / (time.perf_counter() - start)
 
@@ -155,11 +155,13 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also profile one cnntool pass (workers 0)")
     args = parser.parse_args()
 
-    from cnntool import registry, weights
+    from cnntool import weights
+
+    from cnntool.models import catalog
     from cnntool.engine.inference import InferenceOptions, prepare
 
     torch.set_num_threads(args.threads)
-    spec = registry.get(args.model)
+    spec = catalog.get(args.model)
     torch.manual_seed(0)
     model = spec.build().eval()
     with tempfile.TemporaryDirectory() as tmp:

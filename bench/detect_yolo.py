@@ -38,11 +38,11 @@ def main() -> None:
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
-    from cnntool import registry
+    from cnntool.models import catalog
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    ours = registry.get("yolo-digits").build().eval()
+    ours = catalog.get("yolo-digits").build().eval()
     theirs = DetectionModel("yolov8n.yaml", nc=10, verbose=False).fuse(verbose=False).eval()
     x = torch.rand(args.batch, 3, args.size, args.size)
     params = {name: sum(p.numel() for p in m.parameters()) for name, m in (("ours", ours), ("yolov8n", theirs))}

@@ -97,9 +97,9 @@ def prepared(model, **options):
 
 
 def bench_model(name: str, batch: int, rounds: int, compile_: bool) -> dict:
-    from cnntool import registry
+    from cnntool.models import catalog
 
-    spec = registry.get(name)
+    spec = catalog.get(name)
     torch.manual_seed(0)
     model = spec.build().eval()
     flops = flops_per_image(model, spec.input)
@@ -138,10 +138,10 @@ def bench_decode(n: int, rounds: int) -> dict:
     sys.path.insert(0, str(Path(__file__).parent))
     from classify_throughput import make_jpegs
 
-    from cnntool import registry
+    from cnntool.models import catalog
     from cnntool.preprocess import Preprocessor
 
-    preprocessor = Preprocessor(registry.get("resnet18").input)
+    preprocessor = Preprocessor(catalog.get("resnet18").input)
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_jpegs(Path(tmp), n)
         megapixels = sum(Image.open(p).size[0] * Image.open(p).size[1] for p in paths) / 1e6

@@ -22,7 +22,7 @@ def main() -> None:
 
     import torch
 
-    from cnntool import registry
+    from cnntool.models import catalog
     from cnntool.data import detect_formats
     from cnntool.loader import load_model
     from cnntool.preprocess import Preprocessor, open_image
@@ -31,7 +31,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     windowed = load_model("sliding-windows-digits", None, task="detect").module
     conv = load_model("conv-sliding-windows-digits", None, task="detect").module
-    pre = Preprocessor(registry.get("conv-sliding-windows-digits").input)
+    pre = Preprocessor(catalog.get("conv-sliding-windows-digits").input)
     samples = detect_formats.read_dataset(args.data)[0]["test"][: args.images]
     x = torch.stack([pre(open_image(s.image))[0] for s in samples])
 

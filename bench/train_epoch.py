@@ -17,9 +17,9 @@ from pathlib import Path
 
 def build(model_name: str):
     """The registry's architecture with the registry's kwargs, 1 grey channel, 10 classes, random weights."""
-    from cnntool import registry
+    from cnntool.models import catalog
 
-    spec = registry.get(model_name, task="classify")
+    spec = catalog.get(model_name, task="classify")
     return spec.build(num_classes=10, in_channels=1), tuple(spec.input.size)
 
 

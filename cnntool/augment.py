@@ -12,19 +12,24 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cnntool.options import option
+
 if TYPE_CHECKING:
     import torch
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    crop_pad: int = 0  # random crop with this much padding: integer shifts of up to ±crop_pad pixels
-    shift: float = 0.0  # continuous random shift, fraction of the image size
-    rotate: float = 0.0  # degrees, ±
-    scale: float = 0.0  # ± fraction
-    hflip: bool = False
-    elastic: float = 0.0  # elastic distortion (Simard et al. 2003): largest displacement, pixels
-    erase: float = 0.0  # probability of random erasing per image
+    """Augmentation of whole images (classify, verify-face)."""
+
+    crop_pad: int = option(0, "--crop-pad", min=0, help="Random crop with this much padding (pixels).")
+    shift: float = option(0.0, "--shift", min=0.0, help="Random shift, fraction of the size.")
+    rotate: float = option(0.0, "--rotate", min=0.0, help="Random rotation, ± degrees.")
+    scale: float = option(0.0, "--scale", min=0.0, help="Random scale, ± fraction.")
+    hflip: bool = option(False, "--hflip", help="Random horizontal flips.")
+    # elastic distortion (Simard et al. 2003)
+    elastic: float = option(0.0, "--elastic", min=0.0, help="Elastic distortion, largest displacement in pixels.")
+    erase: float = option(0.0, "--erase", min=0.0, max=1.0, help="Random-erasing probability.")
 
     @property
     def geometric(self) -> bool:
@@ -37,6 +42,32 @@ class AugmentConfig:
     def describe(self) -> str:
         parts = [f"{k}={v}" for k, v in self.__dict__.items() if v]
         return ", ".join(parts) or "none"
+
+
+@dataclass(frozen=True)
+class FrameAugment:
+    """Augmentation that moves targets with the image (localize's box, landmarks' points): shift, scale and
+    (landmarks) rotation in frame units, then brightness/contrast jitter. No flips: a mirrored digit is another
+    shape, and mirrored points swap left and right."""
+
+    augment: bool = option(True, "--augment/--no-augment", help="Box/point-aware affine augmentation and "
+                           "brightness/contrast jitter.")
+    rotate: float = option(8.0, "--rotate", min=0.0, max=45.0, help="Random rotation, ± degrees.")
+    shift: float = option(0.08, "--shift", min=0.0, max=0.5, help="Random shift, ± share of the frame.")
+    scale: float = option(0.12, "--scale", min=0.0, max=0.5, help="Random scale, ± share.")
+    jitter: float = option(0.3, "--jitter", min=0.0, max=1.0, help="Brightness/contrast factors within 1 ± jitter.")
+
+
+def jitter(pixels: "torch.Tensor", amount: float) -> "torch.Tensor":
+    """Per-image brightness and contrast in one batched op (0..255 floats): torchvision's per-image
+    ColorJitter costs more than the training step on a CPU."""
+    import torch
+
+    n = len(pixels)
+    brightness = 1 + (torch.rand(n, 1, 1, 1, device=pixels.device) * 2 - 1) * amount
+    contrast = 1 + (torch.rand(n, 1, 1, 1, device=pixels.device) * 2 - 1) * amount
+    mean = pixels.mean(dim=(1, 2, 3), keepdim=True)
+    return ((pixels - mean) * contrast + mean * brightness).clamp(0, 255)
 
 
 def warp(pixels: "torch.Tensor", cfg: AugmentConfig, fill: float = 0.0) -> "torch.Tensor":

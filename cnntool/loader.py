@@ -1,14 +1,21 @@
-"""Model + weights → a ready nn.Module with its input spec and classes. The one place that resolves
-`--model` and `--weights` for every subcommand (predict, evaluate, fine-tuning).
+"""Model + weights → a ready nn.Module with its input spec and classes. The one place that resolves `--model`
+and `--weights` for every command (predict, evaluate, fine-tuning), and the only place that loads weights.
 
 Weights sources:
-- a cnntool safetensors file (a path, or a name in weights/): its metadata may carry the architecture,
-  builder kwargs, classes and input spec, which replace the registry entry's (the kwargs whole: training
-  records all of them, and a registry entry changed since must not leak into older weights);
+- a cnntool safetensors file (a path, or a name in weights/): its metadata (cnntool.meta, checked whole
+  before anything is built) may carry the architecture, builder kwargs, classes and input spec, which replace
+  the registry entry's (the kwargs whole: training records all of them, and a registry entry changed since
+  must not leak into older weights);
 - `DEFAULT` or a torchvision weights name (`IMAGENET1K_V1`, `ResNet18_Weights.IMAGENET1K_V1`) for models
   whose registry entry names torchvision weights: read from the torch hub cache, downloaded where online,
   with categories and transforms from the weights' meta;
-- a `.pt`/`.pth` state dict (read with weights_only=True: pickled code is refused).
+- a `.pt`/`.pth` state dict (read with weights_only=True: pickled code is refused);
+- for a model made of parts (sliding windows around a window classifier): each part's own weights, or a
+  file of the part's task given as --weights.
+
+A file's tensors must fit the architecture it names: the model is first built on torch's "meta" device
+(shapes, no memory) and compared with the file's header, so a file that would ask for gigabytes is refused
+before any is allocated.
 """
 
 from __future__ import annotations
@@ -17,10 +24,13 @@ import os
 import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from cnntool import registry, weights
+from cnntool import weights
 from cnntool.errors import ConfigError, first_line
+from cnntool.meta import WeightsMeta, check_input
+from cnntool.models import catalog
+from cnntool.options import option
 from cnntool.registry import InputSpec, ModelSpec
 
 if TYPE_CHECKING:
@@ -30,12 +40,22 @@ if TYPE_CHECKING:
 DOWNLOAD_TIMEOUT_S = 10.0
 
 
+def model_option(help: str = "Registry name (see `cnntool models`). Default: the task's embedded model.") -> Any:
+    return option(None, "--model", "-m", help=help)
+
+
+def weights_option() -> Any:
+    return option(None, "--weights", "-w", help="Weights: a file path, an embedded name, or DEFAULT / a torchvision "
+                  "weights name for torchvision models.")
+
+
 @dataclass
 class LoadedModel:
     name: str  # what records report as "model"
     spec: ModelSpec  # the registry entry, with input/classes/kwargs as the weights define them
     module: "torch.nn.Module"
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: WeightsMeta = field(default_factory=dict)  # type: ignore[assignment]
+    path: Path | None = None  # the weights file, when there is one
 
     @property
     def task(self) -> str:
@@ -50,52 +70,79 @@ class LoadedModel:
         return self.spec.classes
 
 
-def input_spec_from(document: dict[str, Any], base: InputSpec) -> InputSpec:
-    """A weights file's input spec, over the registry's: files written before a field existed take the
+def input_spec_from(document: Any, base: InputSpec, source: str = "weights") -> InputSpec:
+    """A weights file's input spec over the registry's: files written before a field existed take the
     registry's value for it."""
+    check_input(document, lambda why: ConfigError(f"{source}: metadata 'input' {why}"))
+    fields = dict(document)
+    for key in ("size", "mean", "std"):
+        if key in fields:
+            fields[key] = tuple(fields[key])
     try:
-        fields = dict(document)
-        for key in ("size", "mean", "std"):
-            if key in fields:
-                fields[key] = tuple(fields[key])
         return replace(base, **fields)
-    except (TypeError, ValueError) as exc:  # a crafted or foreign header
-        raise ConfigError(f"input spec {document!r} in the metadata: {exc}") from None
-
-
-def default_model(task: str) -> str:
-    return registry.default(task)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: metadata 'input': {exc}") from None
 
 
 def load_model(model: str | None, weights_arg: str | None, *, task: str, device: str = "cpu") -> LoadedModel:
     """Resolve and build. `model` None → the architecture a weights file names, else the task's default;
     `weights_arg` None → the registry entry's own source."""
-    weights_file = None
+    weights_file, meta = None, {}
     if weights_arg is not None and not is_torchvision_name(weights_arg):
         weights_file = weights.resolve(weights_arg)
         meta = weights.read_metadata(weights_file)
-        # Before the file's architecture is looked up among this task's models: "weights for task X"
-        # says what is wrong, "unknown model" would not.
-        if meta.get("task") not in (None, task):
+    spec = catalog.get(model or _file_model(meta, task, weights_file) or catalog.default(task), task=task)
+    if weights_file is not None and meta.get("task") not in (None, task):
+        part = _part_for(spec, meta["task"])
+        if part is None:
             raise ConfigError(f"{weights_file}: weights are for task {meta['task']!r}, not {task!r}")
-        model = model or meta.get("model")
-    spec = registry.get(model or default_model(task), task=task)
-    source = weights_arg or spec.weights
-    if weights_file is not None:
-        loaded = _from_file(spec, weights_file)
-    elif source is None:
-        raise ConfigError(f"model {spec.name!r} has no default weights; pass --weights FILE "
-                          f"(train one with `cnntool train {task} --model {spec.name}`)")
-    elif source.startswith("embedded:"):
-        loaded = _from_file(spec, weights.resolve(source.split(":", 1)[1]))
-    elif source.startswith("external:"):
-        # Converted from another format by the builder itself (e.g. dlib's face models).
-        loaded = LoadedModel(spec.name, spec, spec.build())
+        loaded = _with_parts(spec, {part: str(weights_file)})
+    elif weights_file is not None:
+        loaded = _from_file(spec, weights_file, meta)
     else:
-        loaded = _from_torchvision(spec, source)
+        source = weights_arg or spec.weights
+        if spec.parts and weights_arg is None:
+            loaded = _with_parts(spec, {})
+        elif source is None:
+            raise ConfigError(f"model {spec.name!r} has no default weights; pass --weights FILE "
+                              f"(train one with `cnntool train {task} --model {spec.name}`)")
+        elif source.startswith("embedded:"):
+            path = weights.resolve(source.split(":", 1)[1])
+            loaded = _from_file(spec, path, weights.read_metadata(path))
+        elif source.startswith("external:"):  # converted from another format by the builder (dlib's face models)
+            loaded = LoadedModel(spec.name, spec, _build(spec, source))
+        else:
+            loaded = _from_torchvision(spec, source)
     loaded.module.eval()
     loaded.module.to(device)
     return loaded
+
+
+def _file_model(meta: WeightsMeta, task: str, path: Path | None) -> str | None:
+    """The architecture a weights file names, when it is one of this task's (a part's file names its own)."""
+    if meta.get("task") in (None, task):
+        return meta.get("model")
+    return None
+
+
+def _part_for(spec: ModelSpec, task: str) -> str | None:
+    """The one part of a composed model (sliding windows' classifier) that weights of `task` can be."""
+    fitting = [name for name, part in spec.parts.items() if catalog.get(part).task == task]
+    return fitting[0] if len(fitting) == 1 else None
+
+
+def _with_parts(spec: ModelSpec, given: dict[str, str]) -> LoadedModel:
+    """A model built around other registered models (spec.parts: builder keyword → model name), each loaded
+    with its own weights, or with the file `given` for it; the builder receives each as (module, classes)."""
+    kwargs, described = {}, []
+    for keyword, part in spec.parts.items():
+        part_spec = catalog.get(part)
+        loaded = load_model(None, given.get(keyword), task=part_spec.task) if keyword in given else \
+            load_model(part, None, task=part_spec.task)
+        kwargs[keyword] = (loaded.module, loaded.classes)
+        described.append(loaded.name)
+    name = spec.name if not given else f"{spec.name}@{'+'.join(described)}"
+    return LoadedModel(name, spec, _build(spec, "its parts", **kwargs))
 
 
 def is_torchvision_name(source: str) -> bool:
@@ -105,86 +152,93 @@ def is_torchvision_name(source: str) -> bool:
     return source.upper() == "DEFAULT" or source.isupper() or "_Weights." in source or source.startswith("torchvision:")
 
 
-def _from_file(spec: ModelSpec, path: Path) -> LoadedModel:
-    state, meta = weights.load(path)
+def _from_file(spec: ModelSpec, path: Path, meta: WeightsMeta) -> LoadedModel:
     if meta:
-        if meta.get("task") not in (None, spec.task):
-            raise ConfigError(f"{path}: weights are for task {meta['task']!r}, not {spec.task!r}")
         arch = meta.get("model")
         if arch and arch != spec.name:
-            arch_spec = registry.get(arch, task=spec.task)
-            if arch_spec.builder != spec.builder:
+            if catalog.get(arch, task=spec.task).builder != spec.builder:
                 raise ConfigError(f"{path}: weights are for model {arch!r}, not {spec.name!r}")
         spec = replace(
             spec,
             kwargs=meta.get("kwargs", spec.kwargs),
             classes=tuple(meta.get("classes", spec.classes)),
-            input=input_spec_from(meta["input"], spec.input) if "input" in meta else spec.input,
-            decode={**spec.decode, **_decode_options(meta.get("decode", {}), path)},
+            input=input_spec_from(meta["input"], spec.input, str(path)) if "input" in meta else spec.input,
+            decode={**spec.decode, **meta.get("decode", {})},
         )
     outputs = spec.kwargs.get("num_classes", spec.kwargs.get("num_points"))
     if spec.classes and outputs is not None and len(spec.classes) != outputs:
         # Tensors of the right shape would load, and the labels would silently be wrong.
         raise ConfigError(f"{path}: metadata names {len(spec.classes)} classes but the model has {outputs} outputs")
-    module = _build(spec, meta.get("ensemble", 0), path)
-    if "reader" in meta:
-        module = _with_reader(module, spec, meta["reader"], path)
-    weights.load_into(module, state, source=str(path))
+
+    def assemble() -> "torch.nn.Module":
+        module = _assembled(spec, meta.get("ensemble", 0), path)
+        return _with_reader(module, spec, meta["reader"], path) if "reader" in meta else module
+
+    _check_shapes(assemble, path)
+    module = assemble()
+    weights.load_into(module, weights.load(path)[0], source=str(path))
     name = spec.name if path.parent == weights.weights_dir() else f"{spec.name}@{path.name}"
-    return LoadedModel(name, spec, module, meta)
+    return LoadedModel(name, spec, module, meta, path)
 
 
-def _decode_options(document: Any, path: Path) -> dict[str, float]:
-    """Decode defaults a weights file carries (e.g. a presence threshold calibrated on validation): names and
-    numbers only, since they reach the task's decode as its options."""
-    if not isinstance(document, dict) or not all(
-            isinstance(k, str) and type(v) in (int, float) for k, v in document.items()):
-        raise ConfigError(f"{path}: metadata 'decode' must map option names to numbers, not {document!r}")
-    return document
+def _check_shapes(assemble: Callable[[], "torch.nn.Module"], path: Path) -> None:
+    """The architecture built on the meta device (no memory) against the file's tensor index."""
+    import torch
+
+    if path.suffix in weights.TORCH_SUFFIXES:
+        return
+    try:
+        with torch.device("meta"):
+            own = {k: tuple(v.shape) for k, v in assemble().state_dict().items()}
+    except NotImplementedError:  # a builder that must compute on real tensors: checked when it loads
+        return
+    index = {k: tuple(v.get("shape", ())) for k, v in weights.read_header(path).items() if k != "__metadata__"}
+    weights.check_fits(own, index, source=str(path))
 
 
-# More members than this is not a file we wrote (and would make a crafted header build models without end).
-MAX_ENSEMBLE = 64
+def _build(spec: ModelSpec, source: Any, **kwargs: Any) -> "torch.nn.Module":
+    """spec.build, its keyword and value errors (a crafted or foreign file's kwargs) as one line."""
+    unknown = [k for k in {**spec.kwargs, **kwargs} if not spec.accepts(k)]
+    if unknown:
+        raise ConfigError(f"{source}: model {spec.name!r} takes no argument {unknown[0]!r}")
+    try:
+        return spec.build(**kwargs)
+    except (TypeError, ValueError, ConfigError) as exc:
+        raise ConfigError(f"{source}: cannot build {spec.name!r}: {first_line(exc)}") from None
 
 
-def _build(spec: ModelSpec, ensemble: Any, path: Path) -> "torch.nn.Module":
+def _assembled(spec: ModelSpec, ensemble: int, path: Path) -> "torch.nn.Module":
     """The architecture, or `ensemble` copies of it averaged (cnntool.models.ensemble)."""
     if ensemble == 0:
-        return spec.build()
-    if type(ensemble) is not int or not 1 <= ensemble <= MAX_ENSEMBLE:
-        raise ConfigError(f"{path}: metadata 'ensemble' must be a member count 1..{MAX_ENSEMBLE}, not {ensemble!r}")
+        return _build(spec, path)
     from cnntool.models.ensemble import AVERAGES, Ensemble
 
     if spec.task not in AVERAGES:
         raise ConfigError(f"{path}: an ensemble of {spec.task} models; only {' and '.join(AVERAGES)} models are averaged")
-    return Ensemble([spec.build() for _ in range(ensemble)], task=spec.task)
+    return Ensemble([_build(spec, path) for _ in range(ensemble)], task=spec.task)
 
 
 def _with_reader(localizer: "torch.nn.Module", spec: ModelSpec, document: Any, path: Path) -> "torch.nn.Module":
     """A localizer whose boxes a classifier reads again (cnntool.models.reader): the classifier's description is
     the metadata's 'reader' entry (as its own file's metadata had it), its tensors are under reader.*."""
-    from cnntool.models.reader import BoxReader, background_index
+    from cnntool.models.reader import BoxReader
+    from cnntool.models.yvector import background_index
 
-    fields = ("model", "kwargs", "input", "classes", "context")
-    if spec.task != "localize" or not isinstance(document, dict) or not all(k in document for k in fields):
-        raise ConfigError(f"{path}: metadata 'reader' must give a localizer's box reader as {', '.join(fields)}")
-    context = document["context"]
-    if type(context) not in (int, float) or not 1 <= context <= 4 or not all(
-            isinstance(document[k], dict) for k in ("kwargs", "input")):
-        raise ConfigError(f"{path}: metadata 'reader' needs kwargs and input as mappings and a context from 1 to 4")
+    if spec.task != "localize":
+        raise ConfigError(f"{path}: metadata 'reader' belongs to a localizer, not a {spec.task} model")
     try:
         background = background_index(document["classes"], spec.classes)
-    except (ValueError, TypeError) as exc:
+    except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    base = registry.get(document["model"], task="classify")
+    base = catalog.get(document["model"], task="classify")
     reader_spec = replace(base, kwargs=document["kwargs"], classes=tuple(document["classes"]),
-                          input=input_spec_from(document["input"], base.input))
+                          input=input_spec_from(document["input"], base.input, f"{path} (reader)"))
     height, width = reader_spec.input.size
     if height != width or reader_spec.input.channels != spec.input.channels:
         raise ConfigError(f"{path}: the reader must read square {spec.input.channels}-channel crops, "
                           f"not {reader_spec.input.describe()}")
-    reader = _build(reader_spec, document.get("ensemble", 0), path)
-    return BoxReader(localizer, reader, crop=height, context=float(context),
+    reader = _assembled(reader_spec, document.get("ensemble", 0), path)
+    return BoxReader(localizer, reader, crop=height, context=float(document["context"]),
                      localizer_stats=(spec.input.mean, spec.input.std),
                      reader_stats=(reader_spec.input.mean, reader_spec.input.std), background=background)
 
@@ -198,12 +252,11 @@ def torchvision_weights(spec: ModelSpec, name: str) -> tuple[Any, dict[str, "tor
     name = name.split(":", 1)[1] if name.startswith("torchvision:") else name
     enum_name = spec.weights.split(":", 1)[1].split(".")[0]
     try:
-        enum = tvm.get_weight(f"{enum_name}.{name}") if "." not in name and name.upper() != "DEFAULT" else None
         if name.upper() == "DEFAULT":
             # get_weight also finds the enums of torchvision.models.detection, which getattr(tvm) does not.
             enum = tvm.get_weight(f"{enum_name}.DEFAULT")
-        elif enum is None:
-            enum = tvm.get_weight(name)
+        else:
+            enum = tvm.get_weight(name if "." in name else f"{enum_name}.{name}")
     except (ValueError, AttributeError, KeyError):
         members = [m.name for m in type(tvm.get_weight(spec.weights.split(":", 1)[1]))]
         raise ConfigError(f"unknown torchvision weights {name!r} for {spec.name}; valid: DEFAULT, {', '.join(members)}") from None

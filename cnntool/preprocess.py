@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cnntool.options import option
 from cnntool.registry import InputSpec
 
 if TYPE_CHECKING:
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
 
 # 50 megapixels: a 8000x6000 photo passes, a 50k×50k header does not. Overridable per call.
 DEFAULT_MAX_PIXELS = 50_000_000
+
+
+def max_pixels_option() -> object:
+    return option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Refuse images with more pixels than this "
+                  "(decompression-bomb guard).")
 
 # Modes whose pixels carry more than 8 bits per channel; scaled down by their real range.
 _WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}

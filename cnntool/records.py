@@ -1,7 +1,12 @@
 """One record type for every task, and the writers that print records. stdlib only.
 
-A record is one JSON object per input (design.md §2): common fields, then the task's own fields, or an
-`error` object. Coordinates are pixels of the original image after EXIF orientation.
+A record is one JSON object per input (design.md §2): common fields, then the task's payload, or an `error`
+object. Each task has one payload type (cnntool/tasks/<task>/) that says what it puts on the wire
+(`to_dict`), in a table (`summary`) and in CSV rows (`csv_rows`, one per prediction / detection / point).
+Coordinates are pixels of the original image after EXIF orientation.
+
+Output is always well-formed: JSON is strict (a non-finite number never reaches it: such a record becomes an
+error record), CSV has one fixed header per task, and text for people has its control characters escaped.
 """
 
 from __future__ import annotations
@@ -10,11 +15,16 @@ import csv
 import enum
 import io
 import json
+import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Iterable, TextIO
+from typing import Any, Iterable, Protocol, Sequence, TextIO
 
+from cnntool.console import printable, rich_console
 from cnntool.errors import first_line
+from cnntool.options import option
+
+__all__ = ["OutputFormat", "Payload", "Record", "error_info", "make_writer", "rich_console", "to_string"]
 
 
 class OutputFormat(str, enum.Enum):
@@ -30,13 +40,20 @@ class OutputFormat(str, enum.Enum):
         return cls.table if isatty is not None and isatty() else cls.jsonl
 
 
-def rich_console(stream: TextIO):
-    """A rich Console writing to stream. Off a terminal rich assumes 80 columns and folds long lines and
-    tables; a redirected report or table gets room enough that nothing folds."""
-    from rich.console import Console
+def format_option() -> Any:
+    return option(None, "--format", "-f", help="Output format. Default: table on a terminal, jsonl when piped.")
 
-    isatty = getattr(stream, "isatty", None)
-    return Console(file=stream, highlight=False, width=None if isatty is not None and isatty() else 200)
+
+class Payload(Protocol):
+    """A task's result for one input."""
+
+    def to_dict(self) -> dict[str, Any]: ...  # the record's task fields, as JSON
+    def summary(self) -> str: ...  # a few words for the table view
+    def csv_rows(self) -> list[dict[str, Any]]: ...  # the task's csv_columns, one row per item (may be none)
+
+
+class NonFiniteOutput(ValueError):
+    """A model gave NaN or infinity where a score or coordinate belongs."""
 
 
 @dataclass
@@ -46,7 +63,8 @@ class Record:
     model: str
     width: int | None = None
     height: int | None = None
-    fields: dict[str, Any] = field(default_factory=dict)  # the task's own output
+    payload: Payload | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # fields beside the payload (e.g. "saved")
     error: dict[str, str] | None = None
 
     @classmethod
@@ -56,6 +74,11 @@ class Record:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The task's fields as they go on the wire."""
+        return {**(self.payload.to_dict() if self.payload is not None else {}), **self.extra}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"source": self.source, "task": self.task, "model": self.model}
@@ -69,24 +92,35 @@ class Record:
 
 def error_info(exc: BaseException) -> dict[str, str]:
     """A one-line, user-facing description of why an input failed."""
-    message = first_line(exc)
-    return {"type": exc.__class__.__name__, "message": message}
+    return {"type": exc.__class__.__name__, "message": first_line(exc)}
 
 
 def _round(value: Any, digits: int = 4) -> Any:
+    """Floats rounded for output; NonFiniteOutput on NaN or infinity anywhere."""
     if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NonFiniteOutput("the model gave a non-finite number (NaN or infinity): its weights or input "
+                                  "spec are broken")
         return round(value, digits)
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_round(v, digits) for v in value]
     if isinstance(value, dict):
         return {k: _round(v, digits) for k, v in value.items()}
     return value
 
 
+def wire(record: Record) -> dict[str, Any]:
+    """The record as it is written: rounded, or an error record in its place when it holds a non-finite number."""
+    try:
+        return _round(record.to_dict())
+    except NonFiniteOutput as exc:
+        return Record.failure(record.source, record.task, record.model, exc).to_dict()
+
+
 class Writer:
     """Base writer: `write` each record as it comes (streaming), `close` once at the end."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, columns: Sequence[str] = ()) -> None:
         self.stream = stream
 
     def write(self, record: Record) -> None:
@@ -96,21 +130,25 @@ class Writer:
         self.stream.flush()
 
 
+def _json(document: dict[str, Any]) -> str:
+    return json.dumps(document, ensure_ascii=False, allow_nan=False)
+
+
 class JsonlWriter(Writer):
     def write(self, record: Record) -> None:
-        self.stream.write(json.dumps(_round(record.to_dict()), ensure_ascii=False) + "\n")
+        self.stream.write(_json(wire(record)) + "\n")
         self.stream.flush()  # a consumer like `jq` or `head` sees each record at once
 
 
 class JsonWriter(Writer):
     """One JSON array, still streamed item by item so a long run holds nothing in memory."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, columns: Sequence[str] = ()) -> None:
         super().__init__(stream)
         self._count = 0
 
     def write(self, record: Record) -> None:
-        self.stream.write(("[\n  " if self._count == 0 else ",\n  ") + json.dumps(_round(record.to_dict()), ensure_ascii=False))
+        self.stream.write(("[\n  " if self._count == 0 else ",\n  ") + _json(wire(record)))
         self._count += 1
 
     def close(self) -> None:
@@ -118,65 +156,44 @@ class JsonWriter(Writer):
         super().close()
 
 
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts and lists to dotted scalar columns: {"box": [1, 2]} → {"box.0": 1, "box.1": 2}."""
-    out: dict[str, Any] = {}
-    items = d.items() if isinstance(d, dict) else enumerate(d)
-    for key, value in items:
-        name = f"{prefix}{key}"
-        if isinstance(value, (dict, list)) and value:
-            out.update(flatten(value, name + "."))
-        elif isinstance(value, (dict, list)):
-            out[name] = ""
-        else:
-            out[name] = value
-    return out
+# Every CSV starts with these and ends with the error columns; the task's own columns sit between.
+CSV_HEAD = ("source", "task", "model", "width", "height")
+CSV_TAIL = ("saved", "error.type", "error.message")
+# A cell a spreadsheet would run as a formula (OWASP's list) is written with a leading apostrophe.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        text = printable(value)
+        return "'" + text if text.startswith(_FORMULA_START) else text
+    return value
 
 
 class CsvWriter(Writer):
-    """One row per record. Columns are fixed by the first record plus the error columns; fields that
-    appear only later are appended to the header of nothing (a CSV cannot grow columns), so they are
-    joined into an `extra` JSON column instead of being lost."""
+    """One row per prediction / detection / point under one fixed header per task (CSV_HEAD, the task's
+    columns, CSV_TAIL); an input with none, or that failed, still gets one row, so no input is lost."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, columns: Sequence[str] = ()) -> None:
         super().__init__(stream)
-        self._columns: list[str] | None = None
+        self.columns = [*CSV_HEAD, *columns, *CSV_TAIL]
         self._writer = csv.writer(stream)
+        self._writer.writerow(self.columns)
 
     def write(self, record: Record) -> None:
-        row = flatten(_round(record.to_dict()))
-        if self._columns is None:
-            base = list(row) if record.ok else ["source", "task", "model"]
-            self._columns = base + [c for c in ("error.type", "error.message") if c not in base] + ["extra"]
-            self._writer.writerow(self._columns)
-        extra = {k: v for k, v in row.items() if k not in self._columns}
-        row["extra"] = json.dumps(extra, ensure_ascii=False) if extra else ""
-        self._writer.writerow(["" if row.get(c) is None else row.get(c, "") for c in self._columns])
+        document = wire(record)
+        common = {k: document.get(k) for k in CSV_HEAD}
+        if "error" in document:
+            rows = [{**common, "error.type": document["error"]["type"], "error.message": document["error"]["message"]}]
+        else:
+            items = _round(record.payload.csv_rows()) if record.payload is not None else []
+            common["saved"] = document.get("saved")
+            rows = [{**common, **item} for item in items] or [common]
+        for row in rows:
+            self._writer.writerow([csv_cell(row.get(c)) for c in self.columns])
         self.stream.flush()
-
-
-def summarize(record: Record) -> str:
-    """The task's result in a few words, for the table view."""
-    f = record.fields
-    if "predictions" in f:
-        return ", ".join(f"{p['label']} {p['score']:.3f}" for p in f["predictions"])
-    if "object" in f:
-        o = f["object"]
-        if o.get("box") is None:
-            return f"no object (p_c {o['present']:.3f})"
-        return f"{o['label']} {o['score']:.3f} p_c {o['present']:.3f} box {[round(v) for v in o['box']]}"
-    if "detections" in f:
-        dets = f["detections"]
-        shown = ", ".join(f"{d['label']} {d['score']:.2f} {[round(v) for v in d['box']]}" for d in dets[:5])
-        more = f" (+{len(dets) - 5} more)" if len(dets) > 5 else ""
-        return f"{len(dets)}: {shown}{more}" if dets else "none"
-    if "points" in f:
-        return f"{len(f['points'])} points" + (f" in {[round(v) for v in f['box']]}" if f.get("box") else "")
-    if "same" in f:
-        return f"{'same' if f['same'] else 'different'} (distance {f['distance']:.3f}, threshold {f['threshold']:.3f})"
-    if "identity" in f:
-        return f"{f['identity']} (distance {f['distance']:.3f})"
-    return json.dumps(_round(f), ensure_ascii=False)
 
 
 class TableWriter(Writer):
@@ -185,7 +202,7 @@ class TableWriter(Writer):
 
     CHUNK = 32
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, columns: Sequence[str] = ()) -> None:
         super().__init__(stream)
         self._console = rich_console(stream)
         self._rows: list[tuple[str, str, str]] = []
@@ -194,12 +211,14 @@ class TableWriter(Writer):
     def write(self, record: Record) -> None:
         from rich.markup import escape
 
-        size = f"{record.width}x{record.height}" if record.ok else "-"
-        if record.ok:
-            result = escape(summarize(record))
+        document = wire(record)
+        if "error" in document:
+            error = document["error"]
+            size, result = "-", f"[red]error[/red] {escape(printable(error['type']))}: {escape(printable(error['message']))}"
         else:
-            result = f"[red]error[/red] {escape(record.error['type'])}: {escape(record.error['message'])}"
-        self._rows.append((escape(record.source), size, result))
+            size = f"{record.width}x{record.height}"
+            result = escape(printable(record.payload.summary() if record.payload is not None else ""))
+        self._rows.append((escape(printable(record.source)), size, result))
         if len(self._rows) >= self.CHUNK:
             self._flush_rows()
 
@@ -234,10 +253,11 @@ WRITERS: dict[OutputFormat, type[Writer]] = {
 }
 
 
-def make_writer(fmt: OutputFormat | None, stream: TextIO | None = None) -> Writer:
+def make_writer(fmt: OutputFormat | None, stream: TextIO | None = None, columns: Sequence[str] = ()) -> Writer:
+    """The writer for `fmt` (None: by the stream, OutputFormat.default_for); `columns`: the task's CSV columns."""
     stream = stream if stream is not None else sys.stdout
     fmt = fmt or OutputFormat.default_for(stream)
-    return WRITERS[OutputFormat(fmt)](stream)
+    return WRITERS[OutputFormat(fmt)](stream, columns)
 
 
 def write_all(records: Iterable[Record], writer: Writer) -> tuple[int, int]:
@@ -251,7 +271,7 @@ def write_all(records: Iterable[Record], writer: Writer) -> tuple[int, int]:
     return done, failed
 
 
-def to_string(records: Iterable[Record], fmt: OutputFormat) -> str:
+def to_string(records: Iterable[Record], fmt: OutputFormat, columns: Sequence[str] = ()) -> str:
     buf = io.StringIO()
-    write_all(records, WRITERS[fmt](buf))
+    write_all(records, WRITERS[fmt](buf, columns))
     return buf.getvalue()

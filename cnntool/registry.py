@@ -1,18 +1,17 @@
-"""The one model registry: every model of every task is registered here, once.
+"""The model registry's types and store: InputSpec, ModelSpec, and register/get/names over one table. stdlib only.
 
-stdlib only. Builders are named as "module:function" strings and imported when a model is built, so
-listing models (and `--help`) never imports torch. Architectures register themselves in
-`cnntool/models/catalog.py`, which is also stdlib-only.
+Builders are named as "module:function" strings and imported when a model is built, so listing models (and
+`--help`) never imports torch. The registrations themselves are in cnntool/models/catalog.py, which fills the
+table on import and is the module to look models up through (`catalog.get`, `catalog.names`, …).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
-
-TASKS = ("classify", "localize", "landmarks", "detect", "face-embed")
 
 # Resize modes understood by cnntool.preprocess.
 RESIZE_MODES = ("stretch", "letterbox", "center-crop", "none")
@@ -71,6 +70,9 @@ class ModelSpec:
     # Where default weights come from: "embedded:FILE" (in weights/), "torchvision:EnumName.MEMBER",
     # "external:ID" (converted from another format by the builder), or None (random init, for training).
     weights: str | None = None
+    # Models this one is built around (builder keyword → registered model): the loader loads each with its own
+    # weights and passes (module, classes); sliding windows take a window classifier this way.
+    parts: Mapping[str, str] = field(default_factory=dict)
     # Torch-free layer description in shape-calc's grammar (cnntool.shapecalc.layers), or None when the
     # architecture is not a chain that grammar can express.
     layers: str | None = None
@@ -80,74 +82,65 @@ class ModelSpec:
     summary: str = ""
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, not {self.task!r}")
         if ":" not in self.builder:
             raise ValueError(f"builder must be 'module:function', not {self.builder!r}")
         object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))
         object.__setattr__(self, "decode", MappingProxyType(dict(self.decode)))
+        object.__setattr__(self, "parts", MappingProxyType(dict(self.parts)))
         object.__setattr__(self, "classes", tuple(self.classes))
+
+    def builder_function(self):
+        module_name, func_name = self.builder.split(":")
+        return getattr(importlib.import_module(module_name), func_name)
 
     def build(self, **overrides: Any):
         """Instantiate the architecture (imports torch). Options left as None are dropped so they never
         mask the spec's own defaults."""
-        module_name, func_name = self.builder.split(":")
-        builder = getattr(importlib.import_module(module_name), func_name)
         kwargs = {**self.kwargs, **{k: v for k, v in overrides.items() if v is not None}}
-        return builder(**kwargs)
+        return self.builder_function()(**kwargs)
+
+    def accepts(self, name: str) -> bool:
+        """Whether the builder takes this keyword (e.g. input_size, for layers sized by the input)."""
+        parameters = inspect.signature(self.builder_function()).parameters
+        return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
-_DEFAULTS: dict[str, str] = {}
-_loaded = False
+class Registry:
+    """Models by name, one default per task; a duplicate name or a second default is an error."""
 
+    def __init__(self) -> None:
+        self._specs: dict[str, ModelSpec] = {}
+        self._defaults: dict[str, str] = {}
 
-def register(spec: ModelSpec) -> ModelSpec:
-    if spec.name in _REGISTRY:
-        raise ValueError(f"model {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
+    def register(self, spec: ModelSpec) -> ModelSpec:
+        if spec.name in self._specs:
+            raise ValueError(f"model {spec.name!r} is already registered")
+        self._specs[spec.name] = spec
+        return spec
 
+    def set_default(self, task: str, name: str) -> None:
+        """Make `name` the model a task's subcommand uses when --model is not given."""
+        if self._defaults.get(task, name) != name:
+            raise ValueError(f"task {task!r} already has default model {self._defaults[task]!r}")
+        if name not in self._specs or self._specs[name].task != task:
+            raise ValueError(f"default for {task!r} must be a registered {task} model, not {name!r}")
+        self._defaults[task] = name
 
-def set_default(task: str, name: str) -> None:
-    """Make `name` the model a task's subcommand uses when --model is not given."""
-    if _DEFAULTS.get(task, name) != name:
-        raise ValueError(f"task {task!r} already has default model {_DEFAULTS[task]!r}")
-    if name not in _REGISTRY or _REGISTRY[name].task != task:
-        raise ValueError(f"default for {task!r} must be a registered {task} model, not {name!r}")
-    _DEFAULTS[task] = name
+    def default(self, task: str) -> str:
+        if task not in self._defaults:
+            raise UnknownModelError(f"task {task!r} has no default model; pass --model "
+                                    f"(valid: {', '.join(self.names(task)) or 'none'})")
+        return self._defaults[task]
 
+    def names(self, task: str | None = None) -> list[str]:
+        return sorted(n for n, s in self._specs.items() if task is None or s.task == task)
 
-def default(task: str) -> str:
-    _ensure_loaded()
-    if task not in _DEFAULTS:
-        raise UnknownModelError(f"task {task!r} has no default model; pass --model (valid: {', '.join(names(task)) or 'none'})")
-    return _DEFAULTS[task]
+    def specs(self, task: str | None = None) -> list[ModelSpec]:
+        return [self._specs[n] for n in self.names(task)]
 
-
-def _ensure_loaded() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        importlib.import_module("cnntool.models.catalog")
-
-
-def names(task: str | None = None) -> list[str]:
-    _ensure_loaded()
-    if task is not None and task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
-    return sorted(n for n, s in _REGISTRY.items() if task is None or s.task == task)
-
-
-def specs(task: str | None = None) -> list[ModelSpec]:
-    return [_REGISTRY[n] for n in names(task)]
-
-
-def get(name: str, *, task: str | None = None) -> ModelSpec:
-    _ensure_loaded()
-    spec = _REGISTRY.get(name)
-    if spec is None or (task is not None and spec.task != task):
-        valid = names(task)
-        where = f" for task {task!r}" if task else ""
-        raise UnknownModelError(f"unknown model {name!r}{where}; valid: {', '.join(valid) or '(none)'}")
-    return spec
+    def get(self, name: str, *, task: str | None = None) -> ModelSpec:
+        spec = self._specs.get(name)
+        if spec is None or (task is not None and spec.task != task):
+            where = f" for task {task!r}" if task else ""
+            raise UnknownModelError(f"unknown model {name!r}{where}; valid: {', '.join(self.names(task)) or '(none)'}")
+        return spec

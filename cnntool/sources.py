@@ -14,11 +14,17 @@ import select
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, TextIO
+from typing import Any, Iterable, Iterator, TextIO
+
+from cnntool.options import option
 
 IMAGE_SUFFIXES = frozenset(
     ".jpg .jpeg .jpe .png .bmp .gif .tif .tiff .webp .ppm .pgm .pbm .pnm .jfif .ico .tga .dib".split()
 )
+
+
+def recursive_option() -> Any:
+    return option(False, "--recursive", "-r", help="Descend into subdirectories.")
 
 
 @dataclass(frozen=True)

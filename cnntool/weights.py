@@ -19,14 +19,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from cnntool.errors import ConfigError, first_line
+from cnntool.meta import WeightsMeta, check
 
 if TYPE_CHECKING:
     import torch
 
 METADATA_KEY = "cnntool"
 FORMAT_VERSION = 1
-# A header larger than this is not a weights file we wrote; refuse before reading it into memory.
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
+# A header larger than this, or indexing more tensors, is not a weights file we wrote; refused before it
+# is parsed (a crafted header of a million entries costs gigabytes to read).
+_MAX_HEADER_BYTES = 16 * 1024 * 1024
+_MAX_TENSORS = 20_000
 # State dicts users bring from torch.save: read with weights_only=True, never unpickled freely.
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
@@ -68,6 +71,8 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}: not a safetensors file (header is not JSON)") from None
     if not isinstance(header, dict):
         raise ConfigError(f"{path}: not a safetensors file (header is not an object)")
+    if len(header) > _MAX_TENSORS:
+        raise ConfigError(f"{path}: {len(header) - 1} tensors, more than any model here has ({_MAX_TENSORS})")
     # Every tensor's byte range must lie inside the file: catches truncation before torch sees it.
     data_size = size - 8 - length
     for key, entry in header.items():
@@ -79,18 +84,20 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     return header
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """Our metadata document from a safetensors file ({} when it carries none, as torch files never do)."""
+def read_metadata(path: str | os.PathLike) -> WeightsMeta:
+    """Our metadata document from a safetensors file, checked (cnntool.meta); {} when it carries none, as torch
+    files never do."""
     if Path(path).suffix in TORCH_SUFFIXES:
         return {}
     meta = read_header(path).get("__metadata__") or {}
-    text = meta.get(METADATA_KEY)
+    text = meta.get(METADATA_KEY) if isinstance(meta, dict) else None
     if text is None:
         return {}
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        raise ConfigError(f"{path}: corrupt cnntool metadata") from None
+        document = json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        raise ConfigError(f"{path}: corrupt cnntool metadata (not JSON)") from None
+    return check(document, str(path))
 
 
 def save(path: str | os.PathLike, state_dict: Mapping[str, "torch.Tensor"], metadata: Mapping[str, Any]) -> Path:
@@ -127,7 +134,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def load(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
+def load(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"], WeightsMeta]:
     """(state_dict, metadata) from a safetensors file, or from a .pt/.pth a user brings (weights_only)."""
     path = Path(path)
     if path.suffix in TORCH_SUFFIXES:
@@ -172,22 +179,27 @@ def _load_torch_file(path: Path) -> dict[str, "torch.Tensor"]:
     return obj
 
 
-def load_into(model: "torch.nn.Module", state_dict: Mapping[str, "torch.Tensor"], *, source: str) -> None:
-    """Load strictly, turning torch's long mismatch report into one line that says what differs."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    wrong = [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
+def check_fits(own: Mapping[str, tuple[int, ...]], given: Mapping[str, tuple[int, ...]], *, source: str) -> None:
+    """A ConfigError of one line that says what differs when tensor names or shapes do not match."""
+    missing = [k for k in own if k not in given]
+    unexpected = [k for k in given if k not in own]
+    wrong = [k for k in own if k in given and tuple(own[k]) != tuple(given[k])]
     if missing or unexpected or wrong:
         parts = []
         if wrong:
             k = wrong[0]
-            parts.append(f"{len(wrong)} tensors of another shape (e.g. {k}: file {tuple(state_dict[k].shape)}, model {tuple(own[k].shape)})")
+            parts.append(f"{len(wrong)} tensors of another shape (e.g. {k}: file {tuple(given[k])}, model {tuple(own[k])})")
         if missing:
             parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         raise ConfigError(f"{source}: weights do not fit this model: " + "; ".join(parts))
+
+
+def load_into(model: "torch.nn.Module", state_dict: Mapping[str, "torch.Tensor"], *, source: str) -> None:
+    """Load strictly, turning torch's long mismatch report into one line that says what differs."""
+    check_fits({k: tuple(v.shape) for k, v in model.state_dict().items()},
+               {k: tuple(v.shape) for k, v in state_dict.items()}, source=source)
     model.load_state_dict(state_dict, strict=True)
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageOps
 
-from cnntool import registry, weights
+from cnntool import weights
+
+from cnntool.models import catalog
 
 CNNTOOL = [sys.executable, "-m", "cnntool"]
 
@@ -60,7 +62,7 @@ def test_every_subcommand_help_has_an_example():
 def test_models_lists_the_registry_as_json():
     proc = run("models", "--format", "json")
     rows = json.loads(proc.stdout)
-    assert {row["name"] for row in rows} == set(registry.names())
+    assert {row["name"] for row in rows} == set(catalog.names())
     assert proc.returncode == 0
     for row in rows:  # a fine-tune names the file it started from
         if "--init" in (row.get("command") or ""):
@@ -110,7 +112,7 @@ def lenet_weights(tmp_path_factory):
     import torch
 
     torch.manual_seed(0)
-    model = registry.get("lenet5").build()
+    model = catalog.get("lenet5").build()
     return str(weights.save(tmp_path_factory.mktemp("w") / "lenet.safetensors", model.state_dict(),
                             {"task": "classify", "model": "lenet5"}))
 
@@ -161,7 +163,7 @@ def test_paths_from_stdin_and_formats(batch_dir, lenet_weights):
     proc = run("classify", "-m", "lenet5", "-w", lenet_weights, "-", "--format", "csv", "--topk", "1",
                stdin="\n".join(good) + "\n")
     lines = proc.stdout.splitlines()
-    assert proc.returncode == 0 and lines[0].startswith("source,task,model,width,height,predictions.0.label")
+    assert proc.returncode == 0 and lines[0] == "source,task,model,width,height,rank,label,index,score,saved,error.type,error.message"
     assert len(lines) == 1 + len(good)
     table = run("classify", "-m", "lenet5", "-w", lenet_weights, good[0], "--format", "table")
     assert os.path.basename(good[0]) in table.stdout and table.returncode == 0

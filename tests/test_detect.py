@@ -116,15 +116,15 @@ def test_decode_applies_nms_conf_classes_and_maps_through_a_letterbox():
     }
     classes = tuple("0123456789")
     (fields,) = detect.decode([candidates], [g], classes=classes, options={"conf": 0.25, "iou": 0.45})
-    found = fields["detections"]
+    found = fields.to_dict()["detections"]
     assert [d["label"] for d in found] == ["2", "5"]  # the overlapping "2" suppressed, the 0.1 one under --conf
     assert found[0]["box"] == pytest.approx([50.0, 25.0, 100.0, 75.0])  # (x − pad) / 0.48
     assert found[0]["score"] == pytest.approx(0.9)
     # The last box reaches into the padding: clipped to the image.
     assert found[1]["box"] == pytest.approx([125.0, 12.5, 187.5, 95.83], abs=0.01)
-    only_five = detect.decode([candidates], [g], classes=classes, options={"classes": "5"})[0]["detections"]
+    only_five = detect.decode([candidates], [g], classes=classes, options={"classes": "5"})[0].to_dict()["detections"]
     assert [d["label"] for d in only_five] == ["5"]
-    top = detect.decode([candidates], [g], classes=classes, options={"max_det": 1})[0]["detections"]
+    top = detect.decode([candidates], [g], classes=classes, options={"max_det": 1})[0].to_dict()["detections"]
     assert len(top) == 1 and top[0]["score"] == pytest.approx(0.9)
     with pytest.raises(Exception, match="unknown class 'cat'"):
         detect.decode([candidates], [g], classes=classes, options={"classes": "cat"})

@@ -27,7 +27,7 @@ def embedded():
 @pytest.fixture(scope="module")
 def held_out_scene(tmp_path_factory):
     """A held-out test scene (objects and background photo never trained on) as a PNG, with its truth."""
-    config = scenes.SceneConfig(size=96, max_objects=4, empty_fraction=0.0, scale=(0.25, 0.5))
+    config = scenes.SceneConfig(size=96, max_objects=4, empty_fraction=0.0, min_scale=0.25, max_scale=0.5)
     scene = scenes.make_scene(scenes.scene_rng(7, "test", 0), backgrounds=scenes.background_paths("test"),
                               pool=scenes.object_pool("digits", "test"), config=config)
     path = tmp_path_factory.mktemp("scene") / "scene.png"
@@ -128,7 +128,7 @@ def test_train_detect_tta_records_what_evaluate_tta_gives(tmp_path, capsys):
 
     data, out = tmp_path / "scenes", tmp_path / "tiny.safetensors"
     scenes.write_dataset(data, {"train": 8, "val": 2, "test": 6}, seed=0,
-                         config=scenes.SceneConfig(size=96, max_objects=4, scale=(0.25, 0.5)))
+                         config=scenes.SceneConfig(size=96, max_objects=4, min_scale=0.25, max_scale=0.5))
     for args in (["train", "detect", "--data", str(data), "--out", str(out), "--kwarg", "widths=[8,16,32]",
                   "--epochs", "1", "--batch-size", "4", "--threads", "1", "--tta", "--quiet"],
                  ["evaluate", "detect", "--data", str(data), "--weights", str(out), "--tta", "--format", "json",

@@ -13,7 +13,7 @@ from cnntool.errors import ConfigError
 @pytest.fixture(scope="module")
 def scene_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("scenes")
-    config = scenes.SceneConfig(size=64, objects="digits", max_objects=4, empty_fraction=0.2, scale=(0.3, 0.5))
+    config = scenes.SceneConfig(size=64, objects="digits", max_objects=4, empty_fraction=0.2, min_scale=0.3, max_scale=0.5)
     scenes.write_dataset(root, {"train": 6, "test": 3}, seed=3, config=config)
     return root
 

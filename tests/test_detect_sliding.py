@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from cnntool import registry, weights
+from cnntool import weights
+
+from cnntool.models import catalog
 from cnntool.data.builtin import photo_paths
 from cnntool.models import sliding
 from cnntool.preprocess import Preprocessor
@@ -11,7 +13,7 @@ from cnntool.preprocess import Preprocessor
 
 @pytest.fixture(scope="module")
 def classifier():
-    model = registry.get("window-digits").build()
+    model = catalog.get("window-digits").build()
     try:
         state, _ = weights.load(weights.resolve("window-digits"))
         weights.load_into(model, state, source="window-digits")
@@ -24,7 +26,7 @@ def classifier():
 def photos():
     paths = photo_paths()[:3]
     assert paths, "no bundled photos found"
-    pre = Preprocessor(registry.get("conv-sliding-windows-digits").input)
+    pre = Preprocessor(catalog.get("conv-sliding-windows-digits").input)
     return torch.stack([pre(__import__("PIL.Image", fromlist=["Image"]).open(p).convert("RGB"))[0] for p in paths])
 
 

@@ -7,7 +7,8 @@ import time
 import pytest
 import torch
 
-from cnntool import registry
+from cnntool import tasks
+from cnntool.models import catalog
 from cnntool import loader as loading
 from cnntool.engine import predict
 from cnntool.data.builtin import photo_paths
@@ -22,7 +23,7 @@ def hub(tmp_path, monkeypatch):
 
 def test_every_family_is_registered_as_a_detector():
     for name in ("fasterrcnn-mobilenet", "fasterrcnn-resnet50", "retinanet-resnet50", "ssdlite320", "fcos-resnet50"):
-        spec = registry.get(name, task="detect")
+        spec = catalog.get(name, task="detect")
         assert spec.weights.startswith("torchvision:") and spec.weights.endswith(".COCO_V1")
 
 
@@ -31,7 +32,7 @@ def test_coco_weights_load_from_a_planted_hub_cache_and_predict(hub, tmp_path):
 
     enum = tvd.SSDLite320_MobileNet_V3_Large_Weights.COCO_V1
     torch.manual_seed(0)
-    reference = registry.get("ssdlite320").build().state_dict()
+    reference = catalog.get("ssdlite320").build().state_dict()
     hub.mkdir(parents=True)
     torch.save(reference, hub / os.path.basename(enum.url))
 
@@ -47,7 +48,7 @@ def test_coco_weights_load_from_a_planted_hub_cache_and_predict(hub, tmp_path):
     photo = str(photo_paths()[0])
     options = predict.RunOptions(model="ssdlite320", weights="DEFAULT", device="cpu", threads=2, batch_size=2,
                                  task_options={"conf": 0.0, "max_det": 5})
-    (record,) = list(predict.predict([photo], "detect", options))
+    (record,) = list(predict.predict(tasks.get("detect"), [photo], options))
     assert record.ok and len(record.fields["detections"]) == 5
     for d in record.fields["detections"]:
         x1, y1, x2, y2 = d["box"]
@@ -70,7 +71,7 @@ def test_offline_default_weights_fail_fast_and_clearly(hub):
 def test_training_mode_takes_the_images_and_targets_pair():
     # The engine calls model(inputs) with one argument; the pre-hook hands torchvision (images, targets).
     torch.manual_seed(0)
-    model = registry.get("ssdlite320").build(num_classes=3).train()
+    model = catalog.get("ssdlite320").build(num_classes=3).train()
     images = torch.rand(2, 3, 64, 64)
     targets = [{"boxes": torch.tensor([[10.0, 10.0, 40.0, 50.0]]), "labels": torch.tensor([1])},
                {"boxes": torch.tensor([[5.0, 5.0, 20.0, 30.0]]), "labels": torch.tensor([2])}]
@@ -86,7 +87,7 @@ def test_train_detect_fasterrcnn_mobilenet_on_tiny_data(tmp_path):
 
     data = tmp_path / "data"
     scenes.write_dataset(data, {"train": 12, "test": 4},
-                         seed=1, config=scenes.SceneConfig(size=96, max_objects=3, scale=(0.3, 0.5)))
+                         seed=1, config=scenes.SceneConfig(size=96, max_objects=3, min_scale=0.3, max_scale=0.5))
     out = tmp_path / "frcnn.safetensors"
     code = detect(data=str(data), model="fasterrcnn-mobilenet", out=out, kwargs=[], input_size=None, val_split=0.25,
                   shift=0.0, tta=False, epochs=1, batch_size=4, lr=0.001, optimizer="adamw", momentum=0.9, weight_decay=0.0,

@@ -9,6 +9,7 @@ import pytest
 import torch
 from train_helpers import run_cli, tiny_config, tiny_idx, tiny_localizer, tiny_task
 
+from cnntool import tasks
 from cnntool import weights
 from cnntool.errors import ConfigError
 from cnntool.loader import load_model
@@ -144,7 +145,7 @@ def test_members_of_another_architecture_or_an_ensemble_are_refused_in_one_line(
 
 def test_localizers_are_averaged_over_their_whole_y_vector(tmp_path):
     from cnntool.models.localizer import localizer
-    from cnntool.tasks.localize.predict import interpret
+    from cnntool.models.yvector import interpret
 
     torch.manual_seed(0)
     members = [localizer(widths=[4, 8], input_size=32, refine=4).eval() for _ in range(3)]
@@ -165,7 +166,7 @@ def test_fine_tuning_from_an_ensemble_is_refused_naming_its_members(data, traine
 # --- a presence threshold chosen on validation (localize) --------------------------------------------------
 
 def test_the_threshold_with_most_images_right_wins_and_ties_keep_nearest_the_default():
-    from cnntool.tasks.localize.predict import calibrate_threshold
+    from cnntool.tasks.localize.metrics import calibrate_threshold
 
     p_c = torch.tensor([0.1, 0.35, 0.45, 0.6, 0.9])
     present = torch.tensor([False, True, True, True, True])
@@ -174,20 +175,21 @@ def test_the_threshold_with_most_images_right_wins_and_ties_keep_nearest_the_def
 
 
 def test_a_threshold_in_the_weights_is_what_decode_and_the_metric_use(tiny_scenes, tmp_path):
-    from cnntool import evaluate
-    from cnntool.evaluate import localize_presence
+    from cnntool.engine.evaluate import EvalOptions
     from cnntool.engine.predict import RunOptions, predict
+    from cnntool.tasks.localize.evaluate import LocalizeEvaluation, evaluate, presence
 
     path = tiny_localizer(tmp_path / "t.safetensors", 0, decode={"threshold": 0.99})
-    p_c, present = localize_presence(data=str(tiny_scenes), weights=str(path), split="test")
-    report = evaluate.localize(data=str(tiny_scenes), model=None, weights=str(path))
+    common = EvalOptions(weights=str(path))
+    p_c, present = presence(LocalizeEvaluation(data=str(tiny_scenes), common=common))
+    report = evaluate(LocalizeEvaluation(data=str(tiny_scenes), common=common))
     assert "presence threshold 0.99" in report["data"]
     assert report["presence_accuracy"] == pytest.approx(float(((p_c >= 0.99) == present).float().mean()))
-    at_half = evaluate.localize(data=str(tiny_scenes), model=None, weights=str(path), threshold=0.5)
+    at_half = evaluate(LocalizeEvaluation(data=str(tiny_scenes), threshold=0.5, common=common))
     assert at_half["presence_accuracy"] == pytest.approx(float(((p_c >= 0.5) == present).float().mean()))
     images = sorted(str(p) for p in (tiny_scenes / "test").glob("*.png"))
-    own = [r.fields["object"] for r in predict(images, "localize", RunOptions(weights=str(path), device="cpu"))]
-    given = [r.fields["object"] for r in predict(images, "localize", RunOptions(weights=str(path), device="cpu",
+    own = [r.fields["object"] for r in predict(tasks.get("localize"), images, RunOptions(weights=str(path), device="cpu"))]
+    given = [r.fields["object"] for r in predict(tasks.get("localize"), images, RunOptions(weights=str(path), device="cpu",
                                                                                task_options={"threshold": 0.0}))]
     assert [o["label"] is None for o in own] == [bool(p < 0.99) for p in p_c.tolist()]
     assert all(o["label"] is not None for o in given)  # --threshold overrides the file's
@@ -195,20 +197,21 @@ def test_a_threshold_in_the_weights_is_what_decode_and_the_metric_use(tiny_scene
 
 def test_a_bad_decode_entry_in_a_file_is_one_line(tmp_path):
     path = tiny_localizer(tmp_path / "bad.safetensors", 0, decode={"threshold": "high"})
-    with pytest.raises(ConfigError, match="'decode' must map option names to numbers"):
+    with pytest.raises(ConfigError, match="'decode' must map option names to finite numbers"):
         load_model(None, str(path), task="localize")
 
 
 def test_ensemble_calibrate_keeps_the_validation_threshold_and_scores_held_out_with_it(tiny_scenes, tmp_path, capsys):
-    from cnntool.evaluate import localize_presence
-    from cnntool.tasks.localize.predict import calibrate_threshold
+    from cnntool.engine.evaluate import EvalOptions
+    from cnntool.tasks.localize.evaluate import LocalizeEvaluation, presence
+    from cnntool.tasks.localize.metrics import calibrate_threshold
 
     files = [str(tiny_localizer(tmp_path / f"m{i}.safetensors", i)) for i in range(2)]
     out = tmp_path / "cal.safetensors"
     code, _ = run_cli(["ensemble", *files, "--data", str(tiny_scenes), "--out", str(out), "--calibrate"], capsys)
     assert code == 0
     meta = weights.read_metadata(out)
-    p_c, present = localize_presence(data=str(tiny_scenes), weights=str(out), split="val")
+    p_c, present = presence(LocalizeEvaluation(data=str(tiny_scenes), split="val", common=EvalOptions(weights=str(out))))
     assert meta["decode"] == {"threshold": calibrate_threshold(p_c, present)}
     assert "val split, 12 images" in meta["threshold_from"]
     assert f"presence threshold {meta['decode']['threshold']:g}" in meta["metrics"]["heldout_data"]

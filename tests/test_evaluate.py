@@ -59,7 +59,8 @@ EMBEDDED = weights.weights_dir()
 
 @pytest.mark.skipif(not (EMBEDDED / "lenet5-digits.safetensors").is_file(), reason="weights not built")
 def test_lenet5_digits_metadata_meets_its_goal_and_reproduces():
-    from cnntool import evaluate
+    from cnntool.engine.evaluate import EvalOptions
+    from cnntool.tasks.classify.evaluate import ClassifyEvaluation, evaluate
     from cnntool.loader import load_model
 
     meta = weights.read_metadata(EMBEDDED / "lenet5-digits.safetensors")
@@ -70,14 +71,14 @@ def test_lenet5_digits_metadata_meets_its_goal_and_reproduces():
     assert meta["command"].startswith("cnntool train classify --data digits")
     loaded = load_model("lenet5-digits", None, task="classify")
     assert loaded.spec.weights == "embedded:lenet5-digits.safetensors" and loaded.input.size == (32, 32)
-    report = evaluate.classify(data="digits", model="lenet5-digits", weights=None, split="heldout")
+    report = evaluate(ClassifyEvaluation(data="digits", split="heldout", common=EvalOptions(model="lenet5-digits", weights=None)))
     assert report["images"] == heldout["images"]
     assert report["confusion"] == heldout["confusion"]
 
 
 @pytest.mark.skipif(not list(EMBEDDED.glob("fashion-*.safetensors")), reason="weights not built")
 def test_fashion_model_metadata_and_registry_entry():
-    from cnntool import registry
+    from cnntool.models import catalog
     from cnntool.loader import load_model
 
     path = next(EMBEDDED.glob("fashion-*.safetensors"))
@@ -87,7 +88,7 @@ def test_fashion_model_metadata_and_registry_entry():
     assert "official test split" in meta["metrics"]["heldout_data"]
     assert meta["images_per_second"]["inference"] > 0
     assert path.stat().st_size < 8_000_000
-    name = next(s.name for s in registry.specs("classify") if s.weights == f"embedded:{path.name}")
+    name = next(s.name for s in catalog.specs("classify") if s.weights == f"embedded:{path.name}")
     loaded = load_model(name, None, task="classify")
     assert loaded.classes[0] == "T-shirt/top"
 
@@ -96,19 +97,21 @@ def test_fashion_model_metadata_and_registry_entry():
 def test_fashion_model_reproduces_its_held_out_accuracy_here():
     """Trained and scored on a GPU; scored again here on the CPU over the official 10,000 test images. Float
     differences between the two may flip a borderline image or two, not more."""
-    from cnntool import evaluate
+    from cnntool.engine.evaluate import EvalOptions
+    from cnntool.tasks.classify.evaluate import ClassifyEvaluation, evaluate
 
     heldout = weights.read_metadata(EMBEDDED / "fashion-resnet-small.safetensors")["metrics"]["heldout"]
-    report = evaluate.classify(data="fashion-mnist", model="fashion-resnet-small", weights=None, split="test")
+    report = evaluate(ClassifyEvaluation(data="fashion-mnist", split="test", common=EvalOptions(model="fashion-resnet-small", weights=None)))
     assert report["images"] == 10000
     assert abs(report["accuracy"] - heldout["accuracy"]) <= 0.0005
 
 
 def test_device_auto_is_resolved_before_loading():
     """--device auto means CUDA when there is one, else the CPU (not a device name torch would reject)."""
-    from cnntool import evaluate
+    from cnntool.engine.evaluate import EvalOptions
+    from cnntool.tasks.classify.evaluate import ClassifyEvaluation, evaluate
 
-    report = evaluate.classify(data="digits", model="lenet5-digits", weights=None, split="heldout", device="auto")
+    report = evaluate(ClassifyEvaluation(data="digits", split="heldout", common=EvalOptions(model="lenet5-digits", weights=None, device="auto")))
     assert report["images"] == 1000 and report["accuracy"] > 0.98
 
 
@@ -116,12 +119,12 @@ def test_class_names_with_brackets_are_printed_as_written():
     """Class names are folder names; rich would read "[bold]" as markup (and "[/x]" as an error)."""
     import io
 
-    from cnntool.evaluate import write_report
+    from cnntool import tasks
 
     names = ["[bold]cat", "dog[/x]"]
     report = {"model": "m", "data": "d", "images": 2, "accuracy": 0.5, "top5": 1.0, "loss": 0.7,
               "per_class": {n: {"precision": 1.0, "recall": 0.5, "support": 1} for n in names},
               "confusion": [[1, 0], [1, 0]]}
     out = io.StringIO()
-    write_report(report, "table", out)
+    tasks.get("classify").write_report(report, "table", out)
     assert out.getvalue().count("[bold]cat") == 2 and "dog[/x]" in out.getvalue()

@@ -128,7 +128,7 @@ def detect_scenes_dir(tmp_path_factory):
     from cnntool.data import scenes
 
     root = tmp_path_factory.mktemp("detect-scenes")
-    config = scenes.SceneConfig(size=96, max_objects=4, empty_fraction=0.1, scale=(0.25, 0.5))
+    config = scenes.SceneConfig(size=96, max_objects=4, empty_fraction=0.1, min_scale=0.25, max_scale=0.5)
     scenes.write_dataset(root, {"train": 1, "test": 20}, seed=0, config=config)
     return root
 

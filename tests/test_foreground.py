@@ -9,7 +9,9 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from cnntool import registry, weights
+from cnntool import weights
+
+from cnntool.models import catalog
 from cnntool import loader as loading
 from cnntool.data.builtin import load_opencv_digits
 from cnntool.data.classify import foreground_of
@@ -23,18 +25,18 @@ def _resized(spec, img):
 
 
 def test_held_out_digits_written_dark_on_light_reach_the_model_as_the_originals_do():
-    spec = registry.get("lenet5-digits").input
+    spec = catalog.get("lenet5-digits").input
     assert spec.foreground == "light" and len(EXAMPLES) == 20
     for path in EXAMPLES:
         original = Image.open(path).convert("L")
         inverted = ImageOps.invert(original)
         # Equal up to the bilinear resize's rounding of 255 − x against x.
         assert np.abs(_resized(spec, inverted) - _resized(spec, original)).max() <= 1, path.name
-        assert not np.array_equal(_resized(registry.get("lenet5-relu").input, inverted), _resized(spec, original))
+        assert not np.array_equal(_resized(catalog.get("lenet5-relu").input, inverted), _resized(spec, original))
 
 
 def test_dark_turns_light_on_dark_images_and_any_leaves_them():
-    spec = registry.get("lenet5-relu").input
+    spec = catalog.get("lenet5-relu").input
     light_on_dark = Image.open(EXAMPLES[0]).convert("L")
     as_is = _resized(spec, light_on_dark)
     assert np.abs(_resized(spec, ImageOps.invert(light_on_dark)) - (255 - as_is)).max() <= 1  # "any": untouched
@@ -53,7 +55,7 @@ def test_the_ground_is_read_off_real_training_data():
 
 
 def test_files_written_before_the_field_take_the_registrys_value_and_newer_files_their_own(tmp_path):
-    model = registry.get("lenet5-relu").build()
+    model = catalog.get("lenet5-relu").build()
     old_input = {"size": [32, 32], "channels": 1, "mean": [0.5], "std": [0.5], "resize": "stretch",
                  "crop_fraction": 0.875, "fill": 0}
     for name, recorded, expected in (("old", {}, "light"), ("new", {"foreground": "any"}, "any")):

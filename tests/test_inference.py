@@ -12,17 +12,17 @@ import pytest
 import torch
 from torch import nn
 
-from cnntool import registry
+from cnntool.models import catalog
 from cnntool.engine.inference import InferenceModel, InferenceOptions, compile_cache_dir, fold_batchnorm, prepare
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # ResNet-50-FPN detectors upscale their input to 800 px inside: about 10^11 FLOPs a forward.
 SLOW = {"fasterrcnn-resnet50", "retinanet-resnet50", "fcos-resnet50", "vgg16", "vgg11"}
-TORCHVISION_DETECTORS = {n for n in registry.names("detect") if registry.get(n).builder.startswith("cnntool.models.tv_")}
+TORCHVISION_DETECTORS = {n for n in catalog.names("detect") if catalog.get(n).builder.startswith("cnntool.models.tv_")}
 # dlib's networks live outside the module tree (cached by cnntool.faces.api) and run on numpy copies of
 # the input: nothing here may touch them.
-DLIB = {n for n in registry.names() if registry.get(n).weights == "external:dlib"}
+DLIB = {n for n in catalog.names() if catalog.get(n).weights == "external:dlib"}
 
 
 def _params(names):
@@ -43,13 +43,19 @@ def randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:
 
 def build(name: str) -> nn.Module:
     torch.manual_seed(0)
-    model = registry.get(name).build().eval()
+    spec = catalog.get(name)
+    if spec.parts:  # built around other models (sliding windows): as the loader assembles it
+        from cnntool.loader import load_model
+
+        model = load_model(name, None, task=spec.task).module.eval()
+    else:
+        model = spec.build().eval()
     randomise_batchnorm(model)
     return model
 
 
 def sample_input(name: str) -> torch.Tensor:
-    spec = registry.get(name).input
+    spec = catalog.get(name).input
     if spec.resize == "none":  # dlib's models take whole photos as 0..255 RGB
         from skimage import data
 
@@ -88,7 +94,7 @@ def dense_outputs(model: nn.Module, x: torch.Tensor):
     return features, head(maps)
 
 
-@pytest.mark.parametrize("name", _params(registry.names()))
+@pytest.mark.parametrize("name", _params(catalog.names()))
 def test_optimizations_keep_every_registered_models_outputs(name):
     reference = build(name)
     model = copy.deepcopy(reference)
@@ -262,7 +268,10 @@ def test_compiled_model_matches_eager(tmp_path, monkeypatch):
 def _records(inputs, model, **options):
     from cnntool.engine.predict import RunOptions, predict
 
-    return [r.to_dict() for r in predict(inputs, registry.get(model).task, RunOptions(model=model, device="cpu", **options))]
+    from cnntool import tasks
+
+    task = tasks.get(catalog.get(model).task)
+    return [r.to_dict() for r in predict(task, inputs, RunOptions(model=model, device="cpu", **options))]
 
 
 @pytest.mark.parametrize("model", ["fashion-resnet-small", "lenet5-digits"])

@@ -11,6 +11,8 @@ from PIL import Image
 from cnntool.data.documents import perspective_coefficients, rectify
 from cnntool.preprocess import Preprocessor
 from cnntool.registry import InputSpec
+from cnntool.augment import FrameAugment
+from cnntool.tasks.landmarks import metrics as landmark_metrics
 from cnntool.tasks.landmarks import predict as landmarks
 
 
@@ -23,13 +25,13 @@ def test_nme_and_tolerance_against_hand_computed_values():
     output[0, 1] += 4 / 48
     output[1, 0] += 0.8 / 64
     output[1, 1] += 0.6 / 48
-    m = landmarks.LandmarkMetrics((48, 64), tolerance=0.02)
+    m = landmark_metrics.LandmarkMetrics((48, 64), tolerance=0.02)
     m.update(output, target)
     out = m.compute()
     assert out["nme"] == pytest.approx((0.0625 + 0 + 0.0125 + 0) / 4)
     assert out["within_tolerance"] == pytest.approx(3 / 4)
     assert out["points"] == 4 and out["images"] == 2 and out["nme_normalized_by"] == "image diagonal"
-    assert float(landmarks.loss(output, target, "l1")) == pytest.approx((3 / 64 + 4 / 48 + 0.8 / 64 + 0.6 / 48) / 8)
+    assert float(landmark_metrics.loss(output, target, "l1")) == pytest.approx((3 / 64 + 4 / 48 + 0.8 / 64 + 0.6 / 48) / 8)
 
 
 def test_soft_argmax_finds_a_peak_at_its_pixel_centre():
@@ -51,17 +53,18 @@ def test_decode_maps_points_back_to_original_pixels(resize):
         ix, iy = geometry.point_to_input(x, y)
         rel += [ix / 64, iy / 64]
     names = ["top_left", "top_right", "bottom_right", "bottom_left"]
-    (fields,) = landmarks.decode(torch.tensor([rel]), [geometry], classes=names, options={})
+    (payload,) = landmarks.decode(torch.tensor([rel]), [geometry], classes=names, options={})
+    fields = payload.to_dict()
     assert fields["points"] == [pytest.approx(p, abs=1e-3) for p in points]
     assert fields["point_names"] == names
     assert fields["box"] == pytest.approx([10.0, 5.0, 290.0, 110.0], abs=1e-3)
-    assert landmarks.draw(Image.new("RGB", (300, 120)), fields).size == (300, 120)
+    assert landmarks.draw(Image.new("RGB", (300, 120)), payload).size == (300, 120)
 
 
 def test_point_aware_augmentation_moves_the_points_with_the_image():
     from cnntool.tasks.landmarks.train import LandmarksConfig, LandmarksTask
 
-    task = LandmarksTask(LandmarksConfig(data="unused", rotate=15, shift=0.08, scale=0.1))
+    task = LandmarksTask(LandmarksConfig(data="unused", augment=FrameAugment(rotate=15, shift=0.08, scale=0.1)))
     pts = [(16, 12), (48, 14), (46, 50), (14, 48)]
     image = torch.zeros(3, 64, 64, dtype=torch.uint8)
     for x, y in pts:

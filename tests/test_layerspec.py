@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnntool import registry
+from cnntool.models import catalog
 from cnntool.errors import ConfigError
 from cnntool.shapecalc.layers import describe, format_shape, parse
 
@@ -190,7 +190,7 @@ def test_format_shape_is_lecture_order():
 
 
 def test_every_registered_layer_description_is_valid():
-    for spec in registry.specs():
+    for spec in catalog.specs():
         if spec.layers is not None:
             chain = describe(spec.layers, (spec.input.channels, *spec.input.size))
             assert chain.total_params > 0, spec.name

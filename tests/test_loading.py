@@ -10,7 +10,9 @@ import warnings
 import pytest
 import torch
 
-from cnntool import registry, weights
+from cnntool import weights
+
+from cnntool.models import catalog
 from cnntool import loader as loading
 from cnntool.errors import ConfigError
 
@@ -25,7 +27,7 @@ def test_torchvision_weights_load_from_a_planted_hub_cache(hub):
     import torchvision.models as tvm
 
     enum = tvm.ResNet18_Weights.IMAGENET1K_V1
-    reference = registry.get("resnet18").build().state_dict()
+    reference = catalog.get("resnet18").build().state_dict()
     hub.mkdir(parents=True)
     torch.save(reference, hub / os.path.basename(enum.url))
 
@@ -99,21 +101,21 @@ def test_truncated_safetensors_is_one_clear_error(tmp_path):
 
 
 def test_weights_of_another_architecture_are_refused(tmp_path):
-    other = registry.get("lenet5-relu").build(num_classes=3)
+    other = catalog.get("lenet5-relu").build(num_classes=3)
     path = weights.save(tmp_path / "other.safetensors", other.state_dict(), {})
     with pytest.raises(ConfigError, match="do not fit this model"):
         loading.load_model("resnet-small", str(path), task="classify")
 
 
 def test_weights_for_another_task_are_refused(tmp_path):
-    model = registry.get("lenet5").build()
+    model = catalog.get("lenet5").build()
     path = weights.save(tmp_path / "m.safetensors", model.state_dict(), {"task": "detect"})
     with pytest.raises(ConfigError, match="task 'detect'"):
         loading.load_model("lenet5", str(path), task="classify")
 
 
 def test_metadata_carries_classes_input_and_kwargs(tmp_path):
-    model = registry.get("lenet5").build(num_classes=3)
+    model = catalog.get("lenet5").build(num_classes=3)
     meta = {"task": "classify", "model": "lenet5", "kwargs": {"num_classes": 3}, "classes": ["a", "b", "c"],
             "input": {"size": [32, 32], "channels": 1, "mean": [0.1], "std": [0.2], "resize": "letterbox"}}
     path = weights.save(tmp_path / "abc.safetensors", model.state_dict(), meta)
@@ -135,7 +137,7 @@ def test_weights_keep_the_architecture_they_were_trained_with_after_the_registry
             "input": {"size": [64, 64], "channels": 3, "resize": "stretch"}}
     path = weights.save(tmp_path / "old.safetensors", model.state_dict(), meta)
     loaded = loading.load_model(None, str(path), task="localize")
-    assert registry.get("localizer-digits").kwargs["downsample"] == 2  # what would otherwise leak in
+    assert catalog.get("localizer-digits").kwargs["downsample"] == 2  # what would otherwise leak in
     assert loaded.module.refiner is None and loaded.module.downsample == 1
     assert loaded.module(torch.zeros(1, 3, 64, 64)).shape == (1, 15)
 
@@ -157,7 +159,7 @@ def test_training_can_start_from_torchvision_weights_under_a_new_head(hub, tmp_p
     from cnntool.engine.train import train
 
     torch.manual_seed(0)
-    published = registry.get("resnet18").build().state_dict()
+    published = catalog.get("resnet18").build().state_dict()
     hub.mkdir(parents=True)
     torch.save(published, hub / os.path.basename(tvm.ResNet18_Weights.IMAGENET1K_V1.url))
     (tmp_path / "data").mkdir()

@@ -11,6 +11,10 @@ from PIL import Image
 
 from cnntool.preprocess import Preprocessor
 from cnntool.registry import InputSpec
+from cnntool import boxes
+from cnntool.models import yvector
+from cnntool.tasks.localize import loss as losses
+from cnntool.tasks.localize import metrics
 from cnntool.tasks.localize import predict as localize
 
 
@@ -37,34 +41,34 @@ def test_lecture_loss_matches_the_hand_computed_example():
     with_object = 0.165
     # p_c = 0: only (ŷ_1 − y_1)² = 0.9² = 0.81, whatever the box and class outputs are.
     without = 0.81
-    y = localize.target_vector(TARGET, 3)
+    y = losses.target_vector(TARGET, 3)
     assert y.tolist()[1] == [0.0] * 8
     y_hat = torch.tensor(Y_HAT)
-    assert float(localize.lecture_loss(y_hat[:1], y[:1])) == pytest.approx(with_object)
-    assert float(localize.lecture_loss(y_hat[1:], y[1:])) == pytest.approx(without)
-    assert float(localize.loss(raw_from(Y_HAT), TARGET, "lecture")) == pytest.approx((with_object + without) / 2, abs=1e-6)
+    assert float(losses.lecture_loss(y_hat[:1], y[:1])) == pytest.approx(with_object)
+    assert float(losses.lecture_loss(y_hat[1:], y[1:])) == pytest.approx(without)
+    assert float(losses.loss(raw_from(Y_HAT), TARGET, "lecture")) == pytest.approx((with_object + without) / 2, abs=1e-6)
 
 
 def test_modern_loss_ignores_box_and_class_without_an_object_and_prefers_better_boxes():
     z = raw_from(Y_HAT)
-    only_absent = localize.loss(z[1:], TARGET[1:], "modern")
+    only_absent = losses.loss(z[1:], TARGET[1:], "modern")
     assert float(only_absent) == pytest.approx(-math.log(1 - 0.9), rel=1e-5)  # BCE of p_c alone
     good = torch.tensor([[1.0, 0.5, 0.4, 0.2, 0.3, 0.0]])
     worse = torch.tensor([[1.0, 0.2, 0.8, 0.2, 0.3, 0.0]])
-    assert float(localize.loss(z[:1], good, "modern")) < float(localize.loss(z[:1], worse, "modern"))
+    assert float(losses.loss(z[:1], good, "modern")) < float(losses.loss(z[:1], worse, "modern"))
     with pytest.raises(ValueError):
-        localize.loss(z, TARGET, "other")
+        losses.loss(z, TARGET, "other")
 
 
 def test_iou_and_metrics_against_hand_computed_values():
     a = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0]])
     b = torch.tensor([[1.0, 1.0, 3.0, 3.0], [0.0, 0.0, 1.0, 1.0]])
-    assert localize.box_iou_pairs(a, b).tolist() == pytest.approx([1 / 7, 1.0])
+    assert boxes.iou_pairs(a, b).tolist() == pytest.approx([1 / 7, 1.0])
     # Image 1: object, predicted box centre (0.5, 0.4) size 0.2×0.3 vs truth centre (0.5, 0.5) 0.25×0.25:
     # prediction x 0.35..0.65, y 0.3..0.5; truth 0.375..0.625, 0.375..0.625 → inter 0.25 × 0.125,
     # union 0.06 + 0.0625 − 0.03125 → IoU 0.03125 / 0.09125. Class 0 is right; p_c 0.9 right.
     # Image 2: no object, p_c 0.9 → presence wrong.
-    m = localize.LocalizeMetrics(["a", "b", "c"])
+    m = metrics.LocalizeMetrics(["a", "b", "c"])
     m.update(raw_from(Y_HAT), TARGET)
     out = m.compute()
     assert out["presence_accuracy"] == pytest.approx(0.5)
@@ -86,11 +90,11 @@ def test_decode_maps_the_box_back_to_original_pixels(resize, size):
     (x1, y1), (x2, y2) = geometry.point_to_input(*box[:2]), geometry.point_to_input(*box[2:])
     rel = [1.0, (x1 + x2) / 128, (y1 + y2) / 128, (y2 - y1) / 64, (x2 - x1) / 64, 0.1, 0.8, 0.1]
     (fields,) = localize.decode(raw_from([[0.999999] + rel[1:]]), [geometry], classes=["a", "b", "c"], options={})
-    obj = fields["object"]
+    obj = fields.to_dict()["object"]
     assert obj["box"] == pytest.approx(box, abs=1e-3)
     assert obj["label"] == "b" and obj["score"] == pytest.approx(0.8)
     (absent,) = localize.decode(raw_from([[0.2] + rel[1:]]), [geometry], classes=["a", "b", "c"], options={})
-    assert absent["object"]["box"] is None and absent["object"]["present"] == pytest.approx(0.2)
+    assert absent.box is None and absent.present == pytest.approx(0.2)
     drawn = localize.draw(Image.new("RGB", size), fields)
     assert drawn.size == size and np.asarray(drawn).any()
 
@@ -134,7 +138,7 @@ def test_box_aware_augmentation_moves_the_box_with_the_object():
         bright = (out[0] > 128).nonzero()
         y_min, x_min = bright.min(0).values.tolist()
         y_max, x_max = bright.max(0).values.tolist()
-        x1, y1, x2, y2 = (localize.cxcyhw_to_xyxy(t[1:5]) * 64).tolist()
+        x1, y1, x2, y2 = (boxes.cxcyhw_to_xyxy(t[1:5]) * 64).tolist()
         assert abs(x1 - x_min) <= 1.5 and abs(x2 - (x_max + 1)) <= 1.5
         assert abs(y1 - y_min) <= 1.5 and abs(y2 - (y_max + 1)) <= 1.5
         assert t[0] == 1 and t[5] == 3
@@ -217,9 +221,9 @@ def test_tta_undoes_each_shift_and_averages_the_y_vectors():
     images[0, 0, 20:50, 30:70] = 1.0
     images[1, 0, 50:90, 10:40] = 1.0
     stub = BrightSquareLocalizer()
-    y_hat = localize.interpret(localize.shifted_mean(stub, images))
+    y_hat = yvector.interpret(localize.shifted_mean(stub, images))
     # Every shifted copy, moved back, gives the same box: the mean is the unshifted image's box.
-    assert torch.allclose(y_hat[:, 1:5], localize.interpret(stub(images))[:, 1:5], atol=1e-5)
+    assert torch.allclose(y_hat[:, 1:5], yvector.interpret(stub(images))[:, 1:5], atol=1e-5)
     assert y_hat[:, 0].tolist() == pytest.approx([0.9, 0.9], abs=1e-5)
     # The class probabilities are the mean of the five copies' (shift 5 px: x1 moved by 0, +5, −5, +5, −5 px).
     for k, x1 in enumerate((0.30, 0.10)):

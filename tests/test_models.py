@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torch import nn
 
-from cnntool import registry
+from cnntool.models import catalog
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -29,7 +29,7 @@ REFERENCE_PARAMS = {
 }
 # The lecture's classic architectures (this file's models; other tasks' files test their own entries).
 CLASSIC = sorted([*REFERENCE_PARAMS, "resnet-small"])
-TORCHVISION = [n for n in CLASSIC if (registry.get(n).weights or "").startswith("torchvision:")]
+TORCHVISION = [n for n in CLASSIC if (catalog.get(n).weights or "").startswith("torchvision:")]
 
 
 def n_params(model: nn.Module) -> int:
@@ -87,7 +87,7 @@ def on_meta():
 
     def get(name):
         if name not in cache:
-            spec = registry.get(name)
+            spec = catalog.get(name)
             model = build_on_meta(spec)
             cache[name] = (model, *forward_with_trace(model, input_shape(spec)))
         return cache[name]
@@ -96,18 +96,18 @@ def on_meta():
 
 
 def test_catalog_does_not_import_torch():
-    code = "import sys; from cnntool import registry; registry.names(); print('torch' in sys.modules)"
+    code = "import sys; from cnntool.models import catalog; catalog.names(); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
 
 def test_the_lecture_architectures_are_registered():
-    assert set(CLASSIC) <= set(registry.names("classify"))
+    assert set(CLASSIC) <= set(catalog.names("classify"))
 
 
 @pytest.mark.parametrize("name", CLASSIC)
 def test_forward_gives_one_score_per_class(on_meta, name):
-    spec = registry.get(name)
+    spec = catalog.get(name)
     _, out_shape, _ = on_meta(name)
     assert out_shape == (spec.kwargs["num_classes"],)
 
@@ -118,7 +118,7 @@ HEAVY = {"vgg11": 64, "vgg16": 64, "resnet34": 64, "resnet50": 64}
 
 @pytest.mark.parametrize("name", CLASSIC)
 def test_real_forward_is_finite(name):
-    spec = registry.get(name)
+    spec = catalog.get(name)
     side = HEAVY.get(name)
     shape = (spec.input.channels, side, side) if side else input_shape(spec)
     model = materialise(build_on_meta(spec))
@@ -130,7 +130,7 @@ def test_real_forward_is_finite(name):
 
 @pytest.mark.parametrize("name", ["lenet5", "lenet5-relu", "resnet-small"])
 def test_small_models_build_for_real(name):
-    spec = registry.get(name)
+    spec = catalog.get(name)
     model = spec.build()
     with torch.no_grad():
         out = model.eval()(torch.randn(3, *input_shape(spec)))
@@ -163,7 +163,7 @@ def test_parameter_counts_match_the_references(on_meta, name):
 
 def torchvision_meta(name: str) -> dict:
     """The published metadata of the model's torchvision weights (nothing is downloaded)."""
-    return torchvision.models.get_weight(registry.get(name).weights.split(":", 1)[1]).meta
+    return torchvision.models.get_weight(catalog.get(name).weights.split(":", 1)[1]).meta
 
 
 @pytest.mark.parametrize("name", TORCHVISION)
@@ -175,14 +175,14 @@ def test_parameter_counts_match_torchvision_weights_meta(on_meta, name):
 def test_layer_string_macs_match_torchvision_published_ops(name):
     """torchvision's "_ops" are GMACs at 224 px, rounded to 3 decimals: an independent check of the strings."""
     layerspec = pytest.importorskip("cnntool.shapecalc.layers")
-    spec = registry.get(name)
+    spec = catalog.get(name)
     macs = layerspec.describe(spec.layers, input_shape(spec)).total_macs
     assert round(macs / 1e9, 3) == torchvision_meta(name)["_ops"]
 
 
 def test_imagenet_models_take_their_categories_from_the_weights():
     for name in TORCHVISION:
-        spec = registry.get(name)
+        spec = catalog.get(name)
         assert spec.classes == () and spec.input.size == (224, 224) and spec.input.resize == "center-crop"
 
 
@@ -195,14 +195,14 @@ def state_shapes(model: nn.Module) -> dict:
 ])
 def test_torchvision_state_dicts_fit_while_the_stem_is_unchanged(name, overrides):
     """Same keys and shapes is what a strict load_state_dict checks."""
-    ours = build_on_meta(registry.get(name), **overrides)
+    ours = build_on_meta(catalog.get(name), **overrides)
     with torch.device("meta"):
         reference = getattr(torchvision.models, name)(weights=None)
     assert state_shapes(ours) == state_shapes(reference)
 
 
 def test_googlenet_fits_torchvision_weights_but_for_the_aux_heads():
-    ours = build_on_meta(registry.get("googlenet"))
+    ours = build_on_meta(catalog.get("googlenet"))
     with torch.device("meta"):
         reference = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False)
     aux_free = {k: v for k, v in state_shapes(reference).items() if not k.startswith(("aux1.", "aux2."))}
@@ -230,7 +230,7 @@ OTHER_SHAPES = [
 
 @pytest.mark.parametrize("name, overrides, shape", OTHER_SHAPES)
 def test_builders_adapt_to_other_inputs_and_classes(name, overrides, shape):
-    spec = registry.get(name)
+    spec = catalog.get(name)
     out_shape, _ = forward_with_trace(build_on_meta(spec, **overrides), shape)
     assert out_shape == (overrides.get("num_classes", spec.kwargs["num_classes"]),)
 
@@ -247,8 +247,8 @@ def test_resnet18_on_grey_28px_digits_for_real():
 
 
 def test_lenet_paper_and_modern_variants():
-    paper = registry.get("lenet5").build()
-    modern = registry.get("lenet5-relu").build()
+    paper = catalog.get("lenet5").build()
+    modern = catalog.get("lenet5-relu").build()
     assert {nn.Tanh, nn.AvgPool2d} <= {type(m) for m in paper.modules()}
     assert {nn.ReLU, nn.MaxPool2d} <= {type(m) for m in modern.modules()}
     assert [m.in_features for m in paper.modules() if isinstance(m, nn.Linear)] == [400, 120, 84]
@@ -264,7 +264,7 @@ def test_lenet_paper_and_modern_variants():
 ])
 def test_bad_builder_arguments_are_errors(name, overrides):
     with pytest.raises(ValueError):
-        build_on_meta(registry.get(name), **overrides)
+        build_on_meta(catalog.get(name), **overrides)
 
 
 # --- layer strings against the torch models ------------------------------------------------------
@@ -283,7 +283,7 @@ def assert_agrees(layers: str, shape: tuple, model: nn.Module, out_shape: tuple,
 
 @pytest.mark.parametrize("name", CLASSIC)
 def test_layer_string_agrees_with_the_torch_model(on_meta, name):
-    spec = registry.get(name)
+    spec = catalog.get(name)
     assert_agrees(spec.layers, input_shape(spec), *on_meta(name))
 
 
@@ -298,7 +298,7 @@ def test_layer_string_agrees_with_the_torch_model(on_meta, name):
     ("resnet-small", (1, 29, 30), {}),
 ])
 def test_layer_string_agrees_at_other_sizes(name, shape, overrides):
-    spec = registry.get(name)
+    spec = catalog.get(name)
     model = build_on_meta(spec, **overrides)
     assert_agrees(spec.layers, shape, model, *forward_with_trace(model, shape))
 
@@ -308,7 +308,7 @@ def test_resnet_small_layers_follow_the_kwargs():
 
     for lcn in (False, True):
         kwargs = {"widths": (8, 16, 24, 32), "blocks": (1, 3, 1, 2), "num_classes": 3, "dropout": 0.3, "lcn": lcn}
-        model = build_on_meta(registry.get("resnet-small"), **kwargs)
+        model = build_on_meta(catalog.get("resnet-small"), **kwargs)
         assert_agrees(resnet_small_layers(**kwargs), (1, 28, 28), model, *forward_with_trace(model, (1, 28, 28)))
 
 
@@ -329,5 +329,5 @@ def test_resnet_small_with_lcn_reads_an_image_alike_at_any_contrast():
 def test_class_names_match_the_datasets():
     from cnntool.data.builtin import DIGIT_CLASSES, FASHION_CLASSES
 
-    assert registry.get("lenet5").classes == DIGIT_CLASSES
-    assert registry.get("resnet-small").classes == FASHION_CLASSES
+    assert catalog.get("lenet5").classes == DIGIT_CLASSES
+    assert catalog.get("resnet-small").classes == FASHION_CLASSES

@@ -14,7 +14,7 @@ from PIL import Image
 from cnntool.data import builtin
 from cnntool.data.classify import open_classify_data
 from cnntool.errors import ConfigError
-from cnntool.registry import get
+from cnntool.models.catalog import get
 from train_helpers import shapes, tiny_idx, tiny_task, write_idx
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from cnntool import tasks
 from cnntool.errors import ConfigError
 from cnntool.loader import LoadedModel
 from cnntool.engine.predict import Item, Predictor, batched
@@ -30,7 +31,7 @@ def item(name, value):
 
 
 def test_one_image_the_model_refuses_costs_only_its_own_record():
-    predictor = Predictor(LoadedModel("refuses-white", SPEC, RefusesWhite()), "cpu", {"topk": 1})
+    predictor = Predictor(tasks.get("classify"), LoadedModel("refuses-white", SPEC, RefusesWhite()), "cpu", {"topk": 1})
     records = predictor([item("a", 0), item("b", 255), item("c", 250)])
     assert [r.source for r in records] == ["a", "b", "c"]
     assert records[0].fields["predictions"][0]["label"] == "dark"
@@ -44,7 +45,7 @@ def test_configuration_errors_still_end_the_run():
         def forward(self, x):
             raise ConfigError("--classes: unknown class 'cat'")
 
-    predictor = Predictor(LoadedModel("m", SPEC, Misconfigured()), "cpu", {})
+    predictor = Predictor(tasks.get("classify"), LoadedModel("m", SPEC, Misconfigured()), "cpu", {})
     with pytest.raises(ConfigError):
         predictor([item("a", 0)])
 
@@ -71,7 +72,7 @@ def test_classify_tta_flip_scores_are_the_mean_over_the_image_and_its_mirror_fil
         ImageOps.mirror(Image.open(path)).save(mirrored[-1])
 
     def scores(paths, **task_options):
-        records = predict([str(p) for p in paths], "classify", RunOptions(device="cpu", threads=1, quiet=True,
+        records = predict(tasks.get("classify"), [str(p) for p in paths], RunOptions(device="cpu", threads=1, quiet=True,
                                                                           task_options={"topk": 10, **task_options}))
         return [{p["label"]: p["score"] for p in r.fields["predictions"]} for r in records]
 
@@ -88,7 +89,7 @@ def test_classify_tta_flip_scores_are_the_mean_over_the_image_and_its_mirror_fil
     ("cuda:1", "CUDA is not available"),
 ])
 def test_a_device_that_cannot_be_used_is_one_line(monkeypatch, name, message):
-    from cnntool.engine.predict import resolve_device
+    from cnntool.device import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):

@@ -116,16 +116,18 @@ def test_classify_int8_on_the_command_line_gives_the_float_labels(tmp_path):
 
 
 def test_evaluate_int8_refuses_bf16_before_reading_data():
-    from cnntool import evaluate
+    from cnntool.engine.evaluate import EvalOptions
+    from cnntool.tasks.classify.evaluate import ClassifyEvaluation, evaluate
 
     with pytest.raises(ConfigError, match="--int8 cannot be combined with --bf16 or --compile"):
-        evaluate.classify(data="no-such-data", model="lenet5-digits", weights=None, int8=True, bf16=True)
+        evaluate(ClassifyEvaluation(data="no-such-data", int8=True, bf16=True, common=EvalOptions(model="lenet5-digits", weights=None)))
 
 
 def test_evaluate_int8_reports_it_and_scores_near_float():
-    from cnntool import evaluate
+    from cnntool.engine.evaluate import EvalOptions
+    from cnntool.tasks.classify.evaluate import ClassifyEvaluation, evaluate
 
-    fp32 = evaluate.classify(data="digits", model="lenet5-digits", weights=None, split="heldout", threads=1)
-    int8 = evaluate.classify(data="digits", model="lenet5-digits", weights=None, split="heldout", threads=1, int8=True)
+    fp32 = evaluate(ClassifyEvaluation(data="digits", split="heldout", common=EvalOptions(model="lenet5-digits", weights=None, threads=1)))
+    int8 = evaluate(ClassifyEvaluation(data="digits", split="heldout", int8=True, common=EvalOptions(model="lenet5-digits", weights=None, threads=1)))
     assert int8["int8"] is True and fp32["int8"] is False
     assert abs(int8["accuracy"] - fp32["accuracy"]) <= 0.005  # measured: 0.993 both

@@ -18,7 +18,7 @@ from cnntool.errors import ConfigError
 from cnntool.loader import load_model
 from cnntool.models.reader import BACKGROUND, BoxReader, crop_boxes
 from cnntool.registry import UnknownModelError
-from cnntool.tasks.localize.predict import interpret
+from cnntool.models.yvector import interpret
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -211,9 +211,10 @@ def test_an_ensemble_with_a_reader_is_the_members_mean_read_again(tiny_scenes, t
     with torch.no_grad():
         assert torch.allclose(loaded.module(x), by_hand.eval()(x), atol=1e-5)
 
-    from cnntool import evaluate
+    from cnntool.engine.evaluate import EvalOptions
+    from cnntool.tasks.localize.evaluate import LocalizeEvaluation, evaluate
 
-    report = evaluate.localize(data=str(tiny_scenes), model=None, weights=str(out))
+    report = evaluate(LocalizeEvaluation(data=str(tiny_scenes), common=EvalOptions(weights=str(out))))
     assert report["class_accuracy"] == pytest.approx(meta["metrics"]["heldout"]["class_accuracy"])
 
 
@@ -294,7 +295,7 @@ def test_an_ensemble_combined_again_keeps_its_reader_unless_told(tiny_scenes, tm
         weights.save(tmp_path / "broken.safetensors", broken_state, broken_meta)
         code, err = run_cli(["ensemble", str(tmp_path / "broken.safetensors"), "--data", str(tiny_scenes), "--out",
                              str(tmp_path / "x.safetensors")], capsys)
-        assert code == 2 and "names a reader" in err and len(err.strip().splitlines()) == 1, err
+        assert code == 2 and "reader" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x.safetensors").exists()
 
 

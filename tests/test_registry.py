@@ -1,15 +1,16 @@
 import pytest
 
-from cnntool import registry
-from cnntool.registry import InputSpec, ModelSpec, UnknownModelError
+from cnntool import tasks
+from cnntool.models import catalog
+from cnntool.registry import InputSpec, ModelSpec, Registry, UnknownModelError
 
 
-@pytest.fixture(autouse=True)
-def isolated_registry(monkeypatch):
-    """Entries registered by a test vanish after it, so other tests see only the real catalog."""
-    registry.names()  # load the real catalog first
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(registry, "_DEFAULTS", dict(registry._DEFAULTS))
+@pytest.fixture
+def registry():
+    """A registry of the real catalog's entries; what a test registers vanishes after it."""
+    copy = Registry()
+    copy._specs, copy._defaults = dict(catalog.REGISTRY._specs), dict(catalog.REGISTRY._defaults)
+    return copy
 
 
 def _spec(name, task="classify"):
@@ -17,7 +18,7 @@ def _spec(name, task="classify"):
                      mean=(0.5,), std=(0.5,)))
 
 
-def test_duplicate_names_are_errors():
+def test_duplicate_names_are_errors(registry):
     registry.register(_spec("test-dup-model"))
     with pytest.raises(ValueError, match="already registered"):
         registry.register(_spec("test-dup-model"))
@@ -25,23 +26,28 @@ def test_duplicate_names_are_errors():
 
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(UnknownModelError) as info:
-        registry.get("no-such-model")
+        catalog.get("no-such-model")
     assert "valid:" in str(info.value) and "no-such-model" in str(info.value)
 
 
-def test_task_filter_and_mismatch():
+def test_task_filter_and_mismatch(registry):
     registry.register(_spec("test-detect-model", task="detect"))
     assert "test-detect-model" in registry.names("detect")
     assert "test-detect-model" not in registry.names("classify")
     with pytest.raises(UnknownModelError, match="for task 'classify'"):
         registry.get("test-detect-model", task="classify")
     with pytest.raises(ValueError, match="valid tasks"):
-        registry.names("segment")
+        tasks.canonical("segment")
+
+
+def test_every_registered_model_is_of_a_registered_task_under_its_one_name():
+    assert {spec.task for spec in catalog.specs()} <= set(tasks.names())
+    assert tasks.canonical("face-embed") == "verify-face"  # the name older weights files carry
 
 
 def test_specs_validate_their_fields():
     with pytest.raises(ValueError):
-        ModelSpec(name="x", task="bogus", builder="a:b", input=InputSpec(size=(1, 1)))
+        ModelSpec(name="x", task="classify", builder="no-colon", input=InputSpec(size=(1, 1)))
     with pytest.raises(ValueError):
         InputSpec(size=(1, 1), channels=2)
     with pytest.raises(ValueError):
@@ -56,6 +62,6 @@ def test_build_drops_unset_overrides():
 
 
 def test_every_task_with_models_has_a_registered_default():
-    for task in registry.TASKS:
-        if registry.names(task) and task in ("classify",):
-            assert registry.default(task) in registry.names(task)
+    for task in tasks.names():
+        if catalog.names(task) and task in ("classify",):
+            assert catalog.default(task) in catalog.names(task)

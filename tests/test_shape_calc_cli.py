@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from cnntool import registry
 from cnntool.cli import main
+from cnntool.models import catalog
+from cnntool.registry import InputSpec, ModelSpec
 from cnntool.shapecalc.layers import describe
 
 TINY = "test-shape-calc-tiny"
@@ -19,13 +20,12 @@ NO_LAYERS = "test-shape-calc-opaque"
 def two_models_of_our_own():
     """Two models of our own, so --model is tested whatever the catalog holds; gone again afterwards, so
     that later tests see the real registry."""
-    input_spec = registry.InputSpec(size=(28, 28), channels=1, mean=(0.5,), std=(0.5,))
-    registry.names()  # load the real catalog first
+    input_spec = InputSpec(size=(28, 28), channels=1, mean=(0.5,), std=(0.5,))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+        patch.setattr(catalog.REGISTRY, "_specs", dict(catalog.REGISTRY._specs))
         for name, layers in ((TINY, "conv3:4 relu max2 fc:10"), (NO_LAYERS, None)):
-            registry.register(registry.ModelSpec(name=name, task="classify", builder="tests.nowhere:build",
-                                                 input=input_spec, layers=layers))
+            catalog.register(ModelSpec(name=name, task="classify", builder="tests.nowhere:build",
+                                       input=input_spec, layers=layers))
         yield
 
 

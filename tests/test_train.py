@@ -252,18 +252,18 @@ def test_init_starts_from_a_trained_file_and_records_where_it_came_from(data, tm
 
 
 def test_transfer_keeps_a_fresh_head_for_another_class_count_and_refuses_another_architecture():
-    from cnntool import registry
+    from cnntool.models import catalog
     from cnntool.errors import ConfigError
 
     torch.manual_seed(0)
-    ten = registry.get("lenet5-relu", task="classify").build(num_classes=10).state_dict()
-    three = registry.get("lenet5-relu", task="classify").build(num_classes=3)
+    ten = catalog.get("lenet5-relu", task="classify").build(num_classes=10).state_dict()
+    three = catalog.get("lenet5-relu", task="classify").build(num_classes=3)
     head_before = {k: v.clone() for k, v in three.state_dict().items() if tuple(v.shape) != tuple(ten[k].shape)}
     fresh = weights.transfer(three, ten, source="test")
     assert sorted(fresh) == sorted(head_before) and len(fresh) == 2  # the output layer's weight and bias
     for k, v in three.state_dict().items():
         assert torch.equal(v, head_before[k] if k in head_before else ten[k]), k
-    resnet = registry.get("resnet-small", task="classify").build(num_classes=10).state_dict()
+    resnet = catalog.get("resnet-small", task="classify").build(num_classes=10).state_dict()
     with pytest.raises(ConfigError, match="no tensor fits"):
         weights.transfer(three, resnet, source="test")
 

@@ -9,7 +9,7 @@ import torch
 
 from cnntool import weights
 from cnntool.errors import ConfigError
-from cnntool.tasks.verify.run import VerifyOptions, resolve_metric_threshold, sidecar_path, write_calibration
+from cnntool.tasks.verify.run import CalibrationConfig, VerifyOptions, resolve_metric_threshold, sidecar_path, write_calibration
 
 
 def _loaded(name="dlib-face-resnet", metadata=None, source="external:dlib", head=None):
@@ -52,7 +52,7 @@ def test_calibrating_our_weights_writes_into_their_metadata(tmp_path):
     loaded = _loaded("emb", source=None)
     write_calibration(loaded, VerifyOptions(weights=str(path)), "euclidean", {"threshold": 0.33}, None)
     meta = weights.read_metadata(path)
-    assert meta["task"] == "face-embed" and meta["verification"]["thresholds"]["euclidean"]["threshold"] == 0.33
+    assert meta["task"] == "verify-face" and meta["verification"]["thresholds"]["euclidean"]["threshold"] == 0.33
     assert weights.load(Path(path))[0]["w"].tolist() == [0.0, 0.0]
 
 
@@ -63,5 +63,4 @@ def test_an_out_path_under_a_file_is_refused_before_any_embedding(tmp_path, monk
     blocker.write_text("not a folder")
     monkeypatch.setattr(verify, "load", lambda opts: pytest.fail("the model was loaded before --out was checked"))
     with pytest.raises(ConfigError, match="^--out: cannot write to .*a-file"):
-        verify.calibrate(VerifyOptions(), pairs=tmp_path / "pairs.txt", data=None, far=0.01, choose="eer",
-                         out=blocker / "cal.json")
+        verify.calibrate(VerifyOptions(), CalibrationConfig(pairs=tmp_path / "pairs.txt", out=blocker / "cal.json"))

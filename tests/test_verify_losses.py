@@ -101,9 +101,9 @@ def test_embedding_net_replaces_the_classifier_and_normalizes():
     out = net(torch.randn(3, 1, 28, 28))
     assert out.shape == (3, 16) and torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
     # Fine-tuning: a classifier's weights fill everything but the classifier fc.
-    from cnntool import registry
+    from cnntool.models import catalog
 
-    classifier = registry.get("lenet5-relu").build(input_size=[28, 28])
+    classifier = catalog.get("lenet5-relu").build(input_size=[28, 28])
     left = load_backbone(net, classifier.state_dict())
     assert left == ["classifier.5.bias", "classifier.5.weight"]
     assert torch.equal(net.backbone.features[0].weight, classifier.features[0].weight)

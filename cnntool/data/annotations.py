@@ -17,6 +17,7 @@ tensors at the model's input size and the annotations mapped into that frame.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from cnntool.errors import ConfigError
+from cnntool.options import option
 from cnntool.preprocess import Geometry, ImageError, Preprocessor, rescale_geometry
 from cnntool.registry import InputSpec
 
@@ -32,6 +34,31 @@ if TYPE_CHECKING:
     import torch
 
 SPLIT_NAMES = ("train", "val", "test")
+EVALUATION_SPLITS = ("test", "val", "train")
+
+
+def data_option() -> Any:
+    return option(dataclasses.MISSING, "--data", "-d", help="A directory with train, val and test annotation files "
+                  "(JSON or CSV; see `cnntool data`).")
+
+
+def split_option() -> Any:
+    return option("test", "--split", help="Which split of the data: test (the held-out one training reports), val "
+                  "or train.")
+
+
+def read_split(data: str, split: str) -> tuple[Path, list["Annotation"]]:
+    """(path, annotations) of one split of a train/val/test annotation directory, or a one-line error that
+    names the splits there are."""
+    if split not in EVALUATION_SPLITS:
+        raise ConfigError(f"--split must be one of {', '.join(EVALUATION_SPLITS)}, not {split!r}")
+    root = Path(data)
+    path = find_split(root, split)
+    if path is None:
+        there = [s for s in EVALUATION_SPLITS if find_split(root, s) is not None]
+        has = f"has: {', '.join(there)}" if there else "no test, val or train .json or .csv there"
+        raise ConfigError(f"data {data!r} has no {split!r} split ({has})")
+    return path, read_annotations(path)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnntool.cache import cache_dir
 from cnntool.errors import ConfigError, first_line
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -30,9 +31,6 @@ class DataUnavailable(ConfigError):
     """A built-in dataset is not on this machine; the message says how to get it."""
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cnntool"
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

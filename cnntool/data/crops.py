@@ -15,6 +15,7 @@ not touch the image's object, so the reader learns to say "no digit here" and ca
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,21 +26,36 @@ from PIL import Image
 
 from cnntool.data.annotations import find_split, read_annotations, read_classes
 from cnntool.errors import ConfigError
-from cnntool.models.reader import BACKGROUND, CONTEXT
+from cnntool.console import quiet_option
+from cnntool.options import argument, option
+from cnntool.models.yvector import BACKGROUND, CONTEXT
 from cnntool.preprocess import ImageError, open_sized
 
 SPLIT_SEED = {"train": 0, "test": 1}
 
 
+@dataclass
+class CropSources:
+    sources: list[Path] = argument(help="Annotated localize data directories (train.json, test.json), e.g. from "
+                                   "`cnntool data scenes`.")
+    out: Path = option(dataclasses.MISSING, "--out", "-o", help="Directory to write: train/<class>/ and "
+                       "test/<class>/ crops, crops.json.")
+    quiet: bool = quiet_option()
+
+
 @dataclass(frozen=True)
 class CropConfig:
-    size: int = 32  # crop side in pixels: the reader's input size
-    context: float = CONTEXT
-    frame: int = 128  # the localizer's input side: images are stretched to it before cutting
-    copies: int = 2  # jittered crops per training object
-    jitter: float = 0.07
-    seed: int = 0
-    background: float = 0.0  # background crops per image, on average
+    size: int = option(32, "--size", min=8, help="Crop side in pixels (the reader's input size).")
+    context: float = option(CONTEXT, "--context", min=1.0, help="Crop side / the box's longer side.")
+    frame: int = option(128, "--frame", min=16, help="The localizer's input side: images are stretched to it before "
+                        "cutting.")
+    copies: int = option(2, "--copies", min=1, help="Jittered crops per training object.")
+    jitter: float = option(0.07, "--jitter", min=0.0, max=0.5, help="Training boxes: centre and log-size errors drawn "
+                           "with this deviation (share of the side).")
+    seed: int = option(0, "--seed", help="Seeds the jitter and the background boxes.")
+    background: float = option(0.0, "--background", min=0.0, help="Also crops of R-CNN's background class "
+                               "(__background__), this many per image on average, away from the object: a reader "
+                               "trained on them can veto false alarms.")
 
 
 def jittered(rng: np.random.Generator, box: np.ndarray, jitter: float) -> np.ndarray:

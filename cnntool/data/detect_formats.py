@@ -23,10 +23,18 @@ from typing import Any, Iterable, Sequence
 
 from PIL import Image
 
+from cnntool.boxes import iou
 from cnntool.errors import ConfigError
+from cnntool.options import option
 
 SPLITS = ("train", "val", "test")
 FORMATS = ("scenes", "coco", "yolo")
+
+
+def data_option(help: str = "A detection dataset directory (scene JSON, COCO JSON or YOLO txt).") -> Any:
+    import dataclasses
+
+    return option(dataclasses.MISSING, "--data", "-d", help=help)
 
 
 @dataclass
@@ -257,15 +265,8 @@ def write_crops(samples: Iterable[Sample], out: Path, *, size: int, negatives_pe
                 side = min(side, *img.size)
                 x, y = rng.uniform(0, img.width - side), rng.uniform(0, img.height - side)
                 window = [x, y, x + side, y + side]
-                if all(_iou(window, o["box"]) <= max_iou for o in s.objects):
+                if all(iou(window, o["box"]) <= max_iou for o in s.objects):
                     save(img.crop((round(x), round(y), round(x + side), round(y + side))), "background")
                     break
     return counts
 
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0

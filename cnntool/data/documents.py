@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from cnntool.options import option
 from cnntool.data.builtin import OPENCV_DATA, photo_paths
 from cnntool.data.scenes import SPLITS, background_paths, load_photo, random_crop, split_paths
 
@@ -30,7 +31,7 @@ _OPENCV_PAGES = ("sudoku.png", "notes.png", "imageTextN.png", "imageTextR.png", 
 
 @dataclass(frozen=True)
 class DocumentConfig:
-    size: int = 128  # scene side in pixels (square)
+    size: int = option(128, "--size", min=16, help="Scene side in pixels (square).")
     height: tuple[float, float] = (0.45, 0.85)  # document height relative to the scene side
     rotation: float = 20.0  # degrees, either way
     perspective: float = 0.05  # corner jitter, share of the scene side (standard deviation)

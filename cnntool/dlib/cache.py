@@ -17,12 +17,13 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
+from cnntool.cache import cache_dir as cnntool_cache
+
 CONVERTER_VERSION = 1
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "cnntool" / "dlib"
+    return cnntool_cache() / "dlib"
 
 
 def cache_path(source: Path) -> Path:

@@ -9,16 +9,23 @@ may also get a reader (cnntool.models.reader), described and traced the same way
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from cnntool import weights
+from cnntool.device import device_option, threads_option
+from cnntool.engine.report import files_sidecars, members_sidecars, run_sidecars, write_ensemble_reports
 from cnntool.errors import ConfigError
 from cnntool.folders import writable_folder
-from cnntool.models.reader import CONTEXT, background_index
-from cnntool.engine.report import files_sidecars, members_sidecars, run_sidecars, write_ensemble_reports
+from cnntool.models.yvector import CONTEXT, background_index
+from cnntool.options import argument, option
+
+if TYPE_CHECKING:
+    from cnntool.engine.task import Task
 
 # What must agree between members for one architecture to hold all of their tensors and read their inputs.
 _SAME = ("task", "model", "kwargs", "classes", "input")
@@ -28,23 +35,50 @@ _PER_RUN = ("metrics", "command", "init", "created", "epochs", "train", "images_
             "ensemble", "members", "cnntool_version", "decode", "threshold_from", "reader")
 
 
-def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, calibrate: bool = False,
-            reader: str | None = None, context: float | None = None, command: str = "", device: str = "cpu",
-            threads: int | None = None) -> dict[str, Any]:
-    """Write the ensemble of `members` to `out` with its held-out figures on `data`; returns its metadata.
-    `reader` (localize): a classifier trained on box crops (`cnntool data crops`, cut with `context`) reads the
-    ensemble's box again (cnntool.models.reader); one ensemble file combined again keeps its own reader unless
-    `reader` names another, or NO_READER. `calibrate` (localize): then choose the presence threshold on data's
-    validation split and keep it in the metadata (decode.threshold), so predictions and the held-out figures
-    use it."""
-    from cnntool import evaluate
-    from cnntool.models.ensemble import AVERAGES
-    from cnntool.engine.train import package_version
+@dataclass
+class EnsembleConfig:
+    members: list[str] = argument(help="Weights files (or embedded names) of one architecture, each trained by "
+                                  "`cnntool train`; or one ensemble file, whose members are combined again (with "
+                                  "another --reader or threshold).")
+    out: Path = option(dataclasses.MISSING, "--out", "-o", help="The ensemble's weights file to write (.safetensors).")
+    data: str = option(dataclasses.MISSING, "--data", "-d", help="What the members were trained on: its held-out "
+                       "split is scored into the metadata.")
+    tta: bool = option(False, "--tta", help="Also record the figures with the task's test-time augmentation "
+                       "(localize: shifts; classify: mirror image).")
+    calibrate: bool = option(False, "--calibrate", help="Localizers: choose the presence threshold on --data's "
+                             "validation split first and keep it in the weights.")
+    reader: str | None = option(None, "--reader", help="Localizers: a classifier trained on box crops (`cnntool data "
+                                "crops`) that reads the averaged box again; the class is the product of both. One "
+                                "ensemble file combined again keeps its own reader unless this names another, or none.")
+    reader_context: float | None = option(None, "--reader-context", min=1.0, max=4.0, help="With --reader: crop side "
+                                          "/ box side, as `cnntool data crops --context` cut the reader's training "
+                                          "crops (default 1.2).")
+    device: str = device_option("cpu")
+    threads: int | None = threads_option()
 
+
+def task_of(members: Sequence[str]) -> str:
+    """The task the first member file was trained for (what scores the ensemble)."""
+    if not members:
+        raise ConfigError("give the weights files to combine")
+    return weights.read_metadata(weights.resolve(members[0])).get("task") or "unknown"
+
+
+def combine(task: "Task", config: EnsembleConfig, *, command: str = "") -> dict[str, Any]:
+    """Write the ensemble of the members to config.out with its held-out figures on config.data; returns its
+    metadata. A reader (localize): a classifier trained on box crops (`cnntool data crops`, cut with the
+    context) reads the ensemble's box again (cnntool.models.reader); one ensemble file combined again keeps its
+    own reader unless config.reader names another, or NO_READER. calibrate (localize): first choose the
+    presence threshold on the data's validation split and keep it in the metadata (decode.threshold), so
+    predictions and the held-out figures use it."""
+    from cnntool.engine.train import package_version
+    from cnntool.models.ensemble import AVERAGES
+
+    out, data, reader, context = Path(config.out), config.data, config.reader, config.reader_context
     if out.suffix != ".safetensors":
         raise ConfigError(f"--out must end in .safetensors, not {out.name!r}")
     writable_folder(out.parent, "--out")
-    paths = [weights.resolve(m) for m in members]
+    paths = [weights.resolve(m) for m in config.members]
     if len(paths) == 1:
         tensors, described, first, sidecars, kept = _recombined(paths[0])
     else:
@@ -52,15 +86,15 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
         sidecars = files_sidecars(paths)
     if first.get("task") not in AVERAGES:
         raise ConfigError(f"{paths[0]}: {first.get('task') or 'no'} task; ensembles average {' or '.join(AVERAGES)} models")
-    if calibrate and first["task"] != "localize":
-        raise ConfigError("--calibrate chooses a localizer's presence threshold; these are classify models")
+    if config.calibrate and not task.reads_boxes:
+        raise ConfigError(f"--calibrate chooses a localizer's presence threshold; these are {task.name} models")
     if reader in (None, NO_READER):
         if context is not None:
             raise ConfigError("--reader-context goes with --reader FILE (a kept reader keeps the context it was "
                               "trained with)")
         part = kept if reader is None else None
-    elif first["task"] != "localize":
-        raise ConfigError("--reader reads a localizer's box again; these are classify models")
+    elif not task.reads_boxes:
+        raise ConfigError(f"--reader reads a localizer's box again; these are {task.name} models")
     else:
         part = _reader_part(weights.resolve(reader), first, CONTEXT if context is None else context)
     prefix = "localizer." if part else ""
@@ -78,27 +112,25 @@ def combine(members: Sequence[str], *, out: Path, data: str, tta: bool = False, 
     # Scored through the normal loading path from a draft beside --out, which appears only once it has figures.
     draft = out.with_name(f".{out.name}.draft")
     weights.save(draft, state, meta)
+    where = {"device": config.device, "threads": config.threads}
     try:
-        if calibrate:
-            meta.update(_calibrated(draft, data, device=device, threads=threads))
+        if config.calibrate:
+            meta.update(task.calibrate(str(draft), data, **where))
             weights.save(draft, state, meta)
-        score = {"classify": evaluate.classify, "localize": evaluate.localize}[first["task"]]
-        heldout = score(data=data, model=None, weights=str(draft), device=device, threads=threads)
+        heldout = task.score(str(draft), data, tta=False, **where)
         metrics: dict[str, Any] = {"heldout": _figures(heldout), "heldout_data": heldout["data"],
                                    "weights_from": made_by}
-        if tta:
-            options = {"tta_flip": True} if first["task"] == "classify" else {"tta": True}
-            metrics["heldout_tta" if first["task"] == "localize" else "heldout_tta_flip"] = _figures(
-                score(data=data, model=None, weights=str(draft), device=device, threads=threads, **options))
+        if config.tta:
+            metrics[task.tta_report_key] = _figures(task.score(str(draft), data, tta=True, **where))
     finally:
         draft.unlink(missing_ok=True)
     meta["metrics"] = metrics
     meta["images_per_second"] = {"inference": heldout["images_per_second"],
-                                 "measured": f"held-out evaluation (cnntool evaluate {first['task']}), device {device}, "
-                                             f"{threads or 'torch default'} threads"}
+                                 "measured": f"held-out evaluation (cnntool evaluate {task.name}), device "
+                                             f"{config.device}, {config.threads or 'torch default'} threads"}
     weights.save(out, state, meta)
-    write_ensemble_reports(out, *sidecars, {"command": command, "final": {k: meta[k] for k in ("metrics", "images_per_second",
-                                                                                         "created")}},
+    write_ensemble_reports(out, *sidecars, {"command": command,
+                                            "final": {k: meta[k] for k in ("metrics", "images_per_second", "created")}},
                            reader=reader_sidecars)
     return meta
 
@@ -163,29 +195,15 @@ def _reader_part(path: Path, first: dict[str, Any], context: float) -> tuple[dic
     return reader_state, entry, run_sidecars(path)
 
 
-def _calibrated(draft: Path, data: str, *, device: str, threads: int | None) -> dict[str, Any]:
-    """The metadata fields of a presence threshold chosen on the validation split (tasks/localize.py)."""
-    from cnntool.evaluate import localize_presence
-    from cnntool.tasks.localize.predict import DEFAULT_THRESHOLD, calibrate_threshold
-
-    p_c, present = localize_presence(data=data, weights=str(draft), split="val", device=device, threads=threads)
-    threshold = calibrate_threshold(p_c, present)
-    right = {t: float(((p_c >= t) == present).float().mean()) for t in (DEFAULT_THRESHOLD, threshold)}
-    return {"decode": {"threshold": threshold},
-            "threshold_from": f"{data}: val split, {len(p_c)} images: presence accuracy {right[threshold]:.4f} at "
-                              f"p_c ≥ {threshold:g} ({right[DEFAULT_THRESHOLD]:.4f} at {DEFAULT_THRESHOLD:g}), the "
-                              "best on a 0.05 grid"}
-
-
 def _resolved(meta: dict[str, Any], key: str) -> Any:
     """A metadata field as loading reads it: an input spec written before a field existed takes the
     registry's value for that field."""
     if key != "input" or "input" not in meta or "model" not in meta:
         return meta.get(key)
-    from cnntool import registry
+    from cnntool.models import catalog
     from cnntool.loader import input_spec_from
 
-    return input_spec_from(meta["input"], registry.get(meta["model"], task=meta.get("task")).input)
+    return input_spec_from(meta["input"], catalog.get(meta["model"], task=meta.get("task")).input)
 
 
 def _describe(path: Path, meta: dict[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def _write(task, cfg: TrainConfig, members: list[Path]) -> dict[str, Any]:
     import torch
 
     from cnntool.models.ensemble import Ensemble
-    from cnntool.engine.predict import resolve_device
+    from cnntool.device import resolve_device
 
     device = resolve_device(cfg.device)
     data = task.prepare(cfg.seed)

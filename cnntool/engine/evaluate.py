@@ -1,15 +1,63 @@
 """Run a model over a dataset and accumulate a task's metrics: used by the training engine for
-validation and held-out figures, and by `cnntool evaluate`."""
+validation and held-out figures, and by every `cnntool evaluate <task>` (the options they share, the model
+loading and the report's common fields are here)."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from cnntool.data import batches
+from cnntool.device import device_option, resolve_device, set_threads, threads_option
 from cnntool.engine.distributed import Dist
+from cnntool.loader import model_option, weights_option
+from cnntool.options import option
+
+if TYPE_CHECKING:
+    from cnntool.loader import LoadedModel
+
+
+def report_format_option() -> Any:
+    return option("table", "--format", "-f", help="table or json.")
+
+
+@dataclass
+class EvalOptions:
+    """What every `cnntool evaluate <task>` takes besides its data."""
+
+    model: str | None = model_option()
+    weights: str | None = weights_option()
+    format: Literal["table", "json"] = report_format_option()
+    device: str = device_option("cpu")
+    batch_size: int = option(500, "--batch-size", "-b", min=1, help="Images per forward pass.")
+    threads: int | None = threads_option()
+
+
+class Evaluation:
+    """What an evaluation config of a task holds beside its own options: the EvalOptions, as `common`."""
+
+    common: EvalOptions
+
+    @property
+    def report_format(self) -> str:
+        return self.common.format
+
+
+def load_for_eval(task: str, options: EvalOptions) -> tuple["LoadedModel", str]:
+    """(the loaded model, the resolved device): every evaluation starts here."""
+    from cnntool.loader import load_model
+
+    set_threads(options.threads)
+    device = resolve_device(options.device)
+    return load_model(options.model, options.weights, task=task, device=device), device
+
+
+def report(task: str, loaded: "LoadedModel", data: str, result: "EvalResult", **extra: Any) -> dict[str, Any]:
+    """One evaluation's report: what was scored, on what, and its metrics (as training records them)."""
+    return {"task": task, "model": loaded.name, "data": data, "loss": result.loss, **extra,
+            "images_per_second": round(result.images_per_second, 1), **result.metrics}
 
 
 @dataclass

@@ -24,11 +24,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnntool.cache import cache_dir
 from cnntool.errors import ConfigError, first_line
+from cnntool.options import option
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+
+def bf16_option() -> Any:
+    return option(False, "--bf16", help="bfloat16 autocast. Pays only with native bf16 (GPUs, CPUs with AVX-512 BF16 "
+                  "or AMX): on AVX2 CPUs it is several times slower; check accuracy with `cnntool evaluate classify … "
+                  "--bf16`.")
+
+
+def int8_option() -> Any:
+    return option(False, "--int8", help="Run on the CPU's int8 kernels (post-training quantization, ranges measured "
+                  "on the first 8 images of the run): about 2× faster for ResNets, slightly different scores; check "
+                  "accuracy with `cnntool evaluate classify … --int8`.")
+
+
+def compile_option() -> Any:
+    return option(False, "--compile", help="torch.compile the model. The first batch of each shape compiles (seconds "
+                  "to minutes); kernels are cached in $TORCHINDUCTOR_CACHE_DIR, default ~/.cache/cnntool/inductor.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,14 +60,11 @@ class InferenceOptions:
 
 
 def compile_cache_dir() -> Path:
-    """Where torch.compile keeps its compiled kernels: $TORCHINDUCTOR_CACHE_DIR when set, else
-    ${XDG_CACHE_HOME:-~/.cache}/cnntool/inductor (Inductor's own default is under /tmp, which a reboot
-    empties, and every later run would pay the compile again)."""
+    """Where torch.compile keeps its compiled kernels: $TORCHINDUCTOR_CACHE_DIR when set, else the cache
+    directory's inductor/ (Inductor's own default is under /tmp, which a reboot empties, and every later run
+    would pay the compile again)."""
     given = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if given:
-        return Path(given)
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "cnntool" / "inductor"
+    return Path(given) if given else cache_dir() / "inductor"
 
 
 # --- BatchNorm folding ------------------------------------------------------------------------------------

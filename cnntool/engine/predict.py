@@ -2,15 +2,14 @@
 
 sources → decode + preprocess (worker processes) → batches → model → task.decode → Record → writer
 
-Order is the order of the inputs. A bad input becomes an error record in its place and the rest go on.
-Memory stays flat however many inputs stream through: at most `in_flight` decoded images exist at once.
+The task is a cnntool.engine.task.Task: its decode, runner and draw are all the pipeline knows of it. Order
+is the order of the inputs. A bad input becomes an error record in its place and the rest go on. Memory
+stays flat however many inputs stream through: at most `in_flight` decoded images exist at once.
 """
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
-import os
 import sys
 import threading
 from collections import deque
@@ -19,15 +18,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from cnntool import sources
-from cnntool.folders import writable_folder
-from cnntool.preprocess import DEFAULT_MAX_PIXELS, Geometry, ImageError, Preprocessor, open_image
-from cnntool.records import OutputFormat, Record, error_info, make_writer
+from cnntool.console import quiet_option, warn
+from cnntool.device import device_option, resolve_device, set_threads, threads_option, workers_option
+from cnntool.engine.inference import bf16_option, compile_option, int8_option
+from cnntool.folders import ImageDirectory
+from cnntool.loader import model_option, weights_option
+from cnntool.options import option
+from cnntool.preprocess import DEFAULT_MAX_PIXELS, Geometry, ImageError, Preprocessor, max_pixels_option, open_image
+from cnntool.records import OutputFormat, Record, error_info, format_option, make_writer
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch
 
     from cnntool.engine.inference import InferenceOptions
+    from cnntool.engine.task import Task
     from cnntool.loader import LoadedModel
 
 
@@ -37,23 +41,25 @@ class ModelError(RuntimeError):
 
 @dataclass(kw_only=True)
 class RunOptions:
-    model: str | None = None
-    weights: str | None = None
-    device: str = "auto"
-    batch_size: int = 32
-    workers: int = 0
-    threads: int | None = None
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    recursive: bool = False
-    save: Path | None = None
-    quiet: bool = False
-    format: OutputFormat | None = None
-    task_options: Mapping[str, Any] = field(default_factory=dict)
-    # How the model runs (cnntool.engine.inference): --bf16, --compile and --int8 on the command line; BatchNorm
-    # folding and channels_last are on unless turned off here (the benchmarks compare both ways).
-    bf16: bool = False
-    compile: bool = False
-    int8: bool = False
+    """How a predict subcommand runs, whatever its task."""
+
+    model: str | None = model_option()
+    weights: str | None = weights_option()
+    format: OutputFormat | None = format_option()
+    device: str = device_option()
+    batch_size: int = option(32, "--batch-size", "-b", min=1, help="Images per forward pass.")
+    workers: int = workers_option()
+    threads: int | None = threads_option()
+    # How the model runs (cnntool.engine.inference): --bf16, --compile and --int8 on the command line;
+    # BatchNorm folding and channels_last are on unless turned off here (the benchmarks compare both ways).
+    bf16: bool = bf16_option()
+    compile: bool = compile_option()
+    int8: bool = int8_option()
+    save: Path | None = option(None, "--save", help="Write annotated images into this directory.")
+    recursive: bool = sources.recursive_option()
+    max_pixels: int = max_pixels_option()
+    quiet: bool = quiet_option()
+    task_options: Mapping[str, Any] = field(default_factory=dict)  # the task's decode options, as given
     fold_bn: bool = True
     channels_last: bool = True
 
@@ -73,34 +79,6 @@ class Item:
     pixels: "np.ndarray | None" = None
     geometry: Geometry | None = None
     error: BaseException | None = None
-
-
-def resolve_device(name: str) -> str:
-    """auto, cpu, cuda, cuda:N or mps → a device torch can use here, or a one-line ConfigError."""
-    import torch
-
-    from cnntool.errors import ConfigError
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N, mps")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {name!r} requested but there are {torch.cuda.device_count()} CUDA devices")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {name!r} requested but MPS is not available; use --device cpu")
-    return name
-
-
-def task_module(task: str):
-    return importlib.import_module(f"cnntool.tasks.{task}.predict")
 
 
 # Worker-process state: set once per process by the pool initializer, so each task sends only a path.
@@ -199,21 +177,19 @@ def batched(items: Iterator[Item | None], size: int) -> Iterator[list[Item]]:
 class Predictor:
     """A loaded model + its task's decoder, applied to batches of preprocessed items."""
 
-    def __init__(self, loaded: "LoadedModel", device: str, task_options: Mapping[str, Any],
+    def __init__(self, task: "Task", loaded: "LoadedModel", device: str, task_options: Mapping[str, Any],
                  inference: "InferenceOptions | None" = None, *, quiet: bool = False) -> None:
         import torch
 
         from cnntool.engine.inference import InferenceOptions, prepare
 
-        self.loaded = loaded
+        self.task, self.loaded = task, loaded
         self.device = torch.device(device)
         # Folds BatchNorm into loaded.module in place: the Predictor owns the model from here on.
         self.model = prepare(loaded.module, device, inference or InferenceOptions(), quiet=quiet)
-        self.task = task_module(loaded.task)
         given = {k: v for k, v in task_options.items() if v is not None}
         self.task_options = {**loaded.spec.decode, **given}
-        runner = getattr(self.task, "runner", None)  # a task may call its model its own way (detect's --tta)
-        self.run_model = runner(self.model, loaded.module, self.task_options) if runner else self.model
+        self.run_model = task.runner(self.model, loaded.module, self.task_options)
         self.preprocessor = Preprocessor(loaded.input)
 
     def _forward(self, arrays: list["np.ndarray"]):
@@ -228,10 +204,10 @@ class Predictor:
         outputs = [self._forward([a]) for a in arrays]
         return torch.cat(outputs) if isinstance(outputs[0], torch.Tensor) else [o for out in outputs for o in out]
 
-    def _decode(self, items: list[Item]) -> list[dict[str, Any] | BaseException]:
-        """Each item's record fields, or the exception the model raised on it. A batch that fails is
-        split down to its single images, so one image the model cannot take costs only its own record.
-        Configuration errors (an unknown --classes name, say) still end the run."""
+    def _decode(self, items: list[Item]) -> list[Any]:
+        """Each item's payload, or the exception the model raised on it. A batch that fails is split down to
+        its single images, so one image the model cannot take costs only its own record. Configuration
+        errors (an unknown --classes name, say) still end the run."""
         import torch
 
         from cnntool.errors import ConfigError, first_line
@@ -246,8 +222,7 @@ class Predictor:
         except Exception as exc:
             if len(items) > 1:
                 return [result for item in items for result in self._decode([item])]
-            reason = first_line(exc)
-            return [ModelError(f"the model cannot process this image ({reason})")]
+            return [ModelError(f"the model cannot process this image ({first_line(exc)})")]
 
     def __call__(self, batch: list[Item]) -> list[Record]:
         good = [item for item in batch if item.error is None]
@@ -255,31 +230,28 @@ class Predictor:
         records = []
         for item in batch:
             result = item.error if item.error is not None else results[id(item)]
+            record = Record(source=item.source, task=self.task.name, model=self.loaded.name)
             if isinstance(result, BaseException):
-                records.append(Record(source=item.source, task=self.loaded.task, model=self.loaded.name,
-                                      error=error_info(result)))
+                record.error = error_info(result)
             else:
-                g = item.geometry
-                records.append(Record(source=item.source, task=self.loaded.task, model=self.loaded.name,
-                                      width=g.width, height=g.height, fields=result))
+                record.width, record.height, record.payload = item.geometry.width, item.geometry.height, result
+            records.append(record)
         return records
 
 
-def predict(inputs: Iterable[str], task: str, options: RunOptions) -> Iterator[Record]:
+def predict(task: "Task", inputs: Iterable[str], options: RunOptions) -> Iterator[Record]:
     """Yield one record per input, in input order."""
-    import torch
-
     from cnntool.loader import load_model
 
-    if options.threads:
-        torch.set_num_threads(options.threads)
+    set_threads(options.threads)
     device = resolve_device(options.device)
-    loaded = load_model(options.model, options.weights, task=task, device=device)
-    predictor = Predictor(loaded, device, options.task_options, options.inference_options(), quiet=options.quiet)
+    loaded = load_model(options.model, options.weights, task=task.name, device=device)
+    predictor = Predictor(task, loaded, device, options.task_options, options.inference_options(),
+                          quiet=options.quiet)
     in_flight = max(2 * options.batch_size, 4 * max(options.workers, 1))
     items = load_items(inputs, predictor.preprocessor, workers=options.workers, in_flight=in_flight,
                        max_pixels=options.max_pixels, recursive=options.recursive)
-    saver = AnnotationSaver(options.save, predictor.task) if options.save else None
+    saver = AnnotationSaver(options.save, task) if options.save else None
     for batch in batched(items, options.batch_size):
         records = predictor(batch)
         for item, record in zip(batch, records):
@@ -288,50 +260,29 @@ def predict(inputs: Iterable[str], task: str, options: RunOptions) -> Iterator[R
             yield record
 
 
-class ImageDirectory:
-    """A directory this run writes images into: PNGs named after their inputs, never overwriting an
-    earlier output of the same run (two inputs may share a file name), each written atomically."""
-
-    def __init__(self, directory: Path, option: str) -> None:
-        self.directory = writable_folder(directory, option)
-        self._used: set[str] = set()
-
-    def write(self, source: str, image) -> Path:
-        stem = Path(source).stem or "image"
-        name, n = f"{stem}.png", 1
-        while name in self._used:
-            n += 1
-            name = f"{stem}-{n}.png"
-        self._used.add(name)
-        target = self.directory / name
-        tmp = target.with_name(f".{name}.tmp")
-        image.save(tmp, format="PNG")
-        os.replace(tmp, target)
-        return target
-
-
 class AnnotationSaver:
     """Draws each result onto its original image (`--save DIR`)."""
 
-    def __init__(self, directory: Path, task) -> None:
+    def __init__(self, directory: Path, task: "Task") -> None:
         self.output = ImageDirectory(directory, "--save")
         self.task = task
 
     def save(self, item: Item, record: Record) -> None:
-        drawn = self.task.draw(open_image(item.path, channels=3), record.fields)
-        record.fields = {**record.fields, "saved": str(self.output.write(item.path, drawn))}
+        drawn = self.task.draw(open_image(item.path, channels=3), record.payload)
+        record.extra["saved"] = str(self.output.write(item.path, drawn))
 
 
-def run(task: str, inputs: list[str], options: RunOptions, *, progress: Callable[[Record], None] | None = None) -> int:
+def run(task: "Task", inputs: list[str], options: RunOptions, *,
+        after_each: Callable[[Record], None] | None = None) -> int:
     """Run a predict subcommand end to end; return the exit code (0 all done, 1 some inputs failed)."""
-    writer = make_writer(options.format)
+    writer = make_writer(options.format, columns=task.csv_columns)
     failed = 0
-    for record in predict(inputs, task, options):
+    for record in predict(task, inputs, options):
         writer.write(record)
         failed += not record.ok
-        if progress is not None:
-            progress(record)
+        if after_each is not None:
+            after_each(record)
     writer.close()
-    if failed and not options.quiet:
-        print(f"cnntool: {failed} input(s) failed; see their error records", file=sys.stderr)
+    if failed:
+        warn(f"{failed} input(s) failed; see their error records", quiet=options.quiet)
     return 1 if failed else 0

@@ -1,6 +1,6 @@
 """The one training engine: every task trains through `train(task, config)`.
 
-The task object supplies data, batches, loss and metrics (interface in cnntool/tasks/classify_train.py).
+The task object supplies data, batches, loss and metrics (interface: cnntool.engine.task.Trainable).
 The engine owns the rest: seeded data order and augmentation, the optimizer and learning-rate schedule,
 bf16 autocast and channels_last, fine-tuning from trained weights (`init`), validation each epoch, best/last
 checkpoints, resume (also mid-epoch), SIGINT/SIGTERM → checkpoint then exit, torchrun (DDP) and the outputs:
@@ -13,6 +13,7 @@ retraces the uninterrupted one exactly, with no RNG state to save.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import threading
@@ -23,13 +24,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cnntool import weights
-from cnntool.engine import checkpoint
-from cnntool.engine import distributed
 from cnntool.data import batches
-from cnntool.errors import ConfigError
+from cnntool.console import quiet_option
+from cnntool.device import resolve_device, set_threads, threads_option, workers_option
+from cnntool.engine import checkpoint, distributed
 from cnntool.engine.evaluate import autocast, run_eval
-from cnntool.folders import writable_folder
+from cnntool.engine.inference import bf16_option
 from cnntool.engine.report import Progress, draw_curves, write_metrics_json
+from cnntool.errors import ConfigError
+from cnntool.folders import writable_folder
+from cnntool.options import option
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -37,30 +41,36 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 
 @dataclass
 class TrainConfig:
-    out: Path
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4  # not applied to biases and normalization weights
-    schedule: str = "onecycle"
-    warmup: float = 0.15  # fraction of all steps spent warming up (onecycle, cosine)
-    seed: int = 0
+    """The engine's options, the same for every task (a task's command may change their defaults)."""
+
+    out: Path = option(dataclasses.MISSING, "--out", "-o", help="Weights file to write (.safetensors); "
+                       "NAME.metrics.json and NAME.curve.png go beside it.")
+    epochs: int = option(10, "--epochs", "-e", min=1, help="Passes over the training data.")
+    batch_size: int = option(128, "--batch-size", "-b", min=1, help="Images per step (per process under torchrun).")
+    lr: float = option(0.05, "--lr", min=0.0, help="Peak learning rate.")
+    optimizer: str = option("sgd", "--optimizer", help="sgd (Nesterov momentum) or adamw.")
+    momentum: float = option(0.9, "--momentum", min=0.0, help="SGD momentum.")
+    weight_decay: float = option(5e-4, "--weight-decay", min=0.0, help="Weight decay (not on biases and norm weights).")
+    schedule: str = option("onecycle", "--schedule", help="onecycle, cosine or constant.")
+    warmup: float = option(0.15, "--warmup", min=0.0, max=1.0, help="Fraction of the steps spent warming up.")
+    seed: int = option(0, "--seed", help="Seeds the split, initial weights, data order and augmentation.")
+    workers: int = workers_option()
+    device: str = option("cpu", "--device", help="cpu, cuda, cuda:N or auto.")
+    threads: int | None = threads_option()
+    bf16: bool = bf16_option()
+    channels_last: bool = option(False, "--channels-last", help="channels_last memory format.")
+    ema: float = option(0.0, "--ema", min=0.0, max=0.99999, help="Keep a moving average of the weights with this "
+                        "decay (e.g. 0.999) and ship it; 0 = off.")
+    init: str | None = option(None, "--init", help="Fine-tune: start from these weights (a file, an embedded name, or "
+                              "DEFAULT / a torchvision weights name for the torchvision architectures); tensors whose "
+                              "name and shape match are copied, so a new class count keeps a fresh head.")
+    resume: bool = option(False, "--resume", help="Continue from the last checkpoint in the run directory.")
+    run_dir: Path | None = option(None, "--run-dir", help="Checkpoint directory (default: runs/<out name>).")
+    quiet: bool = quiet_option()
     # Seeds the initial weights, data order and augmentation when set; `seed` then seeds only the split
     # (ensemble members: one split, different networks).
     model_seed: int | None = None
-    workers: int = 0
-    device: str = "cpu"
-    threads: int | None = None
-    bf16: bool = False
-    channels_last: bool = False
-    ema: float = 0.0  # decay of an exponential moving average of the weights; the average is what ships
-    resume: bool = False
-    init: str | None = None  # fine-tuning: a weights file, embedded name or torchvision weights name to start from
-    run_dir: Path | None = None  # checkpoints; default runs/<out stem>
     eval_batch_size: int = 500
-    quiet: bool = False
     command: str = ""  # the command line, recorded in the metadata
 
     def __post_init__(self) -> None:
@@ -117,8 +127,6 @@ def _step_seed(seed: int, rank: int, epoch: int, step: int) -> int:
 
 
 def _device(name: str, d: distributed.Dist) -> str:
-    from cnntool.engine.predict import resolve_device
-
     name = resolve_device(name)
     return f"cuda:{d.local_rank}" if name == "cuda" and d.enabled else name
 
@@ -191,8 +199,7 @@ class Trainer:
         import torch
 
         cfg, task = self.cfg, self.task
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        set_threads(cfg.threads)
         self.dist = dist = distributed.init(cfg.device)
         try:
             if dist.main:  # before any data is read: a training must not fail at its first report
@@ -339,10 +346,10 @@ class Trainer:
         """Load the matching tensors of `init` into the fresh model; returns its provenance for the metadata."""
         import hashlib
 
-        from cnntool import loader as loading
+        from cnntool import loader
 
-        if loading.is_torchvision_name(init):  # e.g. ImageNet weights under a new head
-            enum, state = loading.torchvision_weights(self.task.spec, init)
+        if loader.is_torchvision_name(init):  # e.g. ImageNet weights under a new head
+            enum, state = loader.torchvision_weights(self.task.spec, init)
             fresh = weights.transfer(model, state, source=f"--init {init} ({enum})")
             return {"torchvision_weights": str(enum), "url": enum.url, "left_fresh": fresh}
         path = weights.resolve(init)
@@ -426,11 +433,8 @@ def evaluate_trained(model, task, data, cfg: TrainConfig, *, device: str, dist=N
 
     heldout = evaluate(data.heldout)
     metrics: dict[str, Any] = {"heldout": heldout.metrics, "heldout_data": data.heldout_description}
-    if getattr(task.cfg, "tta_flip", False):  # classify: averaged with the mirror image
-        tta = evaluate(data.heldout, tta=True)
-        metrics["heldout_tta_flip"] = {k: v for k, v in tta.metrics.items() if k in ("images", "accuracy", "top5")}
-    elif getattr(task.cfg, "tta", False):  # detect, localize: as their predict commands' --tta
-        metrics["heldout_tta"] = evaluate(data.heldout, tta=True).metrics
+    if task.tta_key:  # as the task's predict command's test-time augmentation
+        metrics[task.tta_key] = evaluate(data.heldout, tta=True).metrics
     for key, dataset, description in task.extra_evaluations():
         metrics[key] = evaluate(dataset).metrics
         metrics[f"{key}_data"] = description

@@ -1,5 +1,5 @@
-"""Every registered architecture, one `register` call each. stdlib only: `cnntool models` and
-`shape-calc` import this without torch.
+"""Every registered architecture, one `register` call each, and the lookups every command uses (`get`,
+`names`, `specs`, `default`). stdlib only: `cnntool models` and `shape-calc` import this without torch.
 
 `layers` strings are shape-calc's grammar (cnntool.shapecalc.layers) for the registered kwargs; the helpers below
 build the long ones. They write `flatten` where the torch forward flattens, so their rows line up with the
@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from cnntool.registry import InputSpec, ModelSpec, register, set_default
+from cnntool.registry import InputSpec, ModelSpec, Registry
+
+REGISTRY = Registry()
+register, set_default = REGISTRY.register, REGISTRY.set_default
+get, names, specs, default = REGISTRY.get, REGISTRY.names, REGISTRY.specs, REGISTRY.default
 
 # --- layer-string helpers -------------------------------------------------------------------------
 
@@ -234,13 +238,13 @@ set_default("landmarks", "landmarker-corners")
 FACE_CHIP_150 = InputSpec(size=(150, 150), channels=3, mean=(0.0, 0.0, 0.0), std=(1 / 255,) * 3, resize="stretch")
 
 register(ModelSpec(
-    name="dlib-face-resnet", task="face-embed", builder="cnntool.models.embedding:dlib_face_resnet",
+    name="dlib-face-resnet", task="verify-face", builder="cnntool.models.embedding:dlib_face_resnet",
     input=FACE_CHIP_150, weights="external:dlib",
     summary="dlib's 128-d ResNet face descriptor (CC0, face-recognition-models) on 5-point aligned 150×150 "
             "chips; same person when the Euclidean distance ≤ 0.6",
 ))
 register(ModelSpec(
-    name="embedding-net", task="face-embed", builder="cnntool.models.embedding:embedding_net",
+    name="embedding-net", task="verify-face", builder="cnntool.models.embedding:embedding_net",
     kwargs={"backbone": "resnet-small", "dim": 64, "in_channels": 1, "similarity_head": False,
             "backbone_kwargs": {"widths": (16, 32, 64), "blocks": (1, 1, 1)}},
     input=FASHION_28,
@@ -250,14 +254,14 @@ register(ModelSpec(
 # Fashion-MNIST's 28×28 grey images through LeNet-5's [-1, 1] scaling.
 GREY_28 = InputSpec(size=(28, 28), channels=1, mean=(0.5,), std=(0.5,), resize="stretch")
 register(ModelSpec(
-    name="oneshot-fashion", task="face-embed", builder="cnntool.models.embedding:embedding_net",
+    name="oneshot-fashion", task="verify-face", builder="cnntool.models.embedding:embedding_net",
     kwargs={"backbone": "lenet5-relu", "dim": 64, "in_channels": 1, "similarity_head": False,
             "backbone_kwargs": {"input_size": (28, 28)}},
     input=GREY_28, weights="embedded:oneshot-fashion",
     summary="One-shot embedding, LeNet-5 (ReLU) backbone: Fashion-MNIST classes 0-6 as training identities, "
             "verified on classes it never saw (7-9) and on OpenCV digits; see weights/README.md",
 ))
-set_default("face-embed", "dlib-face-resnet")
+set_default("verify-face", "dlib-face-resnet")
 
 # --- detect (issue: sliding windows, convolutional sliding windows, YOLO and Faster R-CNN) ------------------
 # Every detector's module returns, in eval mode, one {"boxes", "scores", "labels"} dict per image in its
@@ -285,14 +289,14 @@ register(ModelSpec(
 ))
 register(ModelSpec(
     name="sliding-windows-digits", task="detect", builder="cnntool.models.sliding:sliding_windows",
-    kwargs={"classifier": "window-digits", "convolutional": False}, input=SCENES_96,
-    classes=DIGIT_CLASSES, weights="external:window-digits",
+    kwargs={"convolutional": False}, parts={"classifier": "window-digits"}, input=SCENES_96,
+    classes=DIGIT_CLASSES,
     summary="Sliding windows: window-digits applied to every 32×32 window (stride 4) of an image pyramid",
 ))
 register(ModelSpec(
     name="conv-sliding-windows-digits", task="detect", builder="cnntool.models.sliding:sliding_windows",
-    kwargs={"classifier": "window-digits", "convolutional": True}, input=SCENES_96,
-    classes=DIGIT_CLASSES, weights="external:window-digits",
+    kwargs={"convolutional": True}, parts={"classifier": "window-digits"}, input=SCENES_96,
+    classes=DIGIT_CLASSES,
     summary="Convolutional sliding windows: window-digits with its fc layers as convolutions (weights "
             "reshaped), every window of a pyramid level in one forward pass",
 ))

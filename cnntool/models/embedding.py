@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from cnntool import registry
+from cnntool.models import catalog
 
 
 class SimilarityHead(nn.Module):
@@ -57,7 +57,7 @@ def _last_linear(module: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
 def embedding_net(*, backbone: str, dim: int = 64, in_channels: int = 1, similarity_head: bool = False,
                   backbone_kwargs: Mapping[str, Any] | None = None) -> EmbeddingNet:
     """Any classify backbone of the registry with its last fc replaced by a `dim`-wide embedding layer."""
-    spec = registry.get(backbone, task="classify")
+    spec = catalog.get(backbone, task="classify")
     net = spec.build(**{**dict(backbone_kwargs or {}), "in_channels": in_channels})
     parent, name, last = _last_linear(net)
     setattr(parent, name, nn.Linear(last.in_features, dim))

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from cnntool.tasks.localize.predict import encode, interpret
+from cnntool.models.yvector import encode, interpret
 
 
 def mean_probabilities(outputs: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Classification with localization (the lecture's y-vector): a VGG-style conv stack, then two heads
 whose outputs are concatenated to y = [p_c, b_x, b_y, b_h, b_w, c_1 … c_K] as raw scores
-(cnntool.tasks.localize.predict turns them into probabilities and a box).
+(cnntool.models.yvector turns them into probabilities and a box).
 
 What and whether (p_c, classes) come from globally max-pooled features, so a digit is recognised the same
 wherever it sits; where (the box) comes from the flattened feature map through fully connected layers,

@@ -22,11 +22,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from cnntool.tasks.localize.predict import encode, interpret
-
-CONTEXT = 1.2  # crop side / the box's longer side
-BACKGROUND = "__background__"  # the reader's class for "no object in this crop" (R-CNN's background)
-
+from cnntool.models.yvector import BACKGROUND, CONTEXT, background_index, encode, interpret
 
 def square_rois(boxes: Tensor, height: int, width: int, *, context: float = CONTEXT) -> Tensor:
     """Relative [b_x, b_y, b_h, b_w] rows → RoIAlign rows [image index, x1, y1, x2, y2] in pixels: a square
@@ -42,17 +38,6 @@ def crop_boxes(images: Tensor, boxes: Tensor, *, size: int, context: float = CON
     """One size×size crop per image (N, C, H, W) around its relative box (N, 4); outside the image is 0."""
     rois = square_rois(boxes, images.shape[-2], images.shape[-1], context=context)
     return roi_align(images, rois.to(images.dtype), size, sampling_ratio=2, aligned=True)
-
-
-def background_index(reader_classes: Sequence[str], classes: Sequence[str]) -> int | None:
-    """Where the reader's BACKGROUND class is (None: it has none) if its other classes are `classes` in order;
-    ValueError otherwise."""
-    reader_classes = list(reader_classes)
-    index = reader_classes.index(BACKGROUND) if BACKGROUND in reader_classes else None
-    if [c for c in reader_classes if c != BACKGROUND] != list(classes) or reader_classes.count(BACKGROUND) > 1:
-        raise ValueError(f"the reader's classes {reader_classes} are not the localizer's {list(classes)} "
-                         f"(and at most one {BACKGROUND})")
-    return index
 
 
 def _per_channel(values, channels: int) -> Tensor:

@@ -114,14 +114,12 @@ def window_classifier(*, num_classes: int = 11, in_channels: int = 3) -> WindowC
     return WindowClassifier(num_classes=num_classes, in_channels=in_channels)
 
 
-def sliding_windows(*, classifier: str, convolutional: bool, scales: Sequence[float] = (1.15, 0.95, 0.8, 0.67, 0.56)) -> SlidingWindows:
-    """A detector from a trained window classifier (a classify model; its weights are read through the
-    usual loading path, its "background" class is the one never reported)."""
-    from cnntool.errors import ConfigError
-    from cnntool.loader import load_model
-
-    loaded = load_model(classifier, None, task="classify")
-    if "background" not in loaded.classes:
-        raise ConfigError(f"{classifier}: a window classifier needs a 'background' class")
-    return SlidingWindows(loaded.module, background=loaded.classes.index("background"), convolutional=convolutional,
+def sliding_windows(*, classifier: tuple[nn.Module, Sequence[str]], convolutional: bool,
+                    scales: Sequence[float] = (1.15, 0.95, 0.8, 0.67, 0.56)) -> SlidingWindows:
+    """A detector from a trained window classifier, given as (module, class names) by the loader; its
+    "background" class is the one never reported."""
+    module, classes = classifier
+    if "background" not in classes:
+        raise ValueError("a window classifier needs a 'background' class")
+    return SlidingWindows(module, background=list(classes).index("background"), convolutional=convolutional,
                           scales=scales)

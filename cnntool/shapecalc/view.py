@@ -11,9 +11,11 @@ import math
 import re
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
+from cnntool.console import quiet_option
 from cnntool.errors import ConfigError
+from cnntool.options import option
 from cnntool.shapecalc.arithmetic import (DIM_NAMES, DimResult, Solutions, Window, drop_warning, format_shape, output_size,
                             per_dim, solve)
 
@@ -21,6 +23,44 @@ if TYPE_CHECKING:
     from fractions import Fraction
 
     from cnntool.shapecalc.layers import Chain
+
+
+HELP = """Output sizes of conv and pooling layers, the lecture's way.
+
+One layer: ⌊(n + 2p − f)/s⌋ + 1 with the numbers filled in (torch's
+⌊(n + 2p − d·(f−1) − 1)/s⌋ + 1; ceil mode ⌈…⌉; transposed
+(n−1)·s − 2p + d·(f−1) + op + 1), a warning on stderr when (n + 2p − f)
+is not divisible by s, and with --c-in/--c-out the parameter count.
+A chain (--layers or --model): each layer's n_H×n_W×n_C, params, MACs,
+receptive field and jump, with totals. MACs count the multiply-
+accumulates of conv, transposed conv and fc layers only. --solve: every
+n, f, s or p that gives the size --out, or that none does.
+
+\b
+Layer grammar: case-insensitive; layers separated by spaces or commas;
+DIMS is 3 or 3x5 (one per dimension); 1D/2D/3D follows the input.
+  conv{F}\\[s{S}]\\[p{P}]\\[d{D}]\\[b0]:{C}     C output channels, b0 no bias,
+                                        P is DIMS, same or valid
+  tconv{F}\\[s]\\[p]\\[d]\\[op{O}]\\[b0]:{C}      transposed, O output padding
+  max{F}\\[s{S}]\\[p{P}]\\[d{D}]\\[c]           stride defaults to F, c ceil mode
+  avg{F}\\[s]\\[p]\\[c]  l2pool{F}\\[s]\\[p]\\[c]   average, L2 pooling
+  gap  aap{K}  aap{H}x{W}               global, adaptive average pooling
+  flatten  fc:{N}  fc:{N}:b0            fully connected (flattens first)
+  bn                                    batch norm, 2·C params
+  relu tanh sigmoid softmax dropout dropout{P} lcn lcn{K} lrn lrn{K}
+  {K}*( … )                             a group repeated K times
+  res( body | shortcut )                body(x) + shortcut(x)
+  res( body )                           identity shortcut
+  cat( branch | branch | … )            concatenated along channels
+e.g.  conv5:6 relu max2   conv7s2p3b0:64 bn max3s2p1   max3s2c
+      2*(conv3p1:64 relu)   res(conv3s2p1:128 relu conv3p1:128 | conv1s2:128)
+      cat(conv1:64 | conv1:96 conv3p1:128 | max3s1p1 conv1:32)
+
+\b
+Example: cnntool shape-calc --n 64 --f 3 --s 2
+Example: cnntool shape-calc --n 32 --c-in 1 -l "conv5:6 max2 conv5:16 max2 fc:120 fc:10"
+Example: cnntool shape-calc --n 64 --f 5 --out 64 --solve p
+"""
 
 
 class ShapeFormat(str, enum.Enum):
@@ -32,25 +72,33 @@ class ShapeFormat(str, enum.Enum):
 class ShapeQuery:
     """shape-calc's options as typed on the command line (sizes still text: 64, 64x48, same)."""
 
-    n: str | None = None
-    f: str | None = None
-    s: str | None = None
-    p: str | None = None
-    d: str = "1"
-    dims: int | None = None
-    pool: str | None = None
-    ceil: bool = False
-    transposed: bool = False
-    output_padding: str = "0"
-    c_in: int | None = None
-    c_out: int | None = None
-    bias: bool = True
-    layers: str | None = None
-    model: str | None = None
-    solve: str | None = None
-    out: int | None = None
-    fmt: ShapeFormat = ShapeFormat.table
-    quiet: bool = False
+    n: str | None = option(None, "--n", help="Input size: 64 (a 64×64 image), 64x48, 16x64x64; with --dims 1, a length.")
+    f: str | None = option(None, "--f", help="Kernel size: 3 or 3x5.")
+    s: str | None = option(None, "--s", help="Stride. Default: 1, for pooling the kernel size.")
+    p: str | None = option(None, "--p", help="Padding: a number, 1x2, valid (0) or same (output ⌈n/s⌉: torch's same "
+                           "at stride 1, TensorFlow's beyond; n·s for --transposed). Default 0.")
+    d: str = option("1", "--d", help="Dilation.")
+    dims: int | None = option(None, "--dims", help="1, 2 or 3 spatial dimensions when --n is one number (default 2).")
+    pool: Literal["max", "avg", "l2"] | None = option(None, "--pool", help="A pooling layer instead of a convolution.")
+    ceil: bool = option(False, "--ceil", help="Pooling in ceil mode: ⌈…⌉, the last window still starting inside the "
+                        "input or left padding.")
+    transposed: bool = option(False, "--transposed", help="A transposed convolution: (n−1)·s − 2p + d·(f−1) + "
+                              "output_padding + 1.")
+    output_padding: str = option("0", "--output-padding", help="Transposed conv only: extra size on one side.")
+    c_in: int | None = option(None, "--c-in", help="Input channels (chains: default 3).")
+    c_out: int | None = option(None, "--c-out", help="Output channels: with --c-in gives the parameter count "
+                               "f·f·c_in·c_out + c_out.")
+    bias: bool = option(True, "--bias/--no-bias", help="Count the c_out bias parameters.")
+    layers: str | None = option(None, "--layers", "-l", help="A chain of layers in the grammar below, on an --n × "
+                                "--c-in input.")
+    model: str | None = option(None, "--model", "-m", help="A registered model's layers on its own input size (see "
+                               "`cnntool models`).")
+    solve: Literal["n", "f", "s", "p"] | None = option(None, "--solve", help="Find the values of n, f, s or p that give "
+                                                       "the output size --out.")
+    out: int | None = option(None, "--out", help="The output size to reach, with --solve.")
+    fmt: ShapeFormat = option(ShapeFormat.table, "--format", help="table (text; also when piped) or json.",
+                              parse=ShapeFormat, cli_type=Literal["table", "json"], cli_default="table")
+    quiet: bool = quiet_option()
 
 
 def run(query: ShapeQuery, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
@@ -338,9 +386,9 @@ def _chain(query: ShapeQuery) -> tuple[Chain, str]:
     from cnntool.shapecalc.layers import describe
 
     if query.model:
-        from cnntool import registry
+        from cnntool.models import catalog
 
-        spec = registry.get(query.model)
+        spec = catalog.get(query.model)
         if spec.layers is None:
             raise ConfigError(f"model {query.model!r} has no layer description for shape-calc "
                               "(its architecture is not a plain chain)")

@@ -4,12 +4,14 @@ model is not embedded yet)."""
 
 from __future__ import annotations
 
-from cnntool import registry, weights
+from cnntool import weights
+
+from cnntool.models import catalog
 from cnntool.errors import ConfigError
 
 # The design card's predict subcommands; the registry task of each one's models.
 CARD = {"classify": "classify", "localize": "localize", "landmarks": "landmarks", "detect": "detect",
-        "verify-face": "face-embed"}
+        "verify-face": "verify-face"}
 
 
 def cli_commands() -> dict:
@@ -52,7 +54,7 @@ def default_model_reason(subcommand: str) -> str | None:
     if reason:
         return reason
     try:
-        spec = registry.get(registry.default(CARD.get(subcommand, subcommand)))
+        spec = catalog.get(catalog.default(CARD.get(subcommand, subcommand)))
     except registry.UnknownModelError as exc:
         return f"{subcommand}: no default model ({exc})"
     source = spec.weights or ""
@@ -82,5 +84,5 @@ def save_random_weights(path, arch: str, *, bare: bool = False, **meta) -> str:
     import torch
 
     torch.manual_seed(0)
-    spec = registry.get(arch)
+    spec = catalog.get(arch)
     return str(weights.save(path, spec.build().state_dict(), {} if bare else {"task": spec.task, "model": arch, **meta}))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cnntool import registry
+from cnntool.models import catalog
 from cnntool.cli import main
 
 from .subcommands import ARCH, CARD, absent_reason, predict_subcommands, save_random_weights
@@ -51,7 +51,7 @@ def image(tmp_path_factory) -> str:
 
 def refused(capsys, subcommand: str, weights_file: str, image: str, *options: str) -> str:
     """Run the subcommand on good images with these weights; assert exit 2 with one line; return it."""
-    inputs = [image, image] if CARD.get(subcommand) == "face-embed" else [image]  # verify-face compares pairs
+    inputs = [image, image] if CARD.get(subcommand) == "verify-face" else [image]  # verify-face compares pairs
     with pytest.raises(SystemExit) as exit_info:
         main([subcommand, "--weights", weights_file, *options, "--format", "jsonl", *inputs])
     out, err = capsys.readouterr()
@@ -85,7 +85,7 @@ def test_a_plain_state_dict_pt_loads(tmp_path, image, capsys):
     """The safe path still works: tensors saved with torch.save are read (weights_only) and used."""
     torch.manual_seed(0)
     path = tmp_path / "lenet.pt"
-    torch.save(registry.get("lenet5").build().state_dict(), path)
+    torch.save(catalog.get("lenet5").build().state_dict(), path)
     with pytest.raises(SystemExit) as exit_info:
         main(["classify", "--model", "lenet5", "--weights", str(path), "--format", "jsonl", image])
     out, err = capsys.readouterr()

@@ -1,9 +1,12 @@
-"""Image classification: logits → top-k labels with probabilities."""
+"""Image classification at prediction time: logits → the top-k labels with probabilities."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from cnntool.options import option
 
 if TYPE_CHECKING:
     import torch
@@ -11,22 +14,46 @@ if TYPE_CHECKING:
 
     from cnntool.preprocess import Geometry
 
-TASK = "classify"
+
+@dataclass
+class ClassifyOptions:
+    topk: int = option(5, "--topk", "-k", min=1, help="How many labels to report per image.")
+    tta_flip: bool = option(False, "--tta-flip", help="Test-time augmentation: average with the mirror image (for "
+                            "classes a mirror does not change, e.g. clothes; not digits).")
+
+
+@dataclass
+class Prediction:
+    label: str
+    index: int
+    score: float
+
+
+CSV_COLUMNS = ("rank", "label", "index", "score")
+
+
+@dataclass
+class TopK:
+    """The best classes of one image, best first."""
+
+    predictions: list[Prediction]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"predictions": [asdict(p) for p in self.predictions]}
+
+    def summary(self) -> str:
+        return ", ".join(f"{p.label} {p.score:.3f}" for p in self.predictions)
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        return [{"rank": rank, **asdict(p)} for rank, p in enumerate(self.predictions, 1)]
 
 
 def decode(logits: "torch.Tensor", geometries: Sequence["Geometry"], *, classes: Sequence[str],
-           options: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each image's top-k predictions: {"predictions": [{"label", "index", "score"}, …]}, best first."""
+           options: Mapping[str, Any]) -> list[TopK]:
     k = min(int(options.get("topk", 5)), logits.shape[1])
-    probabilities = logits.float().softmax(dim=1)
-    scores, indices = probabilities.topk(k, dim=1)
-    out = []
-    for row_scores, row_indices in zip(scores.tolist(), indices.tolist()):
-        out.append({"predictions": [
-            {"label": classes[i] if i < len(classes) else str(i), "index": i, "score": s}
-            for s, i in zip(row_scores, row_indices)
-        ]})
-    return out
+    scores, indices = logits.float().softmax(dim=1).topk(k, dim=1)
+    return [TopK([Prediction(classes[i] if i < len(classes) else str(i), i, s) for s, i in zip(row_s, row_i)])
+            for row_s, row_i in zip(scores.tolist(), indices.tolist())]
 
 
 def mirror_mean(model: Callable[["torch.Tensor"], "torch.Tensor"], images: "torch.Tensor") -> "torch.Tensor":
@@ -36,16 +63,15 @@ def mirror_mean(model: Callable[["torch.Tensor"], "torch.Tensor"], images: "torc
 
 
 def runner(model: Callable, module: "torch.nn.Module", options: Mapping[str, Any]) -> Callable:
-    """How the prediction pipeline calls the classifier: as it is, or with its mirror image under --tta-flip."""
     return partial(mirror_mean, model) if options.get("tta_flip") else model
 
 
-def draw(image: "Image.Image", fields: Mapping[str, Any]) -> "Image.Image":
+def draw(image: "Image.Image", payload: TopK) -> "Image.Image":
     """The top prediction written on a band above the image."""
     from PIL import Image, ImageDraw
 
-    best = fields["predictions"][0]
-    text = f"{best['label']} {best['score']:.2f}"
+    best = payload.predictions[0]
+    text = f"{best.label} {best.score:.2f}"
     band = max(14, image.height // 12)
     canvas = Image.new("RGB", (max(image.width, 8 * len(text)), image.height + band), (0, 0, 0))
     canvas.paste(image, (0, band))

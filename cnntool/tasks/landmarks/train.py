@@ -1,4 +1,4 @@
-"""Landmarks as a training task for the engine (cnntool.engine.train; interface in tasks/classify_train.py).
+"""Landmarks as a training task for the engine (cnntool.engine.train; interface: cnntool.engine.task.Trainable).
 
 Data: a directory with train/val/test annotation files holding "points" (cnntool.data.annotations),
 e.g. the output of `cnntool data documents`. test is the held-out split. Augmentation is point-aware:
@@ -12,12 +12,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnntool import registry
+from cnntool.augment import FrameAugment, jitter
 from cnntool.data import annotations as ann
+from cnntool.engine.task import TaskData
 from cnntool.errors import ConfigError
-from cnntool.tasks.landmarks import predict as landmarks
-from cnntool.tasks.classify.train import TaskData
-from cnntool.tasks.localize.train import jitter
+from cnntool.models import catalog
+from cnntool.options import kwargs_option, option
+from cnntool.tasks.landmarks import metrics as landmarks
 
 if TYPE_CHECKING:
     import torch
@@ -25,18 +26,20 @@ if TYPE_CHECKING:
     from cnntool.preprocess import Geometry
 
 
+def tolerance_option(default: float | None, help: str) -> Any:
+    return option(default, "--tolerance", min=0.0, help=help)
+
+
 @dataclass
 class LandmarksConfig:
-    data: str
-    model: str = "landmarker-corners"
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    loss: str = "l1"
-    augment: bool = True
-    rotate: float = 8.0  # ± degrees
-    shift: float = 0.05  # ± share of the frame
-    scale: float = 0.08  # ± share
-    jitter: float = 0.3  # brightness and contrast factors within 1 ± jitter
-    tolerance: float = landmarks.DEFAULT_TOLERANCE
+    data: str = ann.data_option()
+    model: str = option("landmarker-corners", "--model", "-m", help="Registry name (see `cnntool models --task "
+                        "landmarks`).")
+    kwargs: dict[str, Any] = kwargs_option("Builder override key=value (JSON values), repeatable.")
+    loss: str = option("l1", "--loss", help="l1 or mse (the lecture's squared error) on the l-vector.")
+    augment: FrameAugment = field(default_factory=lambda: FrameAugment(shift=0.05, scale=0.08))
+    tolerance: float = tolerance_option(landmarks.DEFAULT_TOLERANCE, "A point within this share of the image "
+                                        "diagonal counts as found.")
 
     def __post_init__(self) -> None:
         if self.loss not in landmarks.LOSSES:
@@ -60,11 +63,12 @@ class LandmarksTask:
 
     def __init__(self, cfg: LandmarksConfig) -> None:
         self.cfg = cfg
-        self.spec = registry.get(cfg.model, task="landmarks")
+        self.spec = catalog.get(cfg.model, task="landmarks")
         self.input = self.spec.input
         self.point_names: tuple[str, ...] = self.spec.classes
         self.data_description = ""
         self._augment = None
+        self.tta_key = None
 
     @classmethod
     def for_loaded(cls, loaded, cfg: LandmarksConfig) -> "LandmarksTask":
@@ -120,7 +124,7 @@ class LandmarksTask:
         from torchvision.transforms import v2
 
         if self._augment is None:
-            c = self.cfg
+            c = self.cfg.augment
             self._augment = v2.RandomAffine(degrees=c.rotate, translate=(c.shift, c.shift),
                                             scale=(1 - c.scale, 1 + c.scale), fill=self.input.fill)
         h, w = image.shape[-2:]
@@ -135,12 +139,12 @@ class LandmarksTask:
     def train_batch(self, images: "torch.Tensor", targets: "torch.Tensor"):
         import torch
 
-        if not self.cfg.augment:
+        if not self.cfg.augment.augment:
             return self._normalize(images), targets
         pairs = [self.augment_one(i, t) for i, t in zip(images.cpu(), targets.cpu())]
         images = torch.stack([p[0] for p in pairs]).to(targets.device)
         targets = torch.stack([p[1] for p in pairs]).to(targets.device)
-        return self._normalize(jitter(images.float(), self.cfg.jitter)), targets
+        return self._normalize(jitter(images.float(), self.cfg.augment.jitter)), targets
 
     def eval_batch(self, images: "torch.Tensor") -> "torch.Tensor":
         return self._normalize(images)
@@ -158,9 +162,9 @@ class LandmarksTask:
         spec_input = asdict(self.input)
         spec_input["size"] = list(spec_input["size"])
         kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.kwargs().items()}
-        c = self.cfg
+        c = self.cfg.augment
         augment = (f"v2.RandomAffine rotate={c.rotate}, shift={c.shift}, scale={c.scale}; brightness/contrast "
                    f"jitter={c.jitter}") if c.augment else "none"
         return {"task": "landmarks", "model": self.spec.name, "kwargs": kwargs, "classes": list(self.point_names),
                 "point_names": list(self.point_names), "input": spec_input, "data": self.data_description,
-                "augment": augment, "loss": c.loss, "nme_normalized_by": "image diagonal"}
+                "augment": augment, "loss": self.cfg.loss, "nme_normalized_by": "image diagonal"}

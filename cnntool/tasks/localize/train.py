@@ -1,4 +1,4 @@
-"""Localization as a training task for the engine (cnntool.engine.train; interface in tasks/classify_train.py).
+"""Localization as a training task for the engine (cnntool.engine.train; interface: cnntool.engine.task.Trainable).
 
 Data: a directory with train/val/test annotation files (cnntool.data.annotations), e.g. the output of
 `cnntool data scenes`. test is the held-out split; without val, a tenth of train is set aside.
@@ -14,13 +14,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnntool import registry
-from cnntool.augment import zoom_and_shift
+from cnntool.augment import FrameAugment, jitter, zoom_and_shift
 from cnntool.data import annotations as ann
 from cnntool.data.splits import stratified_split
+from cnntool.engine.task import TaskData
 from cnntool.errors import ConfigError
-from cnntool.tasks.localize import predict as localize
-from cnntool.tasks.classify.train import TaskData
+from cnntool.models import catalog
+from cnntool.options import input_size_option, kwargs_option, option
+from cnntool.tasks.localize import loss as losses
+from cnntool.tasks.localize.metrics import DEFAULT_THRESHOLD, LocalizeMetrics
+from cnntool.tasks.localize.predict import shifted_mean
 
 if TYPE_CHECKING:
     import torch
@@ -28,25 +31,28 @@ if TYPE_CHECKING:
     from cnntool.preprocess import Geometry
 
 
+def tta_report_option() -> Any:
+    return option(False, "--tta", help="Also report held-out figures with test-time augmentation (as the predict "
+                  "command's --tta).")
+
+
 @dataclass
 class LocalizeConfig:
-    data: str
-    model: str = "localizer-digits"
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    loss: str = "modern"
-    augment: bool = True
-    shift: float = 0.08  # ± share of the frame
-    scale: float = 0.12  # ± share
-    jitter: float = 0.3  # brightness and contrast factors within 1 ± jitter
+    data: str = ann.data_option()
+    model: str = option("localizer-digits", "--model", "-m", help="Registry name (see `cnntool models --task localize`).")
+    kwargs: dict[str, Any] = kwargs_option("Builder override key=value (JSON values), repeatable.")
+    input_size: tuple[int, int] | None = input_size_option()  # (height, width), square; None: the model's
+    loss: str = option("modern", "--loss", help="lecture (squared error on every y term when p_c = 1, on p_c alone "
+                       "when 0) or modern (BCE p_c, cross-entropy class, L1 + GIoU box).")
+    augment: FrameAugment = field(default_factory=FrameAugment)
+    tta: bool = tta_report_option()  # held-out evaluation also averaged over shifts
     val_split: float = 0.1  # used only when the data has no val split
-    input_size: tuple[int, int] | None = None  # (height, width), square; None: the model's
-    tta: bool = False  # held-out evaluation also averaged over shifts (train/evaluate localize --tta)
 
     def __post_init__(self) -> None:
         if self.input_size is not None and (self.input_size[0] != self.input_size[1] or self.input_size[0] < 8):
             raise ConfigError(f"--input-size must be one square side of at least 8 pixels, not {self.input_size}")
-        if self.loss not in localize.LOSSES:
-            raise ConfigError(f"--loss must be one of {', '.join(localize.LOSSES)}, not {self.loss!r}")
+        if self.loss not in losses.LOSSES:
+            raise ConfigError(f"--loss must be one of {', '.join(losses.LOSSES)}, not {self.loss!r}")
 
 
 def box_target(a: ann.Annotation, geometry: "Geometry", classes: tuple[str, ...], size: tuple[int, int]) -> list[float]:
@@ -59,18 +65,6 @@ def box_target(a: ann.Annotation, geometry: "Geometry", classes: tuple[str, ...]
     x1, y1 = geometry.point_to_input(a.box[0], a.box[1])
     x2, y2 = geometry.point_to_input(a.box[2], a.box[3])
     return [1.0, (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (y2 - y1) / h, (x2 - x1) / w, float(classes.index(a.label))]
-
-
-def jitter(pixels: "torch.Tensor", amount: float) -> "torch.Tensor":
-    """Per-image brightness and contrast in one batched op (0..255 floats): torchvision's per-image
-    ColorJitter costs more than the training step on a CPU."""
-    import torch
-
-    n = len(pixels)
-    brightness = 1 + (torch.rand(n, 1, 1, 1, device=pixels.device) * 2 - 1) * amount
-    contrast = 1 + (torch.rand(n, 1, 1, 1, device=pixels.device) * 2 - 1) * amount
-    mean = pixels.mean(dim=(1, 2, 3), keepdim=True)
-    return ((pixels - mean) * contrast + mean * brightness).clamp(0, 255)
 
 
 def shift_and_zoom(pixels: "torch.Tensor", targets: "torch.Tensor", *, shift: float, scale: float,
@@ -102,18 +96,19 @@ class LocalizeTask:
 
     def __init__(self, cfg: LocalizeConfig) -> None:
         self.cfg = cfg
-        self.spec = registry.get(cfg.model, task="localize")
-        self.threshold = localize.DEFAULT_THRESHOLD  # training scores presence at the default
+        self.spec = catalog.get(cfg.model, task="localize")
+        self.threshold = DEFAULT_THRESHOLD  # training scores presence at the default
         self.input = replace(self.spec.input, size=tuple(cfg.input_size)) if cfg.input_size else self.spec.input
         self.classes: tuple[str, ...] = self.spec.classes
         self.data_description = ""
+        self.tta_key = "heldout_tta" if cfg.tta else None
 
     @classmethod
     def for_loaded(cls, loaded, cfg: LocalizeConfig) -> "LocalizeTask":
         """The task around an already loaded model (cnntool evaluate): its input and classes."""
         task = cls(replace(cfg, model=loaded.spec.name))
         task.spec, task.input, task.classes = loaded.spec, loaded.input, loaded.classes
-        task.threshold = float(loaded.spec.decode.get("threshold", localize.DEFAULT_THRESHOLD))
+        task.threshold = float(loaded.spec.decode.get("threshold", DEFAULT_THRESHOLD))
         return task
 
     # --- data ---------------------------------------------------------------------------------------
@@ -166,29 +161,31 @@ class LocalizeTask:
         return Preprocessor(self.input).normalize(pixels)
 
     def train_batch(self, images: "torch.Tensor", targets: "torch.Tensor"):
-        if self.cfg.augment:
-            pixels, targets = shift_and_zoom(images.float(), targets, shift=self.cfg.shift, scale=self.cfg.scale,
+        aug = self.cfg.augment
+        if aug.augment:
+            pixels, targets = shift_and_zoom(images.float(), targets, shift=aug.shift, scale=aug.scale,
                                              fill=float(self.input.fill))
-            return self._normalize(jitter(pixels, self.cfg.jitter)), targets
+            return self._normalize(jitter(pixels, aug.jitter)), targets
         return self._normalize(images), targets
 
     def eval_batch(self, images: "torch.Tensor") -> "torch.Tensor":
         return self._normalize(images)
 
     def forward_eval(self, model, inputs: "torch.Tensor", *, tta: bool = False) -> "torch.Tensor":
-        return localize.shifted_mean(model, inputs) if tta and self.cfg.tta else model(inputs)
+        return shifted_mean(model, inputs) if tta and self.cfg.tta else model(inputs)
 
     def loss(self, outputs: "torch.Tensor", targets: "torch.Tensor") -> "torch.Tensor":
-        return localize.loss(outputs, targets, self.cfg.loss)
+        return losses.loss(outputs, targets, self.cfg.loss)
 
-    def new_metrics(self) -> localize.LocalizeMetrics:
-        return localize.LocalizeMetrics(self.classes, threshold=self.threshold)
+    def new_metrics(self) -> LocalizeMetrics:
+        return LocalizeMetrics(self.classes, threshold=self.threshold)
 
     def metadata(self) -> dict[str, Any]:
         spec_input = asdict(self.input)
         spec_input["size"] = list(spec_input["size"])
         kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.kwargs().items()}
-        augment = (f"v2.RandomAffine shift={self.cfg.shift}, scale={self.cfg.scale}; brightness/contrast "
-                   f"jitter={self.cfg.jitter}") if self.cfg.augment else "none"
+        aug = self.cfg.augment
+        augment = (f"shift={aug.shift}, scale={aug.scale}; brightness/contrast jitter={aug.jitter}"
+                   if aug.augment else "none")
         return {"task": "localize", "model": self.spec.name, "kwargs": kwargs, "classes": list(self.classes),
                 "input": spec_input, "data": self.data_description, "augment": augment, "loss": self.cfg.loss}

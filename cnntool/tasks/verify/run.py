@@ -26,12 +26,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from cnntool import sources, weights
-from cnntool.data.builtin import cache_dir
+from cnntool.cache import cache_dir
+from cnntool.console import quiet_option, warn
+from cnntool.device import device_option, threads_option
+from cnntool.engine.evaluate import report_format_option
 from cnntool.errors import ConfigError, first_line
 from cnntool.folders import writable_folder
-from cnntool.preprocess import DEFAULT_MAX_PIXELS, Preprocessor, open_image
-from cnntool.records import OutputFormat, Record, make_writer
+from cnntool.loader import model_option, weights_option
+from cnntool.options import option
+from cnntool.preprocess import DEFAULT_MAX_PIXELS, Preprocessor, max_pixels_option, open_image
+from cnntool.records import OutputFormat, Record, format_option, make_writer
 from cnntool.tasks.verify.losses import METRICS
+from cnntool.tasks.verify.predict import CSV_COLUMNS, Identification, Verification
 
 if TYPE_CHECKING:
     import torch
@@ -47,24 +53,53 @@ class NoFaceError(ValueError):
     """The face detector found no face (or fewer than --face asks for) in an image."""
 
 
+def metric_option() -> Any:
+    return option(None, "--metric", help="euclidean, cosine, or learned (models trained with the similarity head). "
+                  "Default: the model's calibrated metric, else euclidean.")
+
+
 @dataclass
 class VerifyOptions:
-    model: str | None = None
-    weights: str | None = None
-    metric: str | None = None  # default: the one the model was trained/calibrated for, else euclidean
-    threshold: float | None = None
-    calibration: Path | None = None
-    detect: bool = True
-    face: int = 1  # 1 = the largest face, K = the K-th largest
-    upsample: int = 1  # detector upsampling: 1 finds faces down to ~40 px
-    gallery: Path | None = None
-    gallery_cache: Path | None = None
-    format: OutputFormat | None = None
-    device: str = "cpu"
-    threads: int | None = None
-    recursive: bool = False
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    quiet: bool = False
+    """How images become embeddings and are compared; each verify-face command offers the part it uses."""
+
+    gallery: Path | None = option(None, "--gallery", "-g", help="1:N: name each input by its nearest identity in "
+                                  "this folder (a folder per person, or files person_1.jpg), or unknown.")
+    gallery_cache: Path | None = option(None, "--gallery-cache", help="Where the gallery's embeddings are cached "
+                                        "(default: in the cache directory).")
+    model: str | None = model_option("Embedding model (see `cnntool models --task verify-face`). Default: dlib's "
+                                     "face ResNet.")
+    weights: str | None = weights_option()
+    # default: the one the model was trained/calibrated for, else euclidean
+    metric: str | None = metric_option()
+    threshold: float | None = option(None, "--threshold", "-t", help="Same when distance <= this (default: the "
+                                     "calibrated one).")
+    calibration: Path | None = option(None, "--calibration", help="A calibration JSON written by `verify-face "
+                                      "calibrate --out`.")
+    detect: bool = option(True, "--detect/--no-detect", help="Find and align the face first; --no-detect for images "
+                          "that are already crops.")
+    face: int = option(1, "--face", min=1, help="Which face when there are several: 1 = the largest, K = the K-th "
+                       "largest.")
+    upsample: int = option(1, "--upsample", min=0, max=3, help="Detector upsampling: 1 finds faces down to ~40 px, "
+                           "0 is ~4x faster.")
+    format: OutputFormat | None = format_option()
+    device: str = device_option("cpu")
+    threads: int | None = threads_option()
+    recursive: bool = sources.recursive_option()
+    max_pixels: int = max_pixels_option()
+    quiet: bool = quiet_option()
+
+
+@dataclass
+class CalibrationConfig:
+    pairs: Path | None = option(None, "--pairs", help="Labelled pairs, one a line: A B same|different (or 1|0).")
+    data: Path | None = option(None, "--data", "-d", help="A folder of identities (as for --gallery): every pair is "
+                               "used.")
+    far: float = option(0.01, "--far", min=0.0, max=1.0, help="Report TAR at this FAR (and choose the threshold there "
+                        "with --choose far).")
+    choose: str = option("eer", "--choose", help="eer (equal error rate) or far (the --far operating point).")
+    out: Path | None = option(None, "--out", "-o", help="Write the calibration JSON here (use it with --calibration). "
+                              "Default: into the weights' metadata, or for dlib's model a file in the cache directory.")
+    format: str = report_format_option()
 
 
 # --- images → embeddings ------------------------------------------------------------------------------
@@ -77,7 +112,7 @@ class Embedder:
     """One image file → one embedding (1-D tensor), through the face steps unless detect is off."""
 
     def __init__(self, loaded: "LoadedModel", opts: VerifyOptions) -> None:
-        from cnntool.engine.predict import resolve_device
+        from cnntool.device import resolve_device
 
         self.loaded, self.opts = loaded, opts
         self.device = resolve_device(opts.device)
@@ -139,13 +174,13 @@ def load(opts: VerifyOptions) -> "LoadedModel":
     import torch
 
     from cnntool.loader import load_model
-    from cnntool.engine.predict import resolve_device
+    from cnntool.device import resolve_device
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
     if opts.face < 1:
         raise ConfigError("--face counts from 1 (the largest face)")
-    return load_model(opts.model, opts.weights, task="face-embed", device=resolve_device(opts.device))
+    return load_model(opts.model, opts.weights, task="verify-face", device=resolve_device(opts.device))
 
 
 # --- thresholds and calibration -----------------------------------------------------------------------
@@ -271,8 +306,8 @@ def compare(inputs: Iterable[str], opts: VerifyOptions, loaded: "LoadedModel") -
             continue
         d = float(embedder.distances(a[None], b[None], metric)[0])
         yield Record(source=sources.display_name(probe), task=TASK, model=loaded.name, **_size(embedder, probe),
-                     fields={"a": sources.display_name(reference), "b": sources.display_name(probe), "metric": metric,
-                             "distance": d, "threshold": threshold, "same": d <= threshold})
+                     payload=Verification(sources.display_name(reference), sources.display_name(probe), metric, d,
+                                          threshold, d <= threshold))
 
 
 # --- 1:N: the gallery ---------------------------------------------------------------------------------
@@ -389,11 +424,10 @@ def identify(inputs: Iterable[str], opts: VerifyOptions, loaded: "LoadedModel",
         best = torch.full((len(names),), float("inf")).scatter_reduce(0, member, d, reduce="amin")
         order = best.argsort()
         nearest, distance = names[int(order[0])], float(best[order[0]])
-        yield Record(source=sources.display_name(item), task=TASK, model=loaded.name, **_size(embedder, item), fields={
-            "identity": nearest if distance <= threshold else "unknown", "nearest": nearest, "distance": distance,
-            "threshold": threshold, "metric": metric,
-            "matches": [{"identity": names[int(i)], "distance": float(best[i])} for i in order[:3]],
-        })
+        yield Record(source=sources.display_name(item), task=TASK, model=loaded.name, **_size(embedder, item),
+                     payload=Identification(nearest if distance <= threshold else "unknown", nearest, distance,
+                                            threshold, metric, [{"identity": names[int(i)], "distance": float(best[i])}
+                                                                for i in order[:3]]))
 
 
 # --- the command -----------------------------------------------------------------------------------------
@@ -402,12 +436,11 @@ def run(inputs: list[str], opts: VerifyOptions) -> int:
     """Write the records; 0 when every input was done, 1 when some failed (their error records written)."""
     loaded = load(opts)
 
-    def warn(message: str) -> None:
-        if not opts.quiet:
-            sys.stderr.write(f"cnntool: {message}\n")
+    def warning(message: str) -> None:
+        warn(message, quiet=opts.quiet)
 
-    records = identify(inputs, opts, loaded, warn) if opts.gallery else compare(inputs, opts, loaded)
-    writer = make_writer(opts.format)
+    records = identify(inputs, opts, loaded, warning) if opts.gallery else compare(inputs, opts, loaded)
+    writer = make_writer(opts.format, columns=CSV_COLUMNS)
     failed = 0
     try:
         for record in records:
@@ -493,12 +526,12 @@ def usable_metrics(loaded: "LoadedModel") -> list[str]:
     return [m for m in METRICS if m != "learned" or getattr(loaded.module, "head", None) is not None]
 
 
-def calibrate(opts: VerifyOptions, *, pairs: Path | None, data: Path | None, far: float, choose: str,
-              out: Path | None, write: bool = True) -> dict[str, Any]:
+def calibrate(opts: VerifyOptions, config: CalibrationConfig, *, write: bool = True) -> dict[str, Any]:
     """ROC, EER and TAR@FAR per metric from labelled pairs or an identity folder; the threshold of the
     chosen metric (at the EER, or at --far) is written where later runs find it."""
     from cnntool.tasks.verify.metrics import roc_report
 
+    pairs, data, far, choose, out = config.pairs, config.data, config.far, config.choose, config.out
     if (pairs is None) == (data is None):
         raise ConfigError("calibrate needs exactly one of --pairs FILE or --data DIR (a folder per identity)")
     if choose not in ("eer", "far"):
@@ -528,26 +561,24 @@ def calibrate(opts: VerifyOptions, *, pairs: Path | None, data: Path | None, far
     return report
 
 
-def write_report(report: dict[str, Any], fmt: str, stream=None) -> None:
-    """A calibration or evaluation report: JSON, or a short table per metric."""
-    stream = stream or sys.stdout
-    if fmt == "json":
-        stream.write(json.dumps(report, indent=2) + "\n")
-        return
+def report_lines(report: dict[str, Any]) -> list[Any]:
+    """A calibration or evaluation report as a short table per metric."""
+    from rich.markup import escape
     from rich.table import Table
 
-    from cnntool.records import rich_console
+    from cnntool.console import printable
 
-    console = rich_console(stream)
-    console.print(f"{report['model']} on {report['data']}")
+    lines: list[Any] = []
     if report.get("failed_inputs"):
-        console.print(f"{len(report['failed_inputs'])} inputs could not be embedded (left out), e.g. {report['failed_inputs'][0]}")
+        lines.append(escape(printable(f"{len(report['failed_inputs'])} inputs could not be embedded (left out), e.g. "
+                                      f"{report['failed_inputs'][0]}")))
     fars = list(next(iter(report["metrics"].values()))["tar_at_far"])
     table = Table("metric", "pairs (same/diff)", "ROC AUC", "EER", "EER threshold", *[f"TAR@FAR {f}" for f in fars])
     for metric, r in report["metrics"].items():
         table.add_row(metric, f"{r['same_pairs']}/{r['different_pairs']}", f"{r['auc']:.4f}", f"{r['eer']:.4f}",
                       f"{r['eer_threshold']:.4f}", *[f"{r['tar_at_far'][f]['tar']:.4f}" for f in fars])
-    console.print(table)
+    lines.append(table)
     if "threshold" in report:
         where = f", written to {report['written_to']}" if report.get("written_to") else ""
-        console.print(f"chosen: {report['metric']} threshold {report['threshold']:.4f} ({report['chosen_at']}){where}")
+        lines.append(escape(f"chosen: {report['metric']} threshold {report['threshold']:.4f} ({report['chosen_at']}){where}"))
+    return lines

@@ -1,5 +1,5 @@
-"""Verification (one-shot identity) as a training task for the engine (cnntool.engine.train); the interface is
-documented in cnntool/tasks/classify_train.py.
+"""Verification (one-shot identity) as a training task for the engine (cnntool.engine.train; interface:
+cnntool.engine.task.Trainable).
 
 Data are identities: the classes of a class-per-folder tree (one folder per person) or of a built-in set
 (there a class stands in for an identity). Some identities are held out entirely ("unseen"): the held-out
@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from cnntool import registry
 from cnntool.augment import AugmentConfig, erase, warp
-from cnntool.data.classify import open_classify_data
+from cnntool.data.classify import data_option, open_classify_data
 from cnntool.data.splits import stratified_split
+from cnntool.engine.task import TaskData
 from cnntool.errors import ConfigError
+from cnntool.models import catalog
+from cnntool.options import channels_option, input_size_option, kwargs_option, option
 from cnntool.tasks.verify import losses as verify
-from cnntool.tasks.classify.train import TaskData
 from cnntool.tasks.verify.metrics import VerifyMetrics
 
 if TYPE_CHECKING:
@@ -31,23 +32,34 @@ EMBEDDING_MODEL = "embedding-net"  # the registry entry whose builder wraps any 
 
 @dataclass
 class VerifyConfig:
-    data: str
-    backbone: str = "resnet-small"
-    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
-    dim: int = 64
-    objective: str = "triplet"
-    mining: str = "batch-hard"
-    margin: float | None = None  # default: 0.2 for triplet (squared distances), 1.0 for contrastive
-    k_per_identity: int = 8
-    unseen: str | None = None  # identities held out of training ("7-9", "alice,bob"); None: a seeded 20%
-    input_size: tuple[int, int] | None = None
-    channels: int | None = None
+    data: str = data_option()
+    backbone: str = option("resnet-small", "--model", "-m", help="Backbone: any classify registry name; its last fc "
+                           "becomes the embedding layer.")
+    backbone_kwargs: dict[str, Any] = kwargs_option("Backbone builder override key=value (JSON values), repeatable.")
+    objective: str = option("triplet", "--objective", help="triplet, contrastive (Siamese pairs) or similarity "
+                            "(learned head σ(Σ w|f_i−f_j| + b)).")
+    mining: str = option("batch-hard", "--mining", help="Triplet mining in each P×K batch: batch-hard, batch-all or "
+                         "semi-hard.")
+    # default: 0.2 for triplet (squared distances), 1.0 for contrastive
+    margin: float | None = option(None, "--margin", help="α of the triplet loss (default 0.2) or m of the "
+                                  "contrastive loss (default 1.0).")
+    dim: int = option(64, "--dim", min=2, help="Embedding size.")
+    k_per_identity: int = option(8, "--k-per-identity", min=2, help="K images per identity in a batch (P = batch "
+                                 "size / K).")
+    # identities held out of training ("7-9", "alice,bob"); None: a seeded 20%
+    unseen: str | None = option(None, "--unseen", help="Identities held out of training, evaluated as never seen: "
+                                "names or indices, 7-9 or alice,bob. Default: a seeded 20%.")
+    init: str | None = option(None, "--init", help="Fine-tune: start the backbone from a trained classifier's weights "
+                              "(all but its last fc).")
+    input_size: tuple[int, int] | None = input_size_option()
+    channels: int | None = channels_option("the backbone's")
+    cross_source: str | None = option(None, "--cross-source", help="Another dataset, all identities unseen, to report "
+                                      "on (never trained on).")
+    val_split: float = option(0.1, "--val-split", min=0.0, max=0.9, help="Stratified fraction of the training data "
+                              "held out for validation.")
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-    val_split: float = 0.1
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    cross_source: str | None = None  # another dataset, every identity unseen, evaluated only
-    init: str | None = None  # fine-tuning: a trained classifier's weights file for the backbone
 
     def __post_init__(self) -> None:
         if self.objective not in verify.OBJECTIVES:
@@ -127,11 +139,12 @@ def _identity(token: str, classes: Sequence[str]) -> str:
 
 
 class VerifyTask:
-    name = "face-embed"
+    name = "verify-face"
+    tta_key = None
 
     def __init__(self, cfg: VerifyConfig) -> None:
         self.cfg = cfg
-        self.backbone = registry.get(cfg.backbone, task="classify")
+        self.backbone = catalog.get(cfg.backbone, task="classify")
         base = self.backbone.input
         channels = cfg.channels or base.channels
         keep = channels == base.channels
@@ -158,7 +171,7 @@ class VerifyTask:
         self.seen = tuple(c for c in classes if c not in set(unseen))
         seen_idx = [classes.index(c) for c in self.seen]
         unseen_idx = [classes.index(c) for c in self.unseen]
-        train_all = _materialize(data.train)
+        train_all = materialize(data.train)
         in_seen = np.isin(train_all.targets.numpy(), seen_idx)
         seen_part = train_all.subset(np.nonzero(in_seen)[0])
         train_i, val_i = stratified_split(seen_part.labels(), self.cfg.val_split, seed)
@@ -166,7 +179,7 @@ class VerifyTask:
         val_i = np.asarray(val_i)[np.random.default_rng(seed).permutation(len(val_i))]
         train = seen_part.subset(train_i)
         self.val = seen_part.subset(val_i)
-        source = _materialize(data.test) if data.test is not None else train_all
+        source = materialize(data.test) if data.test is not None else train_all
         where = "official test split" if data.test is not None else "all images"
         held_i = np.nonzero(np.isin(source.targets.numpy(), unseen_idx))[0]
         held_i = held_i[np.random.default_rng(seed + 1).permutation(len(held_i))]
@@ -188,7 +201,7 @@ class VerifyTask:
         if not self.cfg.cross_source:
             return []
         other = open_classify_data(self.cfg.cross_source, self.input)
-        dataset = _materialize(other.test if other.test is not None else other.train)
+        dataset = materialize(other.test if other.test is not None else other.train)
         order = np.random.default_rng(0).permutation(len(dataset))
         return [("cross_source", dataset.subset(order),
                  f"{other.description}: {len(dataset)} images, every identity unseen; every pair of up to 2,000")]
@@ -198,13 +211,13 @@ class VerifyTask:
     def kwargs(self) -> dict[str, Any]:
         backbone_kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.cfg.backbone_kwargs.items()}
         # Backbones whose layer sizes follow the input (LeNet's first fc) are told the size trained on.
-        if tuple(self.input.size) != tuple(self.backbone.input.size) and _accepts(self.backbone.builder, "input_size"):
+        if tuple(self.input.size) != tuple(self.backbone.input.size) and self.backbone.accepts("input_size"):
             backbone_kwargs.setdefault("input_size", list(self.input.size))
         return {"backbone": self.cfg.backbone, "backbone_kwargs": backbone_kwargs, "dim": self.cfg.dim,
                 "in_channels": self.input.channels, "similarity_head": self.cfg.objective == "similarity"}
 
     def build_model(self):
-        self.module = registry.get(EMBEDDING_MODEL, task="face-embed").build(**self.kwargs())
+        self.module = catalog.get(EMBEDDING_MODEL, task="verify-face").build(**self.kwargs())
         if self.cfg.init:
             from cnntool import weights
             from cnntool.models.embedding import load_backbone
@@ -256,7 +269,7 @@ class VerifyTask:
     def metadata(self) -> dict[str, Any]:
         spec_input = asdict(self.input)
         spec_input["size"] = list(spec_input["size"])
-        return {"task": "face-embed", "model": EMBEDDING_MODEL, "kwargs": self.kwargs(), "classes": list(self.seen),
+        return {"task": "verify-face", "model": EMBEDDING_MODEL, "kwargs": self.kwargs(), "classes": list(self.seen),
                 "unseen_identities": list(self.unseen), "data_source": self.cfg.data, "input": spec_input, "data": self.data_description,
                 "val_split": self.cfg.val_split, "augment": self.cfg.augment.describe(),
                 "objective": {"name": self.cfg.objective, "margin": self.cfg.margin,
@@ -265,15 +278,7 @@ class VerifyTask:
                 "verification": {"metric": self.cfg.metric}}
 
 
-def _accepts(builder: str, name: str) -> bool:
-    import importlib
-    import inspect
-
-    module, func = builder.split(":")
-    return name in inspect.signature(getattr(importlib.import_module(module), func)).parameters
-
-
-def _materialize(dataset):
+def materialize(dataset):
     """Folder datasets are read into memory once: P×K sampling indexes images at random."""
     if hasattr(dataset, "images"):
         return dataset
@@ -310,7 +315,7 @@ def calibrate_trained(task: VerifyTask, path, device: str = "cpu") -> dict[str, 
 
     state, meta = weights.load(path)
     meta.pop("format_version", None)
-    model = registry.get(EMBEDDING_MODEL, task="face-embed").build(**meta["kwargs"]).to(device)
+    model = catalog.get(EMBEDDING_MODEL, task="verify-face").build(**meta["kwargs"]).to(device)
     weights.load_into(model, state, source=str(path))
     emb, labels = embed_dataset(model, task.eval_batch, task.val, device=device)
     metrics = ["euclidean", "cosine"] + (["learned"] if model.head is not None else [])

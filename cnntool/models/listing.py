@@ -10,12 +10,38 @@ import json
 import sys
 from typing import Any
 
-from cnntool import registry, weights
+from dataclasses import dataclass
+
+from cnntool import weights
 from cnntool.errors import ConfigError
-from cnntool.records import OutputFormat, flatten
+from cnntool.models import catalog
+from cnntool.options import option
+from cnntool.records import OutputFormat, format_option
+from cnntool.registry import ModelSpec, UnknownModelError
 
 
-def describe(spec: registry.ModelSpec) -> dict[str, Any]:
+@dataclass
+class ModelsQuery:
+    task: str | None = option(None, "--task", "-t", help="Only this task's models.")
+    format: OutputFormat | None = format_option()
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts and lists to dotted scalar columns: {"box": [1, 2]} → {"box.0": 1, "box.1": 2}."""
+    out: dict[str, Any] = {}
+    items = d.items() if isinstance(d, dict) else enumerate(d)
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, (dict, list)) and value:
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, (dict, list)):
+            out[name] = ""
+        else:
+            out[name] = value
+    return out
+
+
+def describe(spec: ModelSpec) -> dict[str, Any]:
     row: dict[str, Any] = {
         "name": spec.name,
         "task": spec.task,
@@ -41,10 +67,10 @@ def describe(spec: registry.ModelSpec) -> dict[str, Any]:
     return row
 
 
-def _is_default(spec: registry.ModelSpec) -> bool:
+def _is_default(spec: ModelSpec) -> bool:
     try:
-        return registry.default(spec.task) == spec.name
-    except registry.UnknownModelError:
+        return catalog.default(spec.task) == spec.name
+    except UnknownModelError:
         return False
 
 
@@ -60,11 +86,15 @@ def _metrics_text(metrics: dict[str, Any] | None) -> str:
     return ", ".join(parts[:4])
 
 
-def print_models(*, task: str | None, fmt: OutputFormat | None) -> None:
+def print_models(query: ModelsQuery) -> None:
+    from cnntool import tasks
+
+    task, fmt = query.task, query.format
     try:
-        rows = [describe(spec) for spec in registry.specs(task)]
+        task = tasks.canonical(task) if task is not None else None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    rows = [describe(spec) for spec in catalog.specs(task)]
     fmt = fmt or OutputFormat.default_for(sys.stdout)
     if fmt is OutputFormat.jsonl:
         for row in rows:

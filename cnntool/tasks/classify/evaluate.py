@@ -1,0 +1,83 @@
+"""`cnntool evaluate classify`: accuracy, top-5, per-class precision/recall and the confusion matrix of a
+classifier, through the loading and metric code training uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnntool.data.classify import data_option, open_classify_data
+from cnntool.data.splits import stratified_split
+from cnntool.device import workers_option
+from cnntool.engine.evaluate import EvalOptions, Evaluation, load_for_eval, report, run_eval
+from cnntool.engine.inference import bf16_option, int8_option
+from cnntool.errors import ConfigError
+from cnntool.options import option
+
+SPLITS = ("auto", "test", "heldout", "all")
+
+
+@dataclass
+class ClassifyEvaluation(Evaluation):
+    data: str = data_option()
+    split: str = option("auto", "--split", help="test, heldout (the split recorded in the weights), all, or auto.")
+    tta_flip: bool = option(False, "--tta-flip", help="Average predictions with the mirror image.")
+    workers: int = workers_option()
+    bf16: bool = bf16_option()
+    int8: bool = int8_option()
+    common: EvalOptions = field(default_factory=EvalOptions)
+
+
+def evaluate(config: ClassifyEvaluation) -> dict[str, Any]:
+    """split: test = the source's official test part; heldout = the held-out split recorded in the weights'
+    metadata (same --val-split and --seed as training); all = every image; auto = test when there is one,
+    else heldout when the weights record a split, else all."""
+    from cnntool.tasks.classify.train import ClassifyConfig, ClassifyTask
+
+    if config.split not in SPLITS:
+        raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, not {config.split!r}")
+    loaded, device = load_for_eval("classify", config.common)
+    module = loaded.module
+    if config.int8:  # as `cnntool classify --int8` runs it (refusing --bf16 and CUDA): calibrated on the first batch
+        from cnntool.engine.inference import InferenceOptions, prepare
+
+        module = prepare(module, device, InferenceOptions(int8=True, bf16=config.bf16, channels_last=False)).module
+    source = open_classify_data(config.data, loaded.input)
+    if len(source.classes) != len(loaded.classes):
+        raise ConfigError(f"data {config.data!r} has {len(source.classes)} classes, the model {len(loaded.classes)}")
+    recorded, split = loaded.metadata, config.split
+    if split == "auto":
+        split = "test" if source.test is not None else ("heldout" if "val_split" in recorded else "all")
+    if split == "test":
+        if source.test is None:
+            raise ConfigError(f"data {config.data!r} has no test split; use --split heldout or all")
+        dataset, described = source.test, f"{source.description}: official test split"
+    elif split == "heldout":
+        if "val_split" not in recorded:
+            raise ConfigError("these weights record no training split; use --split test or all")
+        seed = recorded.get("seed", 0)
+        _, held = stratified_split(source.train.labels(), recorded["val_split"], seed)
+        dataset = source.train.subset(held)
+        described = f"{source.description}: held-out split (val_split {recorded['val_split']}, seed {seed})"
+    else:
+        dataset, described = source.train, f"{source.description}: all images"
+    task = ClassifyTask(ClassifyConfig(data=config.data, model=loaded.spec.name, tta_flip=config.tta_flip))
+    task.input, task.classes = loaded.input, loaded.classes
+    result = run_eval(module, dataset, task, device=device, batch_size=config.common.batch_size,
+                      workers=config.workers, tta=config.tta_flip, bf16=config.bf16)
+    return report("classify", loaded, described, result, bf16=config.bf16, int8=config.int8)
+
+
+def report_lines(report: dict[str, Any]) -> list[Any]:
+    from rich.markup import escape
+    from rich.table import Table
+
+    per_class = Table("class", "precision", "recall", "support")
+    for name, row in report["per_class"].items():  # class names are folder names: [brackets] are not markup
+        per_class.add_row(escape(name), f"{row['precision']:.4f}", f"{row['recall']:.4f}", str(row["support"]))
+    names = list(report["per_class"])
+    confusion = Table("true \\ predicted", *[escape(n[:8]) for n in names], title="confusion matrix")
+    for name, row in zip(names, report["confusion"]):
+        confusion.add_row(escape(name), *[str(v) for v in row])
+    return [f"accuracy {report['accuracy']:.4f}   top-5 {report['top5']:.4f}   loss {report['loss']:.4f}",
+            per_class, confusion]

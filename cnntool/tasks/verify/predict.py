@@ -1,0 +1,50 @@
+"""verify-face's records: one pair compared (1:1), or one face named against a gallery (1:N)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+CSV_COLUMNS = ("a", "b", "identity", "nearest", "metric", "distance", "threshold", "same")
+
+
+@dataclass
+class Verification:
+    """Is b the same person as a: distance ≤ threshold under the metric."""
+
+    a: str
+    b: str
+    metric: str
+    distance: float
+    threshold: float
+    same: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return f"{'same' if self.same else 'different'} (distance {self.distance:.3f}, threshold {self.threshold:.3f})"
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        return [asdict(self)]
+
+
+@dataclass
+class Identification:
+    """Who it is: the nearest gallery identity, or "unknown" beyond the threshold; the three nearest."""
+
+    identity: str
+    nearest: str
+    distance: float
+    threshold: float
+    metric: str
+    matches: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return f"{self.identity} (distance {self.distance:.3f})"
+
+    def csv_rows(self) -> list[dict[str, Any]]:
+        return [{k: v for k, v in asdict(self).items() if k != "matches"}]
