@@ -196,3 +196,12 @@ def _small(value: Any, depth: int) -> bool:
         return len(value) <= _MAX_ITEMS and all(isinstance(k, str) and _small(v, depth + 1) for k, v in value.items())
     return False
 
+
+
+def as_json(value: Any) -> Any:
+    """Builder kwargs as the JSON header stores them: tuples become lists, all the way down."""
+    if isinstance(value, (list, tuple)):
+        return [as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: as_json(v) for k, v in value.items()}
+    return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -51,6 +51,20 @@ class InputSpec:
             raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, not {self.resize!r}")
         if self.foreground not in FOREGROUNDS:
             raise ValueError(f"foreground must be one of {', '.join(FOREGROUNDS)}, not {self.foreground!r}")
+
+    def adapted(self, *, size: tuple[int, int] | None = None, channels: int | None = None,
+                mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> "InputSpec":
+        """This spec for a training run's --input-size/--channels/--mean/--std: statistics given are kept, a
+        changed channel count without them starts from 0.5."""
+        channels = channels or self.channels
+        keep = channels == self.channels
+        return replace(self, size=tuple(size or self.size), channels=channels,
+                       mean=tuple(mean) if mean else (self.mean if keep else (0.5,) * channels),
+                       std=tuple(std) if std else (self.std if keep else (0.5,) * channels))
+
+    def document(self) -> dict[str, Any]:
+        """The spec as weights metadata stores it (JSON lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def describe(self) -> str:
         if self.resize == "none":

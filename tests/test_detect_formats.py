@@ -76,11 +76,14 @@ def test_yolo_errors_name_the_file_and_line(tmp_path):
         formats.read_dataset(tmp_path)
 
 
-def test_window_crops_are_class_folders_of_objects_and_background(scene_dir, tmp_path):
+def test_window_crops_of_multi_object_scenes_are_class_folders_of_objects_and_background(scene_dir, tmp_path):
+    from cnntool.data.crops import CropConfig, write_crops
+
     splits, _ = formats.read_dataset(scene_dir)
-    counts = formats.write_crops(splits["train"], tmp_path, size=32, negatives_per_image=2)
+    counts = write_crops([scene_dir], tmp_path, CropConfig(size=32, frame=0, copies=1, jitter=0.0, background=2))
     objects = sum(len(s.objects) for s in splits["train"])
-    assert sum(v for k, v in counts.items() if k != "background") == objects
-    assert 0 < counts["background"] <= 2 * len(splits["train"])
-    crop = next((tmp_path / "background").glob("*.png"))
+    found = {p.name: len(list(p.iterdir())) for p in (tmp_path / "train").iterdir()}
+    assert sum(v for k, v in found.items() if k != "background") == objects
+    assert 0 < found["background"] <= 4 * len(splits["train"]) and counts["train"] == sum(found.values())
+    crop = next((tmp_path / "train" / "background").glob("*.png"))
     assert Image.open(crop).size == (32, 32)

@@ -85,14 +85,14 @@ def test_background_boxes_keep_their_crop_off_the_object_and_come_at_the_asked_r
     rng = np.random.default_rng(0)
     sizes = np.array([[0.2, 0.1], [0.3, 0.3]])
     avoid = np.array([0.4, 0.5, 0.3, 0.2])
-    boxes = [b for _ in range(500) for b in background_boxes(rng, 1.0, sizes, avoid, 1.2)]
+    boxes = [b for _ in range(500) for b in background_boxes(rng, 1.0, sizes, [avoid], 1.2)]
     assert len(boxes) > 450  # a place is found almost every time here
     for bx, by, bh, bw in boxes:
         half = max(bh, bw) * 1.2 / 2
         assert bw / 2 <= bx <= 1 - bw / 2 and bh / 2 <= by <= 1 - bh / 2
         assert abs(bx - avoid[0]) >= half + avoid[3] / 2 or abs(by - avoid[1]) >= half + avoid[2] / 2
         assert [bh, bw] in sizes.tolist()
-    drawn = [len(background_boxes(rng, 0.5, sizes, None, 1.2)) for _ in range(4000)]
+    drawn = [len(background_boxes(rng, 0.5, sizes, [], 1.2)) for _ in range(4000)]
     assert set(drawn) == {0, 1} and np.mean(drawn) == pytest.approx(0.5, abs=0.03)
 
 
@@ -157,7 +157,7 @@ def test_an_unreadable_scene_image_is_one_line(tmp_path, background):
 def test_background_crops_need_an_object_to_be_sized_as(tmp_path):
     source = _scene_dir(tmp_path / "s", with_test=False)
     (source / "train.json").write_text(json.dumps([{"image": "empty.png", "label": None, "box": None}]))
-    with pytest.raises(ConfigError, match="train.json: no object to size background crops as"):
+    with pytest.raises(ConfigError, match="the train split has no object to size background crops as"):
         write_crops([source], tmp_path / "crops", CropConfig(size=24, frame=64, background=1))
 
 
@@ -353,7 +353,7 @@ def test_a_reader_of_other_classes_or_task_is_refused_in_one_line(tiny_scenes, t
 @pytest.mark.parametrize("entry, message", [
     ({"context": "wide"}, "context from 1 to 4"),
     ({"classes": list("abcdefghij")}, "are not the localizer's"),
-    ({"classes": DIGITS + [BACKGROUND] * 2}, "at most one __background__"),
+    ({"classes": DIGITS + [BACKGROUND] * 2}, "at most one background"),
     ({"model": "no-such-model"}, "no-such-model"),
     ({"input": {"size": [16, 8], "channels": 3, "mean": [0.4] * 3, "std": [0.3] * 3}}, "square 3-channel crops"),
     ({"input": {"size": [16, 16], "channels": 3}}, "mean and std need one value per channel"),

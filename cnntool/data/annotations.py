@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from cnntool.data.batches import ImageTensors
 from cnntool.errors import ConfigError
 from cnntool.options import option
 from cnntool.preprocess import Geometry, ImageError, Preprocessor, rescale_geometry
@@ -138,30 +139,8 @@ def read_classes(directory: Path, annotations: Sequence[Annotation]) -> tuple[st
     return tuple(sorted({a.label for a in annotations if a.label is not None}))
 
 
-class CachedImages:
-    """uint8 images (N, C, H, W) at input size + float targets (N, T): the engine's in-memory dataset."""
-
-    def __init__(self, images: "torch.Tensor", targets: "torch.Tensor") -> None:
-        self.images, self.targets = images, targets
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, index: int):
-        return self.images[index], self.targets[index]
-
-    def batch(self, indices: "torch.Tensor"):
-        return self.images[indices], self.targets[indices]
-
-    def subset(self, indices: Sequence[int]) -> "CachedImages":
-        import torch
-
-        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
-        return CachedImages(self.images[idx], self.targets[idx])
-
-
 def cache(annotations: Sequence[Annotation], spec: InputSpec,
-          target: Callable[[Annotation, Geometry], Sequence[float]]) -> CachedImages:
+          target: Callable[[Annotation, Geometry], Sequence[float]]) -> ImageTensors:
     """Preprocess every image once; `target` maps an annotation into the input frame."""
     import torch
 
@@ -180,4 +159,4 @@ def cache(annotations: Sequence[Annotation], spec: InputSpec,
         arr = np.asarray(resized, dtype=np.uint8)
         images[i] = torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
         targets.append(list(target(a, geometry)))
-    return CachedImages(images, torch.tensor(targets, dtype=torch.float32))
+    return ImageTensors(images, torch.tensor(targets, dtype=torch.float32))

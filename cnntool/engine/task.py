@@ -1,13 +1,17 @@
 """The task contract: what a task folder (cnntool/tasks/<name>/) gives the predict, train and evaluate
 engines. The engines call these methods and never look at a task's name or fields.
 
-A task folder's __init__.py defines one `Task` subclass and registers an instance of it (cnntool.tasks);
-its heavy parts (decoding, the training object, metrics) live in the folder's modules and are imported by
-the methods that need them, so the command line can read a task's option dataclasses without torch.
+A task folder's __init__.py defines one `Task` subclass and an instance of it, TASK (cnntool.tasks lists
+the folders). The folder's modules are found by name and imported by the methods that need them, so the
+command line can read a task's option dataclasses without torch:
+  predict.py   the predict command's options (OPTIONS), payload, decode, draw, runner
+  train.py     the training config (CONFIG) and the engine's training object (TRAINABLE)
+  evaluate.py  the evaluation config (CONFIG), evaluate(config) → report, report_lines(report)
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, TextIO
@@ -67,32 +71,44 @@ class Task:
     """One task, as the engines see it. Subclasses set the class attributes and override what differs."""
 
     name: str = ""
+    package: str = ""  # the task's folder, as a module path
     summary: str = ""  # one line: what the task answers
     docs: Mapping[str, str] = {}  # --help of its predict, train and evaluate commands, each with an example
-    options: type | None = None  # the predict command's decode options (a dataclass with cnntool.options)
     predict_defaults: Mapping[str, Any] = {}  # RunOptions defaults this task's command changes
     predict_skip: tuple[str, ...] = ("int8",)  # RunOptions this task's command does not offer
-    csv_columns: tuple[str, ...] = ()  # the CSV columns of one row of its payload
-    train_config: type | None = None
     train_defaults: Mapping[str, Any] = {}  # training-engine defaults this task's command changes
-    evaluate_config: type | None = None
     evaluate_defaults: Mapping[str, Any] = {}  # EvalOptions defaults this task's command changes
     evaluate_skip: tuple[str, ...] = ()  # options of its evaluation config the command does not offer
     reads_boxes = False  # a box reader and a presence threshold apply (`cnntool ensemble --reader/--calibrate`)
     tta_report_key = "heldout_tta"  # where held-out figures with test-time augmentation go in the metadata
 
+    def part(self, module: str) -> Any:
+        """One module of the task's folder (predict, train, evaluate)."""
+        return importlib.import_module(f"{self.package}.{module}")
+
     # --- prediction -------------------------------------------------------------------------------------
+
+    @property
+    def options(self) -> type:
+        """The predict command's decode options (a dataclass with cnntool.options fields)."""
+        return self.part("predict").OPTIONS
+
+    @property
+    def csv_columns(self) -> tuple[str, ...]:
+        """The CSV columns of one row of the task's payload."""
+        return self.part("predict").CSV_COLUMNS
 
     def decode(self, outputs: Any, geometries: Sequence["Geometry"], *, classes: Sequence[str],
                options: Mapping[str, Any]) -> list["Payload"]:
-        raise NotImplementedError
+        return self.part("predict").decode(outputs, geometries, classes=classes, options=options)
 
     def runner(self, model: Callable, module: "torch.nn.Module", options: Mapping[str, Any]) -> Callable:
         """How the prediction pipeline calls the model (a task may add test-time augmentation)."""
-        return model
+        predict = self.part("predict")
+        return predict.runner(model, module, options) if hasattr(predict, "runner") else model
 
     def draw(self, image: "Image.Image", payload: "Payload") -> "Image.Image":
-        raise NotImplementedError
+        return self.part("predict").draw(image, payload)
 
     def after_each(self, options: Any, *, quiet: bool) -> Callable[["Record"], None] | None:
         """A per-record action the task's options ask for (landmarks --rectify), or None."""
@@ -100,8 +116,12 @@ class Task:
 
     # --- training -------------------------------------------------------------------------------------
 
+    @property
+    def train_config(self) -> type:
+        return self.part("train").CONFIG
+
     def trainer(self, config: Any) -> Trainable:
-        raise NotImplementedError
+        return self.part("train").TRAINABLE(config)
 
     def train(self, config: Any, engine: Any) -> dict[str, Any]:
         """Train and write the weights; returns their metadata."""
@@ -111,24 +131,34 @@ class Task:
 
     # --- evaluation -------------------------------------------------------------------------------------
 
+    @property
+    def evaluate_config(self) -> type:
+        return self.part("evaluate").CONFIG
+
     def evaluate(self, config: Any) -> dict[str, Any]:
-        raise NotImplementedError
+        return self.part("evaluate").evaluate(config)
 
     def score(self, weights: str, data: str, *, tta: bool, device: str, threads: int | None) -> dict[str, Any]:
         """A weights file's held-out figures on `data`, as `cnntool evaluate` reports them (`cnntool ensemble`)."""
-        from cnntool.errors import ConfigError
+        evaluate = self.part("evaluate")
+        if not hasattr(evaluate, "score"):
+            from cnntool.errors import ConfigError
 
-        raise ConfigError(f"{self.name} models are not averaged into ensembles")
+            raise ConfigError(f"{self.name} models are not averaged into ensembles")
+        return evaluate.score(weights, data, tta=tta, device=device, threads=threads)
 
     def calibrate(self, weights: str, data: str, *, device: str, threads: int | None) -> dict[str, Any]:
         """Metadata fields of decode defaults chosen on `data`'s validation split (`cnntool ensemble --calibrate`)."""
-        from cnntool.errors import ConfigError
+        evaluate = self.part("evaluate")
+        if not hasattr(evaluate, "calibrate"):
+            from cnntool.errors import ConfigError
 
-        raise ConfigError(f"{self.name} models have no threshold to calibrate")
+            raise ConfigError(f"{self.name} models have no threshold to calibrate")
+        return evaluate.calibrate(weights, data, device=device, threads=threads)
 
     def report_lines(self, report: dict[str, Any]) -> list[Any]:
         """The table view of an evaluation report: lines of text or rich renderables."""
-        return []
+        return self.part("evaluate").report_lines(report)
 
     def write_report(self, report: dict[str, Any], fmt: str, stream: TextIO | None = None) -> None:
         """JSON, or a title line and the task's table view."""

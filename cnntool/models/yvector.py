@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 # A box reader (cnntool.models.reader) cuts a square of this side / the box's longer side around the box, and
 # may have R-CNN's background class for "no object in this crop".
 CONTEXT = 1.2  # crop side / the box's longer side
-BACKGROUND = "__background__"  # the reader's class for "no object in this crop" (R-CNN's background)
+BACKGROUND = "background"  # the class for "no object in this crop" (R-CNN's background)
 
 
 def background_index(reader_classes: Sequence[str], classes: Sequence[str]) -> int | None:

@@ -81,3 +81,11 @@ def report_lines(report: dict[str, Any]) -> list[Any]:
         confusion.add_row(escape(name), *[str(v) for v in row])
     return [f"accuracy {report['accuracy']:.4f}   top-5 {report['top5']:.4f}   loss {report['loss']:.4f}",
             per_class, confusion]
+
+
+def score(weights: str, data: str, *, tta: bool, device: str, threads: int | None) -> dict[str, Any]:
+    return evaluate(ClassifyEvaluation(data=data, tta_flip=tta, common=EvalOptions(weights=weights, device=device,
+                                                                                   threads=threads)))
+
+
+CONFIG = ClassifyEvaluation

@@ -77,3 +77,6 @@ def draw(image: "Image.Image", payload: TopK) -> "Image.Image":
     canvas.paste(image, (0, band))
     ImageDraw.Draw(canvas).text((2, max(0, band // 2 - 6)), text, fill=(255, 255, 0))
     return canvas
+
+
+OPTIONS = ClassifyOptions

@@ -11,6 +11,7 @@ from cnntool.data.classify import ClassifyData, data_option, foreground_of, open
 from cnntool.data.splits import stratified_split
 from cnntool.engine.task import TaskData
 from cnntool.errors import ConfigError
+from cnntool.meta import as_json
 from cnntool.models import catalog
 from cnntool.options import channels_option, floats, input_size_option, kwargs_option, option
 from cnntool.preprocess import Preprocessor
@@ -65,15 +66,8 @@ class ClassifyTask:
     def __init__(self, cfg: ClassifyConfig) -> None:
         self.cfg = cfg
         self.spec = catalog.get(cfg.model, task="classify")
-        base = self.spec.input
-        channels = cfg.channels or base.channels
-        self._stats_from_data = cfg.mean is None and channels != base.channels
-        keep_stats = channels == base.channels
-        self.input = replace(
-            base, size=tuple(cfg.input_size or base.size), channels=channels,
-            mean=tuple(cfg.mean) if cfg.mean else (base.mean if keep_stats else (0.5,) * channels),
-            std=tuple(cfg.std) if cfg.std else (base.std if keep_stats else (0.5,) * channels),
-        )
+        self.input = self.spec.input.adapted(size=cfg.input_size, channels=cfg.channels, mean=cfg.mean, std=cfg.std)
+        self._stats_from_data = cfg.mean is None and self.input.channels != self.spec.input.channels
         self.classes: tuple[str, ...] = ()
         self.data_description = ""
         self._teacher: "torch.nn.Module | None" = None
@@ -208,13 +202,12 @@ class ClassifyTask:
         return ClassifyMetrics(self.classes)
 
     def metadata(self) -> dict[str, Any]:
-        spec_input = asdict(self.input)
-        spec_input["size"] = list(spec_input["size"])
-        kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.kwargs().items()}
-        return {"task": "classify", "model": self.spec.name, "kwargs": kwargs, "classes": list(self.classes),
-                "input": spec_input, "data": self.data_description, "val_split": self.cfg.val_split,
+        return {"task": "classify", "model": self.spec.name, "kwargs": as_json(self.kwargs()), "classes": list(self.classes),
+                "input": self.input.document(), "data": self.data_description, "val_split": self.cfg.val_split,
                 "augment": self.cfg.augment.describe(), "label_smoothing": self.cfg.label_smoothing,
                 **({"extra_train": self.cfg.extra_train} if self.cfg.extra_train else {}),
                 **({"distilled_from": {"teacher": self.cfg.teacher, "weight": self.cfg.distill,
                                        "temperature": self.cfg.temperature}} if self.cfg.teacher else {})}
 
+
+CONFIG, TRAINABLE = ClassifyConfig, ClassifyTask

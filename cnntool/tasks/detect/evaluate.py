@@ -58,3 +58,6 @@ def report_lines(report: dict[str, Any]) -> list[Any]:
             f"clears the threshold)\n"
             f"mAP50-95 {one['map50_95']:.4f}   mAP50 {one['map50']:.4f}   mAP75 {one['map75']:.4f}   "
             f"recall@100 {one['mar100']:.4f}   (only each box's best class)", per_class]
+
+
+CONFIG = DetectEvaluation

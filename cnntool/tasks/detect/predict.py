@@ -205,3 +205,6 @@ def draw(image: "Image.Image", payload: Detections) -> "Image.Image":
     width = max(1, round(min(image.size) / 200))
     drawn = draw_bounding_boxes(pixels, boxes, labels=labels, colors=colours, width=width)
     return Image.fromarray(drawn.permute(1, 2, 0).numpy())
+
+
+OPTIONS = DetectOptions

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from cnntool.augment import zoom_and_shift
 from cnntool.data import annotations as ann
+from cnntool.data.batches import ImageTensors
 from cnntool.data import detect_formats as formats
 from cnntool.engine.task import TaskData
 from cnntool.errors import ConfigError
+from cnntool.meta import as_json
 from cnntool.models import catalog
 from cnntool.options import input_size_option, kwargs_option, option
 from cnntool.tasks.detect import predict as detect
@@ -106,7 +108,7 @@ class DetectTask:
                                  f"{len(val)} validation (checkpoint selection) images")
         return TaskData(train, val, test, f"{root.name}/test: {len(test)} held-out images, {objects} objects", True)
 
-    def cache(self, samples: list[formats.Sample], most: int) -> ann.CachedImages:
+    def cache(self, samples: list[formats.Sample], most: int) -> ImageTensors:
         """Images at the input size and their padded (class, box) rows in input pixels."""
         for s in samples:
             for o in s.objects:
@@ -221,11 +223,8 @@ class DetectTask:
         return DetectMetrics(self.classes, self.post)
 
     def metadata(self) -> dict[str, Any]:
-        spec_input = asdict(self.input)
-        spec_input["size"] = list(spec_input["size"])
-        kwargs = json.loads(json.dumps(self.kwargs()))  # tuples → lists, as the JSON header stores them
-        return {"task": "detect", "model": self.spec.name, "kwargs": kwargs, "classes": list(self.model_classes),
-                "input": spec_input, "data": self.data_description,
+        return {"task": "detect", "model": self.spec.name, "kwargs": as_json(self.kwargs()), "classes": list(self.model_classes),
+                "input": self.input.document(), "data": self.data_description,
                 "augment": f"shift ±{self.cfg.shift} of the frame, objects kept inside" if self.cfg.shift else "none",
                 "evaluation": f"COCO mAP (torchmetrics MeanAveragePrecision, pycocotools) on detections with "
                               f"score ≥ {self.cfg.conf}, every class per box that clears it (one_label_per_box: "
@@ -241,3 +240,6 @@ def _grid_of(model) -> tuple | None:
 
 def _shift_labels(detections: list[dict[str, "torch.Tensor"]], by: int) -> list[dict[str, "torch.Tensor"]]:
     return [{**d, "labels": d["labels"] + by} for d in detections]
+
+
+CONFIG, TRAINABLE = DetectConfig, DetectTask

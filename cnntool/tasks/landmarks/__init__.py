@@ -10,6 +10,7 @@ from cnntool.tasks.landmarks import predict
 
 class Landmarks(Task):
     name = "landmarks"
+    package = __name__
     summary = "Landmarks: N points per image (default model: the 4 corners of a document or photo print)."
     docs = {
         "predict": "Landmarks: N points per image (default model: the 4 corners of a document or photo print).\n\n"
@@ -21,43 +22,11 @@ class Landmarks(Task):
                     "metric training records as metrics.heldout).\n\nExample: cnntool evaluate landmarks --data "
                     "runs/data/documents --model landmarker-corners --format json",
     }
-    options = predict.LandmarksOptions
     predict_defaults = {"batch_size": 64}
-    csv_columns = predict.CSV_COLUMNS
     train_defaults = {"epochs": 12, "batch_size": 64, "lr": 0.003, "optimizer": "adamw"}
-
-    decode = staticmethod(predict.decode)
-    draw = staticmethod(predict.draw)
 
     def after_each(self, options: Any, *, quiet: bool):
         return predict.Rectifier(options.rectify, quiet=quiet) if options.rectify else None
-
-    @property
-    def train_config(self) -> type:
-        from cnntool.tasks.landmarks.train import LandmarksConfig
-
-        return LandmarksConfig
-
-    @property
-    def evaluate_config(self) -> type:
-        from cnntool.tasks.landmarks.evaluate import LandmarksEvaluation
-
-        return LandmarksEvaluation
-
-    def trainer(self, config: Any):
-        from cnntool.tasks.landmarks.train import LandmarksTask
-
-        return LandmarksTask(config)
-
-    def evaluate(self, config: Any) -> dict[str, Any]:
-        from cnntool.tasks.landmarks.evaluate import evaluate
-
-        return evaluate(config)
-
-    def report_lines(self, report: dict[str, Any]) -> list[Any]:
-        from cnntool.tasks.landmarks.evaluate import report_lines
-
-        return report_lines(report)
 
 
 TASK = Landmarks()

@@ -47,3 +47,6 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     return [f"NME {report['nme']:.4f} (by the {report['nme_normalized_by']})   within {report['tolerance']:g} "
             f"{report['within_tolerance']:.4f} of {report['points']} points   loss {report['loss']:.4f}   "
             f"{report['images_per_second']} img/s"]
+
+
+CONFIG = LandmarksEvaluation

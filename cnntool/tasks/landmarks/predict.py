@@ -128,3 +128,6 @@ class Rectifier:
                 warn(f"{record.source}: --rectify needs 4 points", quiet=self.quiet)
             return
         self.output.write(record.source, rectify(open_image(record.source, channels=3), points))
+
+
+OPTIONS = LandmarksOptions

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from cnntool.augment import FrameAugment, jitter
 from cnntool.data import annotations as ann
+from cnntool.data.batches import ImageTensors
 from cnntool.engine.task import TaskData
 from cnntool.errors import ConfigError
+from cnntool.meta import as_json
 from cnntool.models import catalog
 from cnntool.options import kwargs_option, option
 from cnntool.tasks.landmarks import metrics as landmarks
@@ -78,7 +80,7 @@ class LandmarksTask:
         task.point_names = tuple(loaded.metadata.get("point_names") or loaded.classes)
         return task
 
-    def cache(self, annotations: list[ann.Annotation], count: int | None = None) -> ann.CachedImages:
+    def cache(self, annotations: list[ann.Annotation], count: int | None = None) -> ImageTensors:
         """Images at the input size and their l-vector targets (training and `cnntool evaluate`); every
         annotation must hold `count` points (default: the model's)."""
         count = len(self.point_names) if count is None else count
@@ -159,12 +161,12 @@ class LandmarksTask:
         return landmarks.LandmarkMetrics(self.input.size, self.cfg.tolerance)
 
     def metadata(self) -> dict[str, Any]:
-        spec_input = asdict(self.input)
-        spec_input["size"] = list(spec_input["size"])
-        kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.kwargs().items()}
         c = self.cfg.augment
         augment = (f"v2.RandomAffine rotate={c.rotate}, shift={c.shift}, scale={c.scale}; brightness/contrast "
                    f"jitter={c.jitter}") if c.augment else "none"
-        return {"task": "landmarks", "model": self.spec.name, "kwargs": kwargs, "classes": list(self.point_names),
-                "point_names": list(self.point_names), "input": spec_input, "data": self.data_description,
+        return {"task": "landmarks", "model": self.spec.name, "kwargs": as_json(self.kwargs()), "classes": list(self.point_names),
+                "point_names": list(self.point_names), "input": self.input.document(), "data": self.data_description,
                 "augment": augment, "loss": self.cfg.loss, "nme_normalized_by": "image diagonal"}
+
+
+CONFIG, TRAINABLE = LandmarksConfig, LandmarksTask

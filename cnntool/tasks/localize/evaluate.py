@@ -79,3 +79,25 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     return [f"presence accuracy {report['presence_accuracy']:.4f}   class accuracy {report['class_accuracy']:.4f}   "
             f"mean IoU {report['mean_iou']:.4f}   IoU≥0.5 {report['iou50_accuracy']:.4f}   loss {report['loss']:.4f}   "
             f"{report['images_per_second']} img/s"]
+
+
+def score(weights: str, data: str, *, tta: bool, device: str, threads: int | None) -> dict[str, Any]:
+    return evaluate(LocalizeEvaluation(data=data, tta=tta, common=EvalOptions(weights=weights, device=device,
+                                                                              threads=threads)))
+
+
+def calibrate(weights: str, data: str, *, device: str, threads: int | None) -> dict[str, Any]:
+    """The presence threshold with the most validation images right (tasks/localize/metrics.py), as metadata."""
+    from cnntool.tasks.localize.metrics import DEFAULT_THRESHOLD, calibrate_threshold
+
+    p_c, present = presence(LocalizeEvaluation(data=data, split="val", common=EvalOptions(
+        weights=weights, device=device, threads=threads)))
+    threshold = calibrate_threshold(p_c, present)
+    right = {t: float(((p_c >= t) == present).float().mean()) for t in (DEFAULT_THRESHOLD, threshold)}
+    return {"decode": {"threshold": threshold},
+            "threshold_from": f"{data}: val split, {len(p_c)} images: presence accuracy {right[threshold]:.4f} at "
+                              f"p_c ≥ {threshold:g} ({right[DEFAULT_THRESHOLD]:.4f} at {DEFAULT_THRESHOLD:g}), the "
+                              "best on a 0.05 grid"}
+
+
+CONFIG = LocalizeEvaluation

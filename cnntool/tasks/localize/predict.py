@@ -123,3 +123,6 @@ def draw(image: "Image.Image", payload: YVector) -> "Image.Image":
     pen.rectangle((x1, y1, x2, y2), outline=(255, 40, 40), width=width)
     pen.text((x1 + 2, max(0, y1 - 12)), f"{payload.label} {payload.score:.2f}", fill=(255, 255, 0))
     return image
+
+
+OPTIONS = LocalizeOptions

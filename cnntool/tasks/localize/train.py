@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from cnntool.augment import FrameAugment, jitter, zoom_and_shift
 from cnntool.data import annotations as ann
+from cnntool.data.batches import ImageTensors
 from cnntool.data.splits import stratified_split
 from cnntool.engine.task import TaskData
 from cnntool.errors import ConfigError
+from cnntool.meta import as_json
 from cnntool.models import catalog
 from cnntool.options import input_size_option, kwargs_option, option
 from cnntool.tasks.localize import loss as losses
@@ -113,7 +115,7 @@ class LocalizeTask:
 
     # --- data ---------------------------------------------------------------------------------------
 
-    def cache(self, annotations: list[ann.Annotation]) -> ann.CachedImages:
+    def cache(self, annotations: list[ann.Annotation]) -> ImageTensors:
         """Images at the input size and their y-vector targets (training and `cnntool evaluate`)."""
         size = self.input.size
         return ann.cache(annotations, self.input, lambda a, g: box_target(a, g, self.classes, size))
@@ -126,7 +128,7 @@ class LocalizeTask:
         loaded = {s: ann.read_annotations(p) for s, p in files.items() if p is not None}
         self.classes = ann.read_classes(root, loaded["train"])
 
-        def load(split: str) -> ann.CachedImages:
+        def load(split: str) -> ImageTensors:
             return self.cache(loaded[split])
 
         train, test = load("train"), load("test")
@@ -181,11 +183,11 @@ class LocalizeTask:
         return LocalizeMetrics(self.classes, threshold=self.threshold)
 
     def metadata(self) -> dict[str, Any]:
-        spec_input = asdict(self.input)
-        spec_input["size"] = list(spec_input["size"])
-        kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.kwargs().items()}
         aug = self.cfg.augment
         augment = (f"shift={aug.shift}, scale={aug.scale}; brightness/contrast jitter={aug.jitter}"
                    if aug.augment else "none")
-        return {"task": "localize", "model": self.spec.name, "kwargs": kwargs, "classes": list(self.classes),
-                "input": spec_input, "data": self.data_description, "augment": augment, "loss": self.cfg.loss}
+        return {"task": "localize", "model": self.spec.name, "kwargs": as_json(self.kwargs()), "classes": list(self.classes),
+                "input": self.input.document(), "data": self.data_description, "augment": augment, "loss": self.cfg.loss}
+
+
+CONFIG, TRAINABLE = LocalizeConfig, LocalizeTask

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from cnntool.engine.task import Task
-from cnntool.tasks.verify import predict
 
 
 class Verify(Task):
     name = "verify-face"
+    package = __name__
     summary = "Same person or not (A B), who is it (--gallery DIR), calibrate the threshold."
     docs = {
         "train": "Train an embedding for one-shot verification: triplet loss with online mining, Siamese contrastive "
@@ -21,27 +21,9 @@ class Verify(Task):
         "evaluate": "ROC AUC, EER and TAR@FAR of an embedding model on pairs or identities.\n\n"
                     "Example: cnntool evaluate verify-face --model oneshot-fashion --data digits",
     }
-    csv_columns = predict.CSV_COLUMNS
     # `evaluate verify-face` embeds as verify-face does, but names no gallery, face or threshold of its own
     evaluate_skip = ("gallery", "gallery_cache", "threshold", "calibration", "verify.format", "face", "upsample",
                      "recursive", "max_pixels", "quiet")
-
-    @property
-    def train_config(self) -> type:
-        from cnntool.tasks.verify.train import VerifyConfig
-
-        return VerifyConfig
-
-    @property
-    def evaluate_config(self) -> type:
-        from cnntool.tasks.verify.evaluate import VerifyEvaluation
-
-        return VerifyEvaluation
-
-    def trainer(self, config: Any):
-        from cnntool.tasks.verify.train import VerifyTask
-
-        return VerifyTask(config)
 
     def train(self, config: Any, engine: Any) -> dict[str, Any]:
         """Train the embedding, then calibrate its thresholds on the validation images (into its metadata)."""
@@ -53,18 +35,9 @@ class Verify(Task):
         trainable = self.trainer(config)
         meta = train(trainable, engine)
         if int(os.environ.get("RANK", "0")) == 0:  # one process writes under torchrun
-            meta = {**meta, "verification": calibrate_trained(trainable, engine.out, device="cpu" if engine.device == "auto" else engine.device)}
+            device = "cpu" if engine.device == "auto" else engine.device
+            meta = {**meta, "verification": calibrate_trained(trainable, engine.out, device=device)}
         return meta
-
-    def evaluate(self, config: Any) -> dict[str, Any]:
-        from cnntool.tasks.verify.evaluate import evaluate
-
-        return evaluate(config)
-
-    def report_lines(self, report: dict[str, Any]) -> list[Any]:
-        from cnntool.tasks.verify.run import report_lines
-
-        return report_lines(report)
 
 
 TASK = Verify()

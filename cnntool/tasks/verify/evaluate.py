@@ -75,3 +75,29 @@ def evaluate(config: VerifyEvaluation) -> dict[str, Any]:
     return {"task": "verify-face", "model": loaded.name,
             "data": f"{described}; every pair of up to 2,000 of its {len(dataset)} images", "failed_inputs": [],
             "metrics": reports}
+
+
+def report_lines(report: dict[str, Any]) -> list[Any]:
+    """A calibration or evaluation report as a short table per metric."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from cnntool.console import printable
+
+    lines: list[Any] = []
+    if report.get("failed_inputs"):
+        lines.append(escape(printable(f"{len(report['failed_inputs'])} inputs could not be embedded (left out), e.g. "
+                                      f"{report['failed_inputs'][0]}")))
+    fars = list(next(iter(report["metrics"].values()))["tar_at_far"])
+    table = Table("metric", "pairs (same/diff)", "ROC AUC", "EER", "EER threshold", *[f"TAR@FAR {f}" for f in fars])
+    for metric, r in report["metrics"].items():
+        table.add_row(metric, f"{r['same_pairs']}/{r['different_pairs']}", f"{r['auc']:.4f}", f"{r['eer']:.4f}",
+                      f"{r['eer_threshold']:.4f}", *[f"{r['tar_at_far'][f]['tar']:.4f}" for f in fars])
+    lines.append(table)
+    if "threshold" in report:
+        where = f", written to {report['written_to']}" if report.get("written_to") else ""
+        lines.append(escape(f"chosen: {report['metric']} threshold {report['threshold']:.4f} ({report['chosen_at']}){where}"))
+    return lines
+
+
+CONFIG = VerifyEvaluation

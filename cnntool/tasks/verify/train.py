@@ -19,6 +19,7 @@ from cnntool.data.classify import data_option, open_classify_data
 from cnntool.data.splits import stratified_split
 from cnntool.engine.task import TaskData
 from cnntool.errors import ConfigError
+from cnntool.meta import as_json
 from cnntool.models import catalog
 from cnntool.options import channels_option, input_size_option, kwargs_option, option
 from cnntool.tasks.verify import losses as verify
@@ -145,14 +146,8 @@ class VerifyTask:
     def __init__(self, cfg: VerifyConfig) -> None:
         self.cfg = cfg
         self.backbone = catalog.get(cfg.backbone, task="classify")
-        base = self.backbone.input
-        channels = cfg.channels or base.channels
-        keep = channels == base.channels
-        self.input = replace(
-            base, size=tuple(cfg.input_size or base.size), channels=channels,
-            mean=tuple(cfg.mean) if cfg.mean else (base.mean if keep else (0.5,) * channels),
-            std=tuple(cfg.std) if cfg.std else (base.std if keep else (0.5,) * channels),
-        )
+        self.input = self.backbone.input.adapted(size=cfg.input_size, channels=cfg.channels, mean=cfg.mean,
+                                                 std=cfg.std)
         self.seen: tuple[str, ...] = ()
         self.unseen: tuple[str, ...] = ()
         self.data_description = ""
@@ -267,10 +262,8 @@ class VerifyTask:
         return VerifyMetrics(self.distance)
 
     def metadata(self) -> dict[str, Any]:
-        spec_input = asdict(self.input)
-        spec_input["size"] = list(spec_input["size"])
-        return {"task": "verify-face", "model": EMBEDDING_MODEL, "kwargs": self.kwargs(), "classes": list(self.seen),
-                "unseen_identities": list(self.unseen), "data_source": self.cfg.data, "input": spec_input, "data": self.data_description,
+        return {"task": "verify-face", "model": EMBEDDING_MODEL, "kwargs": as_json(self.kwargs()), "classes": list(self.seen),
+                "unseen_identities": list(self.unseen), "data_source": self.cfg.data, "input": self.input.document(), "data": self.data_description,
                 "val_split": self.cfg.val_split, "augment": self.cfg.augment.describe(),
                 "objective": {"name": self.cfg.objective, "margin": self.cfg.margin,
                               "mining": self.cfg.mining if self.cfg.objective == "triplet" else None,
@@ -284,10 +277,10 @@ def materialize(dataset):
         return dataset
     import torch
 
-    from cnntool.data.classify import ArrayImages
+    from cnntool.data.batches import ImageTensors
 
     items = [dataset[i] for i in range(len(dataset))]
-    return ArrayImages(torch.stack([im for im, _ in items]), torch.as_tensor([t for _, t in items], dtype=torch.int64))
+    return ImageTensors(torch.stack([im for im, _ in items]), torch.as_tensor([t for _, t in items], dtype=torch.int64))
 
 
 def embed_dataset(model, normalize, dataset, batch_size: int = 500, device: str = "cpu") -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -329,3 +322,6 @@ def calibrate_trained(task: VerifyTask, path, device: str = "cpu") -> dict[str, 
     meta["verification"] = {"metric": task.cfg.metric, "thresholds": thresholds}
     weights.save(path, state, meta)
     return meta["verification"]
+
+
+CONFIG, TRAINABLE = VerifyConfig, VerifyTask
