@@ -49,12 +49,24 @@ def _engine_skip(task_config: type, engine: type) -> tuple[str, ...]:
 # --- commands ---------------------------------------------------------------------------------------------
 # Each adds one command to a Typer app; `_app_for` calls only those the command line needs.
 
+MODELS_DOC = ("List the registered models: task, input, classes, parameters and held-out metrics.\n\n"
+              "Example: cnntool models --task classify")
+ENSEMBLE_DOC = (
+    "Average trained classifiers or localizers of one architecture into one weights file (ensembling), scored "
+    "on held-out data.\n\n"
+    "Example: cnntool ensemble a.safetensors b.safetensors c.safetensors --data runs/data/scenes --out "
+    "abc.safetensors\n\n"
+    "Another reader for an ensemble: cnntool ensemble localizer-digits --reader r.safetensors --data "
+    "runs/data/scenes --out new.safetensors\n\n"
+    "Its threshold chosen again (reader kept): cnntool ensemble localizer-digits --calibrate --data "
+    "runs/data/scenes-unseen --out new.safetensors")
+
+
 def _models(app: typer.Typer) -> None:
-    from cnntool.models.listing import ModelsQuery, print_models
+    from cnntool.cards import ModelsQuery, print_models
     from cnntool.command import command
 
-    app.command("models")(command(print_models, ModelsQuery, doc="List the registered models: task, input, classes, "
-                                  "parameters and held-out metrics.\n\nExample: cnntool models --task classify"))
+    app.command("models")(command(print_models, ModelsQuery, doc=MODELS_DOC))
 
 
 def _shape_calc(app: typer.Typer) -> None:
@@ -168,15 +180,7 @@ def _ensemble(app: typer.Typer) -> None:
                             if isinstance(v, float) and k != "loss")
         warn(f"ensemble of {meta['ensemble']}: held-out {figures} → {config.out}")
 
-    app.command("ensemble")(command(ensemble, combine.EnsembleConfig, context=True, doc=(
-        "Average trained classifiers or localizers of one architecture into one weights file (ensembling), scored "
-        "on held-out data.\n\n"
-        "Example: cnntool ensemble a.safetensors b.safetensors c.safetensors --data runs/data/scenes --out "
-        "abc.safetensors\n\n"
-        "Another reader for an ensemble: cnntool ensemble localizer-digits --reader r.safetensors --data "
-        "runs/data/scenes --out new.safetensors\n\n"
-        "Its threshold chosen again (reader kept): cnntool ensemble localizer-digits --calibrate --data "
-        "runs/data/scenes-unseen --out new.safetensors")))
+    app.command("ensemble")(command(ensemble, combine.EnsembleConfig, context=True, doc=ENSEMBLE_DOC))
 
 
 def _data_scenes(app: typer.Typer) -> None:
@@ -252,13 +256,41 @@ ORDER = ("models", "shape-calc", "classify", "detect", "train", "evaluate", "ver
          "ensemble", "data")
 
 
-def _app_for(args: list[str]) -> typer.Typer:
-    """The app holding only the command being run (all of them for the top-level help): Typer converts the
-    signature of every command it holds on each run, and building one keeps start-up near `import typer`."""
+def _short_help(name: str) -> str:
+    """A command's first help line, without building the command."""
+    if name in GROUPS:
+        return GROUPS[name][0]
+    if name in PREDICT_TASKS:
+        return _task(name).docs["predict"]
+    if name == "shape-calc":
+        from cnntool.shapecalc.view import HELP
+
+        return HELP
+    return {"models": MODELS_DOC, "ensemble": ENSEMBLE_DOC}[name]
+
+
+def _overview() -> typer.Typer:
+    """The top-level help (and the answer to an unknown command): every command's name and first line, none
+    of them built."""
+    app = typer.Typer(**_APP_SETTINGS)
+    for name in ORDER:
+        first = _short_help(name).split("\n\n")[0]
+        if name in GROUPS:
+            app.add_typer(typer.Typer(**_SETTINGS), name=name, help=first)
+        else:
+            app.command(name, help=first)(_no_group_options)
+    return app
+
+
+def _app_for(args: list[str], *, whole: bool = False) -> typer.Typer:
+    """The app holding only the command being run: Typer converts the signature of every command it holds on
+    each run, and building one keeps start-up near `import typer`. `whole`: every command, built."""
     words = [a for a in args if not a.startswith("-")]
     name = words[0] if words else None
+    if not whole and name not in COMMANDS and name not in GROUPS:
+        return _overview()
     app = typer.Typer(**_APP_SETTINGS)
-    wanted = [name] if name in COMMANDS or name in GROUPS else list(ORDER)
+    wanted = list(ORDER) if whole else [name]
     for command in wanted:
         if command in COMMANDS:
             COMMANDS[command](app)
@@ -334,5 +366,5 @@ def __getattr__(name: str) -> Any:
     """`cnntool.cli.app`: the whole app, built on first use, for tests and tools that inspect it (the entry
     point builds only the command it runs)."""
     if name == "app":
-        return _app_for([])
+        return _app_for([], whole=True)
     raise AttributeError(name)

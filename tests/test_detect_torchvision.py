@@ -83,17 +83,16 @@ def test_training_mode_takes_the_images_and_targets_pair():
 def test_train_detect_fasterrcnn_mobilenet_on_tiny_data(tmp_path):
     from cnntool import weights
     from cnntool.data import scenes
-    from cnntool.train_commands import detect
+    from cnntool.engine.train import TrainConfig, train
+    from cnntool.tasks.detect.train import DetectConfig, DetectTask
 
     data = tmp_path / "data"
     scenes.write_dataset(data, {"train": 12, "test": 4},
                          seed=1, config=scenes.SceneConfig(size=96, max_objects=3, min_scale=0.3, max_scale=0.5))
     out = tmp_path / "frcnn.safetensors"
-    code = detect(data=str(data), model="fasterrcnn-mobilenet", out=out, kwargs=[], input_size=None, val_split=0.25,
-                  shift=0.0, tta=False, epochs=1, batch_size=4, lr=0.001, optimizer="adamw", momentum=0.9, weight_decay=0.0,
-                  schedule="constant", warmup=0.0, seed=0, workers=0, device="cpu", threads=2, bf16=False,
-                  channels_last=False, resume=False, run_dir=tmp_path / "run", quiet=True, command="test")
-    assert code == 0
+    train(DetectTask(DetectConfig(data=str(data), model="fasterrcnn-mobilenet", val_split=0.25, shift=0.0)),
+          TrainConfig(out=out, epochs=1, batch_size=4, lr=0.001, optimizer="adamw", weight_decay=0.0,
+                      schedule="constant", warmup=0.0, threads=2, run_dir=tmp_path / "run", quiet=True, command="test"))
     meta = weights.read_metadata(out)
     assert meta["classes"][0] == "__background__" and meta["classes"][1:] == list("0123456789")
     assert 0.0 <= meta["metrics"]["heldout"]["map50"] <= 1.0

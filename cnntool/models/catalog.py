@@ -202,7 +202,7 @@ register(ModelSpec(
 ))
 # --- end of the classic architectures --------------------------------------------------------------
 
-# --- localize and landmarks (issue: the lecture's y-vector and l-vector) -----------------------------
+# --- localize and landmarks: the lecture's y-vector and l-vector ---------------------------------------
 
 # Scenes and document photos, stretched to a square RGB frame (the whole frame is kept, so the y-vector's
 # box and the l-vector's points are relative to the full image); 128 for the localizer's second look.
@@ -232,7 +232,7 @@ register(ModelSpec(
 set_default("localize", "localizer-digits")
 set_default("landmarks", "landmarker-corners")
 
-# --- verify-face (issue: Siamese nets, triplet loss and a learned similarity) --------------------------
+# --- verify-face: Siamese nets, triplet loss and a learned similarity ----------------------------------
 
 # dlib's aligned face chips as raw 0..255 pixel values (mean 0, std 1/255 undoes preprocess's scaling).
 FACE_CHIP_150 = InputSpec(size=(150, 150), channels=3, mean=(0.0, 0.0, 0.0), std=(1 / 255,) * 3, resize="stretch")
@@ -263,7 +263,7 @@ register(ModelSpec(
 ))
 set_default("verify-face", "dlib-face-resnet")
 
-# --- detect (issue: sliding windows, convolutional sliding windows, YOLO and Faster R-CNN) ------------------
+# --- detect: sliding windows, convolutional sliding windows, YOLO and Faster R-CNN -------------------------
 # Every detector's module returns, in eval mode, one {"boxes", "scores", "labels"} dict per image in its
 # input frame; cnntool.tasks.detect.predict thresholds, NMSes and maps them back for all of them.
 
@@ -319,7 +319,7 @@ for _name, _builder, _enum, _side, _summary in (
         summary=f"{_summary}; COCO weights where online, or train on your data",
     ))
 
-# --- classify: embedded models trained with `cnntool train classify` (recipes in weights/README.md) -------
+# --- classify: embedded models trained with `cnntool train classify` (recipes in their cards, weights/<name>.md) -------
 # Both were trained on light objects on black; their files predate `foreground` in the metadata, so the
 # entries say it (a retrained file records it itself: the engine reads it off the data).
 
