@@ -21,7 +21,6 @@ _APP_SETTINGS = dict(
     name="cnntool",
     help="The classic CNN image tasks from the command line: classify, localize, landmarks, detect, "
     "verify-face, train, shape-calc.",
-    add_completion=False,
     pretty_exceptions_enable=False,
     **_SETTINGS,
 )
@@ -103,7 +102,9 @@ def _train(name: str) -> Callable[[typer.Typer], None]:
 
         def train(config: Any, engine: TrainConfig, *, ctx: typer.Context) -> None:
             from cnntool.console import warn
+            from cnntool.folders import input_paths, refuse_overwriting
 
+            refuse_overwriting(engine.outputs(), input_paths(config, engine.init))
             engine.command = command_line(ctx)
             try:
                 task.train(config, engine)
@@ -160,6 +161,9 @@ def _verify_calibrate(app: typer.Typer) -> None:
     from cnntool.tasks.verify import run as verify
 
     def calibrate(config: verify.CalibrationConfig, opts: verify.VerifyOptions) -> None:
+        from cnntool.folders import input_paths, refuse_overwriting
+
+        refuse_overwriting({"--out": config.out}, input_paths(config.pairs, config.data, opts))
         _task("verify-face").write_report(verify.calibrate(opts, config), config.format)
 
     skip = ("gallery", "gallery_cache", "threshold", "calibration", "format", "recursive", "quiet")
@@ -173,7 +177,12 @@ def _ensemble(app: typer.Typer) -> None:
     from cnntool.engine import combine
 
     def ensemble(config: combine.EnsembleConfig, *, ctx: typer.Context) -> None:
+        from cnntool import weights
         from cnntool.console import warn
+        from cnntool.folders import input_paths, refuse_overwriting
+
+        members = [weights.resolve(m) for m in config.members]
+        refuse_overwriting({"--out": config.out}, input_paths(members, config.data, config.reader))
 
         meta = combine.combine(_task(combine.task_of(config.members)), config, command=command_line(ctx))
         figures = ", ".join(f"{k} {v:.4f}" for k, v in meta["metrics"]["heldout"].items()
@@ -181,6 +190,26 @@ def _ensemble(app: typer.Typer) -> None:
         warn(f"ensemble of {meta['ensemble']}: held-out {figures} → {config.out}")
 
     app.command("ensemble")(command(ensemble, combine.EnsembleConfig, context=True, doc=ENSEMBLE_DOC))
+
+
+EXPORT_DOC = ("A model as ONNX or TorchScript, for runtimes without cnntool; FILE.json beside it says how an image "
+              "becomes its input.\n\nExample: cnntool export lenet5-digits --format onnx --out lenet5-digits.onnx")
+
+
+def _export(app: typer.Typer) -> None:
+    from cnntool.command import command
+    from cnntool.engine import export
+
+    def run(config: export.ExportConfig) -> None:
+        from cnntool import weights
+        from cnntool.console import warn
+        from cnntool.folders import input_paths, refuse_overwriting
+
+        refuse_overwriting({"--out": config.out}, input_paths(config.model, weights.weights_dir() / config.model))
+        described = export.export(config)
+        warn(f"wrote {config.out} ({described['format']}) and {config.out}.json", quiet=config.quiet)
+
+    app.command("export")(command(run, export.ExportConfig, doc=EXPORT_DOC))
 
 
 def _data_scenes(app: typer.Typer) -> None:
@@ -240,7 +269,7 @@ def _wrote(run: Any, written: list) -> None:
 # name → (help, adds the command) for top-level commands; groups list their subcommands the same way.
 COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
     "models": _models, "shape-calc": _shape_calc, **{name: _predict(name) for name in PREDICT_TASKS},
-    "ensemble": _ensemble,
+    "ensemble": _ensemble, "export": _export,
 }
 GROUPS: dict[str, tuple[str, dict[str, Callable[[typer.Typer], None]], dict[str, Any]]] = {
     "train": ("Train a model: cnntool train classify --data fashion-mnist …",
@@ -253,7 +282,7 @@ GROUPS: dict[str, tuple[str, dict[str, Callable[[typer.Typer], None]], dict[str,
              {"scenes": _data_scenes, "crops": _data_crops, "documents": _data_documents}, {}),
 }
 ORDER = ("models", "shape-calc", "classify", "detect", "train", "evaluate", "verify-face", "localize", "landmarks",
-         "ensemble", "data")
+         "ensemble", "export", "data")
 
 
 def _short_help(name: str) -> str:
@@ -266,7 +295,7 @@ def _short_help(name: str) -> str:
         from cnntool.shapecalc.view import HELP
 
         return HELP
-    return {"models": MODELS_DOC, "ensemble": ENSEMBLE_DOC}[name]
+    return {"models": MODELS_DOC, "ensemble": ENSEMBLE_DOC, "export": EXPORT_DOC}[name]
 
 
 def _overview() -> typer.Typer:
@@ -279,6 +308,7 @@ def _overview() -> typer.Typer:
             app.add_typer(typer.Typer(**_SETTINGS), name=name, help=first)
         else:
             app.command(name, help=first)(_no_group_options)
+    app.callback()(_top_options)
     return app
 
 
@@ -301,9 +331,21 @@ def _app_for(args: list[str], *, whole: bool = False) -> typer.Typer:
         for sub_name in [sub] if sub in subcommands else list(subcommands):
             subcommands[sub_name](group)
         app.add_typer(group, name=command, help=help_text)
-    if len(wanted) == 1:
-        app.callback()(_no_group_options)  # a group still, so `cnntool NAME …` parses as with the full app
+    app.callback()(_top_options)  # a group still with one command, so `cnntool NAME …` parses as the full app
     return app
+
+
+def _show_version(shown: bool) -> None:
+    if shown:
+        from cnntool import version
+
+        typer.echo(f"cnntool {version()}")
+        raise typer.Exit()
+
+
+def _top_options(version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_show_version,
+                                                       help="Print the version and exit.")] = False) -> None:
+    pass
 
 
 def _no_group_options() -> None:
@@ -324,8 +366,9 @@ def main(argv: list[str] | None = None) -> None:
     from cnntool.registry import UnknownModelError
 
     args = sys.argv[1:] if argv is None else list(argv)
+    completing = "_CNNTOOL_COMPLETE" in os.environ  # the shell asks what may follow: it needs every command
     try:
-        code = _app_for(args)(args=args, prog_name="cnntool", standalone_mode=False)
+        code = _app_for(args, whole=completing)(args=args, prog_name="cnntool", standalone_mode=False)
     except typer.Abort:
         raise SystemExit(130) from None
     except typer.TyperException as exc:  # click's usage errors, as vendored by typer

@@ -9,15 +9,17 @@ the original image.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import struct
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cnntool import sources
 from cnntool.options import option
 from cnntool.registry import InputSpec
 
@@ -58,13 +60,20 @@ def open_sized(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size lets JPEG decoding skip resolution the model would throw away (PIL's draft mode decodes
     at 1/2, 1/4 or 1/8 scale), never going below draft_size; the returned size is still the full one.
     """
-    _check_file(path)
+    source: Any = path
+    if isinstance(path, str) and sources.is_url(path):
+        try:
+            source = io.BytesIO(sources.fetch(path))
+        except sources.DownloadError as exc:
+            raise ImageError(str(exc)) from None
+    else:
+        _check_file(path)
     try:
         with warnings.catch_warnings():
             # Every outcome is an image or an ImageError; PIL's warnings (corrupt EXIF, its own bomb
             # warning, which max_pixels supersedes) would only be stray lines on stderr.
             warnings.filterwarnings("ignore", module=r"PIL\.")
-            with Image.open(path, formats=IMAGE_FORMATS) as img:
+            with Image.open(source, formats=IMAGE_FORMATS) as img:
                 return _decode(img, max_pixels=max_pixels, channels=channels, fill=fill, draft_size=draft_size)
     except ImageError:
         raise

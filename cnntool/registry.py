@@ -94,6 +94,7 @@ class ModelSpec:
     # override them, the task's defaults apply where neither says.
     decode: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
+    card: str | None = None  # its card is weights/<card>.md (default: its name), when there is one
 
     def __post_init__(self) -> None:
         if ":" not in self.builder:

@@ -1,7 +1,8 @@
 """Expand command-line inputs into a stable, ordered stream of image paths. stdlib only.
 
 Accepted: files, directories (image files inside, sorted, optionally recursive), glob patterns,
-`@list.txt` (one path per line), and `-` (one path per line on stdin). Order follows the arguments;
+`@list.txt` (one path per line), `-` (one path per line on stdin), and http(s):// URLs (downloaded when
+read, with a size cap and a timeout: `fetch`). Order follows the arguments;
 within a directory or glob, paths are sorted. An input that names nothing is not fatal: it is yielded as
 a `MissingSource` so the caller writes an error record for it and goes on with the rest.
 """
@@ -139,7 +140,9 @@ def _expand_listed(lines: Iterable[str], recursive: bool) -> Iterator[str | Miss
 
 
 def _expand_one(item: str, recursive: bool) -> Iterator[str | MissingSource]:
-    if os.path.isdir(item) and not _is_image_name(item):
+    if is_url(item):
+        yield item
+    elif os.path.isdir(item) and not _is_image_name(item):
         yield from _walk_dir(item, recursive)
     elif os.path.lexists(item) or os.path.isdir(item):
         # Existing files are passed on whatever their suffix; the opener decides if they are images.
@@ -156,6 +159,54 @@ def _expand_one(item: str, recursive: bool) -> Iterator[str | MissingSource]:
                 yield match
     else:
         yield MissingSource(item, "no such file or directory")
+
+
+URL_SCHEMES = ("http://", "https://")
+# A download larger than this is refused (an image that needs more is no photo); one that stalls, abandoned.
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+DOWNLOAD_TIMEOUT_S = 15.0
+
+
+def is_url(item: str) -> bool:
+    return item.lower().startswith(URL_SCHEMES)
+
+
+class DownloadError(ValueError):
+    """A URL input that could not be fetched; the message is one line."""
+
+
+def fetch(url: str, *, limit: int = MAX_DOWNLOAD_BYTES, timeout: float = DOWNLOAD_TIMEOUT_S) -> bytes:
+    """The body of an http(s) URL, at most `limit` bytes, each read waiting at most `timeout` seconds."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"User-Agent": "cnntool"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > limit:
+                raise DownloadError(f"download refused: {int(declared)} bytes, over the {limit} byte limit")
+            chunks, size = [], 0
+            while chunk := response.read(1 << 16):
+                size += len(chunk)
+                if size > limit:
+                    raise DownloadError(f"download stopped: over the {limit} byte limit")
+                chunks.append(chunk)
+    except DownloadError:
+        raise
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"download failed: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise DownloadError(f"download failed: {' '.join(str(reason).split())[:200]}") from None
+    return b"".join(chunks)
+
+
+def count(inputs: Iterable[str], *, recursive: bool = False) -> int | None:
+    """How many inputs `expand` yields, or None when they stream from stdin (the total is not known ahead)."""
+    if any(item == "-" for item in inputs):
+        return None
+    return sum(1 for _ in expand(inputs, recursive=recursive))
 
 
 def display_name(path: str | Path) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from cnntool.errors import ConfigError, first_line
+from cnntool.folders import temporary_beside
 from cnntool.meta import WeightsMeta, check
 
 if TYPE_CHECKING:
@@ -114,9 +115,10 @@ def save(path: str | os.PathLike, state_dict: Mapping[str, "torch.Tensor"], meta
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Written beside `path`, flushed to disk and renamed into place; the temporary file removed on failure."""
+    tmp = temporary_beside(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

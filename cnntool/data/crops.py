@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from cnntool.errors import ConfigError
+from cnntool.folders import save_image, write_text
 from cnntool.console import quiet_option
 from cnntool.options import argument, option
 from cnntool.models.yvector import BACKGROUND, CONTEXT
@@ -162,9 +163,9 @@ def write_crops(sources: Sequence[Path], out: Path, config: CropConfig = CropCon
                     folder = out / split / label.replace("/", "_")
                     folder.mkdir(parents=True, exist_ok=True)
                     array = (crop.permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
-                    Image.fromarray(array).save(folder / f"{source.name}-{split}-{i:06d}-{copy}.png")
+                    save_image(Image.fromarray(array), folder / f"{source.name}-{split}-{i:06d}-{copy}.png")
                     counts[split] += 1
-    (out / "crops.json").write_text(json.dumps({**asdict(config), "sources": [str(s) for s in sources],
+    write_text(out / "crops.json", json.dumps({**asdict(config), "sources": [str(s) for s in sources],
                                                 "classes": list(classes or ()) + [BACKGROUND] * bool(config.background),
                                                 "counts": counts}, indent=1) + "\n")
     return counts

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 from PIL import Image
 
 from cnntool.errors import ConfigError
+from cnntool.folders import save_image, write_text
 from cnntool.options import option
 
 SPLITS = ("train", "val", "test")
@@ -58,7 +59,7 @@ def read_classes(root: Path) -> tuple[str, ...] | None:
 
 def write_classes(root: Path, classes: Sequence[str]) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+    write_text(root / "classes.txt", "".join(f"{c}\n" for c in classes))
 
 
 # --- scenes JSON ---------------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def read_scenes(path: Path) -> list[Sample]:
 def write_scenes(path: Path, samples: Sequence[Sample]) -> None:
     base = path.parent
     entries = [{"image": os.path.relpath(s.image, base), "objects": s.objects} for s in samples]
-    path.write_text(json.dumps(entries, indent=0) + "\n")
+    write_text(path, json.dumps(entries, indent=0) + "\n")
 
 
 def _object(o: Any, path: Path, i: int) -> dict[str, Any]:
@@ -104,7 +105,7 @@ def write_coco(path: Path, samples: Sequence[Sample], classes: Sequence[str]) ->
                                 "category_id": classes.index(o["label"]) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
                                 "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
     categories = [{"id": i + 1, "name": c} for i, c in enumerate(classes)]
-    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}) + "\n")
+    write_text(path, json.dumps({"images": images, "annotations": annotations, "categories": categories}) + "\n")
 
 
 def read_coco(path: Path) -> tuple[list[Sample], tuple[str, ...]]:
@@ -139,7 +140,7 @@ def write_yolo(root: Path, split: str, samples: Sequence[Sample], classes: Seque
             x1, y1, x2, y2 = o["box"]
             lines.append(f"{classes.index(o['label'])} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
                          f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n")
-        (labels / f"{s.image.stem}.txt").write_text("".join(lines))
+        write_text(labels / f"{s.image.stem}.txt", "".join(lines))
 
 
 def read_yolo(root: Path, split: str, classes: Sequence[str]) -> list[Sample]:

@@ -19,9 +19,10 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from cnntool.options import option
 from cnntool.data.builtin import OPENCV_DATA, photo_paths
 from cnntool.data.scenes import SPLITS, background_paths, load_photo, random_crop, split_paths
+from cnntool.folders import save_image, write_text
+from cnntool.options import option
 
 CORNER_NAMES = ("top_left", "top_right", "bottom_right", "bottom_left")
 _SKIMAGE_PAGES = ("page.png", "text.png", "camera.png", "coins.png", "clock_motion.png", "chessboard_RGB.png")
@@ -149,12 +150,12 @@ def write_split(out: Path, split: str, n: int, *, seed: int, config: DocumentCon
         image, quad = make_document_scene(document_rng(seed, split, i), backgrounds=backgrounds,
                                           documents=documents, config=config)
         name = f"{split}/{i:06d}.png"
-        image.save(out / name, compress_level=1)
+        save_image(image, out / name, compress_level=1)
         xs, ys = [p[0] for p in quad], [p[1] for p in quad]
         entries.append({"image": name, "points": [[round(x, 3), round(y, 3)] for x, y in quad],
                         "point_names": list(CORNER_NAMES), "box": [min(xs), min(ys), max(xs), max(ys)]})
     path = out / f"{split}.json"
-    path.write_text(json.dumps(entries, indent=0) + "\n")
+    write_text(path, json.dumps(entries, indent=0) + "\n")
     return path
 
 

@@ -44,6 +44,7 @@ from cnntool.boxes import iou
 
 from cnntool.data.builtin import DIGIT_CLASSES, FASHION_CLASSES, load_fashion_mnist, load_opencv_digits, photo_paths
 from cnntool.errors import ConfigError
+from cnntool.folders import save_image, write_text
 from cnntool.options import option
 
 SPLITS = ("train", "val", "test")
@@ -391,7 +392,7 @@ def _write_scenes(out: Path, split: str, indices: range, seed: int, config: Scen
     entries = []
     for i, scene in _drawn(split, indices, seed, config):
         name = f"{split}/{i:06d}.png"
-        scene.image.save(out / name, compress_level=1)  # fast; files stay small at this size
+        save_image(scene.image, out / name, compress_level=1)  # fast; files stay small at this size
         entries.append(annotation_entry(name, scene.objects, single=config.max_objects == 1))
     return entries
 
@@ -411,7 +412,7 @@ def write_split(out: Path, split: str, n: int, *, seed: int, config: SceneConfig
     else:
         entries = _write_scenes(out, split, range(n), seed, config)
     path = out / f"{split}.json"
-    path.write_text(json.dumps(entries, indent=0) + "\n")
+    write_text(path, json.dumps(entries, indent=0) + "\n")
     return path
 
 
@@ -420,6 +421,6 @@ def write_dataset(out: Path, counts: dict[str, int], *, seed: int, config: Scene
     """All splits plus classes.txt (one class name per line, in index order)."""
     out.mkdir(parents=True, exist_ok=True)
     classes = object_pool(config.objects, "train").classes
-    (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+    write_text(out / "classes.txt", "".join(f"{c}\n" for c in classes))
     return [write_split(out, split, n, seed=seed, config=config, workers=workers)
             for split, n in counts.items() if n > 0]

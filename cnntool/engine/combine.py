@@ -71,7 +71,7 @@ def combine(task: "Task", config: EnsembleConfig, *, command: str = "") -> dict[
     own reader unless config.reader names another, or NO_READER. calibrate (localize): first choose the
     presence threshold on the data's validation split and keep it in the metadata (decode.threshold), so
     predictions and the held-out figures use it."""
-    from cnntool.engine.train import package_version
+    from cnntool import version
     from cnntool.models.ensemble import AVERAGES
 
     out, data, reader, context = Path(config.out), config.data, config.reader, config.reader_context
@@ -102,7 +102,7 @@ def combine(task: "Task", config: EnsembleConfig, *, command: str = "") -> dict[
     meta = {**{k: v for k, v in first.items() if k not in _PER_RUN}, "ensemble": len(tensors),
             "members": described, "command": command,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "cnntool_version": package_version()}
+            "cnntool_version": version()}
     made_by = f"the mean of {len(tensors)} members' outputs (see members)"
     reader_sidecars = None
     if part:

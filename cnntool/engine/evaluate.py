@@ -56,8 +56,10 @@ def load_for_eval(task: str, options: EvalOptions) -> tuple["LoadedModel", str]:
 
 def report(task: str, loaded: "LoadedModel", data: str, result: "EvalResult", **extra: Any) -> dict[str, Any]:
     """One evaluation's report: what was scored, on what, and its metrics (as training records them)."""
+    from cnntool import version
+
     return {"task": task, "model": loaded.name, "data": data, "loss": result.loss, **extra,
-            "images_per_second": round(result.images_per_second, 1), **result.metrics}
+            "images_per_second": round(result.images_per_second, 1), **result.metrics, "cnntool_version": version()}
 
 
 @dataclass

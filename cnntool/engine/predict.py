@@ -275,14 +275,18 @@ class AnnotationSaver:
 def run(task: "Task", inputs: list[str], options: RunOptions, *,
         after_each: Callable[[Record], None] | None = None) -> int:
     """Run a predict subcommand end to end; return the exit code (0 all done, 1 some inputs failed)."""
-    writer = make_writer(options.format, columns=task.csv_columns)
+    from cnntool.engine.report import RunProgress
+
     failed = 0
-    for record in predict(task, inputs, options):
-        writer.write(record)
-        failed += not record.ok
-        if after_each is not None:
-            after_each(record)
-    writer.close()
+    with RunProgress(sources.count(inputs, recursive=options.recursive), quiet=options.quiet) as progress:
+        writer = make_writer(options.format, columns=task.csv_columns)  # after the bar: on a terminal it prints above
+        for record in predict(task, inputs, options):
+            writer.write(record)
+            failed += not record.ok
+            if after_each is not None:
+                after_each(record)
+            progress.advance()
+        writer.close()
     if failed:
         warn(f"{failed} input(s) failed; see their error records", quiet=options.quiet)
     return 1 if failed else 0

@@ -1,5 +1,6 @@
 """What a training run leaves beside its weights: the per-epoch history as JSON and a training-curve
-PNG drawn with PIL (no plotting library), plus the live progress display on stderr."""
+PNG drawn with PIL (no plotting library); and the live progress displays on stderr, of training and of
+prediction."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from cnntool.folders import save_image
 from cnntool.weights import atomic_write_bytes
 
 _W, _H, _PAD = 640, 300, 40
@@ -56,11 +58,8 @@ def draw_curves(path: Path, history: Sequence[dict[str, Any]], metric: str) -> N
 
 
 def _save_png(img, path: Path) -> None:
-    """Written beside its place and renamed, so a reader never sees half a PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    img.save(tmp, format="PNG")
-    tmp.replace(path)
+    save_image(img, path)
 
 
 def run_sidecars(path: Path) -> tuple[dict[str, Any] | None, Any]:
@@ -181,3 +180,56 @@ class Progress:
     def log(self, message: str) -> None:
         if not self.quiet:
             (self.console.print if self._bar is None else self._bar.console.print)(message)
+
+
+# Off a terminal (a log file, CI), prediction reports a line this often instead of a bar.
+STATUS_EVERY_S = 10.0
+
+
+class RunProgress:
+    """Prediction's progress on stderr: a rich bar (images, img/s, ETA when the total is known) on a terminal, a
+    one-line status every STATUS_EVERY_S seconds otherwise, nothing with -q. Records printed to a terminal's
+    stdout meanwhile appear above the bar."""
+
+    def __init__(self, total: int | None, *, quiet: bool, what: str = "images") -> None:
+        self.total, self.quiet, self.what = total, quiet, what
+        self.done, self._bar, self._task = 0, None, None
+        self._start = self._last = time.monotonic()
+        if quiet:
+            return
+        from cnntool.console import rich_console
+
+        self.console = rich_console(sys.stderr)
+        if self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            stdout_tty = getattr(sys.stdout, "isatty", lambda: False)()
+            self._bar = RichProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[speed]:.1f} img/s"), TimeRemainingColumn(),
+                                     console=self.console, transient=True, redirect_stdout=stdout_tty,
+                                     redirect_stderr=False)
+
+    def __enter__(self) -> "RunProgress":
+        if self._bar is not None:
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.what, total=self.total, speed=0.0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        if self.quiet:
+            return
+        now = time.monotonic()
+        speed = self.done / max(now - self._start, 1e-9)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, speed=speed)
+        elif now - self._last >= STATUS_EVERY_S:
+            self._last = now
+            of = f"/{self.total}" if self.total else ""
+            eta = f", about {(self.total - self.done) / speed:.0f} s left" if self.total and speed > 0 else ""
+            self.console.print(f"cnntool: {self.done}{of} {self.what}, {speed:.1f} img/s{eta}")

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from cnntool import weights
+from cnntool import version, weights
 from cnntool.data import batches
 from cnntool.console import quiet_option
 from cnntool.device import resolve_device, set_threads, threads_option, workers_option
@@ -94,6 +94,12 @@ class TrainConfig:
 
     def sidecar(self, suffix: str) -> Path:
         return self.out.with_name(f"{self.out.stem}{suffix}")
+
+    def outputs(self) -> dict[str, Path]:
+        """Every file a run writes, by the option that places it."""
+        return {"--out": self.out, "--out (metrics)": self.sidecar(".metrics.json"),
+                "--out (curve)": self.sidecar(".curve.png"), "--run-dir": self.checkpoint_dir / "last.safetensors",
+                "--run-dir (best)": self.checkpoint_dir / "best.safetensors"}
 
 
 class TrainingInterrupted(Exception):
@@ -221,7 +227,10 @@ class Trainer:
             if dist.enabled:
                 from torch.nn.parallel import DistributedDataParallel
 
-                train_model = DistributedDataParallel(model, device_ids=[self.device] if self.device.startswith("cuda") else None)
+                # Gradients are written straight into DDP's buckets, which follow each parameter's layout: with
+                # channels_last weights, separate grads would be laid out by autograd and differ from the buckets.
+                train_model = DistributedDataParallel(model, device_ids=[self.device] if self.device.startswith("cuda") else None,
+                                                      gradient_as_bucket_view=True)
             with self.stopper, Progress(quiet=cfg.quiet or not dist.main, metric=self._metric_name(),
                                              batch_size=cfg.batch_size) as progress:
                 self.progress = progress
@@ -454,7 +463,7 @@ def trained_metadata(task, cfg: TrainConfig, metrics: dict[str, Any], images_per
         "seed": cfg.seed,
         **({"model_seed": cfg.model_seed} if cfg.model_seed is not None else {}),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cnntool_version": package_version(),
+        "cnntool_version": version(),
         "images_per_second": {"inference": round(images_per_second, 1),
                               "measured": f"held-out evaluation, batch {cfg.eval_batch_size}, device "
                                           f"{device}, {_threads()} threads"},
@@ -500,14 +509,6 @@ def _to(obj, device: str):
         return type(obj)(_to(v, device) for v in obj)
     return obj
 
-
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("cnntool")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _threads() -> int:

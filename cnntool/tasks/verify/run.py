@@ -21,7 +21,7 @@ import itertools
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from cnntool.loader import LoadedModel
 
 TASK = "verify-face"
+# A calibration from fewer same or different pairs than this is warned about: its threshold is noise-bound.
+MIN_PAIRS = 100
 DLIB_MODEL = "dlib-face-resnet"
 CALIBRATION_VERSION = 1
 
@@ -73,8 +75,8 @@ class VerifyOptions:
     metric: str | None = metric_option()
     threshold: float | None = option(None, "--threshold", "-t", help="Same when distance <= this (default: the "
                                      "calibrated one).")
-    calibration: Path | None = option(None, "--calibration", help="A calibration JSON written by `verify-face "
-                                      "calibrate --out`.")
+    calibration: Path | None = option(None, "--calibration", help="A calibration written by `verify-face calibrate "
+                                      "--out` (JSON, or the weights file it wrote).")
     detect: bool = option(True, "--detect/--no-detect", help="Find and align the face first; --no-detect for images "
                           "that are already crops.")
     face: int = option(1, "--face", min=1, help="Which face when there are several: 1 = the largest, K = the K-th "
@@ -97,8 +99,10 @@ class CalibrationConfig:
     far: float = option(0.01, "--far", min=0.0, max=1.0, help="Report TAR at this FAR (and choose the threshold there "
                         "with --choose far).")
     choose: str = option("eer", "--choose", help="eer (equal error rate) or far (the --far operating point).")
-    out: Path | None = option(None, "--out", "-o", help="Write the calibration JSON here (use it with --calibration). "
-                              "Default: into the weights' metadata, or for dlib's model a file in the cache directory.")
+    out: Path | None = option(None, "--out", "-o", help="Write the calibration here: FILE.json (use it with "
+                              "--calibration FILE.json), or FILE.safetensors, a copy of the model's weights with the "
+                              "calibration in its metadata (use it with --weights). Without --out nothing is written: "
+                              "no command changes another's defaults.")
     format: str = report_format_option()
 
 
@@ -185,29 +189,26 @@ def load(opts: VerifyOptions) -> "LoadedModel":
 
 # --- thresholds and calibration -----------------------------------------------------------------------
 
-def weights_file(loaded: "LoadedModel", weights_arg: str | None) -> Path | None:
-    """The safetensors file the model came from, when it is one of ours (calibration goes into it)."""
-    if weights_arg is not None:
-        path = weights.resolve(weights_arg)
-        return path if path.suffix == ".safetensors" else None
-    source = loaded.spec.weights or ""
-    return weights.resolve(source.split(":", 1)[1]) if source.startswith("embedded:") else None
-
-
-def sidecar_path(model_name: str) -> Path:
-    return cache_dir() / "verify-face" / f"{model_name.replace('/', '_')}.calibration.json"
+def weights_file(loaded: "LoadedModel") -> Path | None:
+    """The safetensors file the model came from, when it is one of ours."""
+    return loaded.path if loaded.path is not None and loaded.path.suffix == ".safetensors" else None
 
 
 def stored_calibration(loaded: "LoadedModel", opts: VerifyOptions) -> tuple[dict[str, Any], str]:
-    """(calibration document {"metric", "thresholds": {metric: {...}}}, where it came from)."""
+    """(calibration document {"metric", "thresholds": {metric: {...}}}, where it came from): --calibration, else
+    the weights' own metadata. Nothing else: a calibration applies only where it is passed."""
     if opts.calibration is not None:
-        return _read_json(opts.calibration), str(opts.calibration)
+        return _calibration_file(opts.calibration), str(opts.calibration)
     if "verification" in loaded.metadata:
         return loaded.metadata["verification"], "the weights' metadata"
-    side = sidecar_path(loaded.name)
-    if side.is_file():
-        return _read_json(side), str(side)
     return {}, ""
+
+
+def _calibration_file(path: Path) -> dict[str, Any]:
+    """A calibration JSON, or the calibration in the metadata of a weights file `calibrate --out` wrote."""
+    if Path(path).suffix == ".safetensors":
+        return weights.read_metadata(path).get("verification") or {}
+    return _read_json(path)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -220,8 +221,10 @@ def _read_json(path: Path) -> dict[str, Any]:
     return document
 
 
-def resolve_metric_threshold(loaded: "LoadedModel", opts: VerifyOptions) -> tuple[str, float, str]:
-    """(metric, threshold, where the threshold came from)."""
+def resolve_metric_threshold(loaded: "LoadedModel", opts: VerifyOptions, *,
+                             missing_ok: bool = False) -> tuple[str, float | None, str]:
+    """(metric, threshold, where the threshold came from); with missing_ok, (metric, None, "none") rather than an
+    error when the model has no threshold for the metric."""
     calibration, where = stored_calibration(loaded, opts)
     metric = opts.metric or calibration.get("metric") or "euclidean"
     if metric not in METRICS:
@@ -237,27 +240,32 @@ def resolve_metric_threshold(loaded: "LoadedModel", opts: VerifyOptions) -> tupl
         from cnntool.faces.api import SAME_PERSON_DISTANCE
 
         return metric, SAME_PERSON_DISTANCE, "dlib's published threshold"
+    if missing_ok:
+        return metric, None, "none"
     raise ConfigError(f"no {metric} threshold for {loaded.name}: run `cnntool verify-face calibrate` or pass --threshold")
 
 
-def write_calibration(loaded: "LoadedModel", opts: VerifyOptions, metric: str, entry: dict[str, Any],
-                      out: Path | None) -> Path:
-    """Merge one metric's calibration into its home: `out`, else the weights file, else the sidecar."""
-    target = out or weights_file(loaded, opts.weights) or sidecar_path(loaded.name)
-    if target.suffix == ".safetensors":
-        state, meta = weights.load(target)
+def write_calibration(loaded: "LoadedModel", metric: str, entry: dict[str, Any], out: Path) -> Path:
+    """One metric's calibration written to `out` only: a JSON document (`--calibration FILE` uses it), or for a
+    model of ours a copy of its weights with the calibration in the metadata (use it with --weights)."""
+    writable_folder(out.parent, "--out")
+    if out.suffix == ".safetensors":
+        source = weights_file(loaded)
+        if source is None:
+            raise ConfigError(f"--out {out}: {loaded.name} has no weights file of ours to copy; write a .json "
+                              "calibration and pass it with --calibration")
+        state, meta = weights.load(source)
         meta.pop("format_version", None)
         document = dict(meta.get("verification", {}))
     else:
-        document = _read_json(target) if target.is_file() else {"model": loaded.name, "version": CALIBRATION_VERSION}
+        document = _read_json(out) if out.is_file() else {"model": loaded.name, "version": CALIBRATION_VERSION}
     document.setdefault("thresholds", {})[metric] = entry
     document["metric"] = metric
-    if target.suffix == ".safetensors":
-        weights.save(target, state, {**meta, "verification": document})
+    if out.suffix == ".safetensors":
+        weights.save(out, state, {**meta, "verification": document})
     else:
-        writable_folder(target.parent, "--out" if out is not None else "calibration cache")
-        weights.atomic_write_bytes(target, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
-    return target
+        weights.atomic_write_bytes(out, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
+    return out
 
 
 def _size(embedder: Embedder, path: str) -> dict[str, int]:
@@ -403,7 +411,7 @@ def identify(inputs: Iterable[str], opts: VerifyOptions, loaded: "LoadedModel",
 
     metric, threshold, _ = resolve_metric_threshold(loaded, opts)
     embedder = Embedder(loaded, opts)
-    key = {"model": loaded.name, "weights": str(weights_file(loaded, opts.weights) or loaded.spec.weights),
+    key = {"model": loaded.name, "weights": str(weights_file(loaded) or loaded.spec.weights),
            "detect": opts.detect, "face": opts.face, "upsample": opts.upsample}
     cache = opts.gallery_cache or gallery_cache_path(opts.gallery, key)
     gallery = build_gallery(opts.gallery, embedder, key, cache, warn)
@@ -539,6 +547,7 @@ def calibrate(opts: VerifyOptions, config: CalibrationConfig, *, write: bool = T
     if write and out is not None:
         writable_folder(Path(out).parent, "--out")  # before the embedding work, not after it
     loaded = load(opts)
+    before = resolve_metric_threshold(loaded, replace(opts, threshold=None), missing_ok=True)
     embedder = Embedder(loaded, opts)
     metrics = [opts.metric] if opts.metric else usable_metrics(loaded)
     scores = (score_pairs(read_pairs(pairs), embedder, metrics) if pairs is not None
@@ -554,8 +563,14 @@ def calibrate(opts: VerifyOptions, config: CalibrationConfig, *, write: bool = T
     entry = {"threshold": threshold, "chosen_at": "eer" if choose == "eer" else f"far {far:g}",
              "auc": chosen["auc"], "eer": chosen["eer"], "data": scores.description,
              "detect": opts.detect}
+    same = sum(scores.same)
     report = {"model": loaded.name, "data": scores.description, "failed_inputs": scores.failed,
-              "metric": metric, "threshold": threshold, "chosen_at": entry["chosen_at"], "metrics": reports}
-    if write:
-        report["written_to"] = str(write_calibration(loaded, opts, metric, entry, out))
+              "metric": metric, "threshold": threshold, "chosen_at": entry["chosen_at"], "metrics": reports,
+              "before": {"metric": before[0], "threshold": before[1], "from": before[2]},
+              "pairs": {"same": same, "different": len(scores.same) - same}}
+    if min(same, len(scores.same) - same) < MIN_PAIRS:
+        warn(f"only {same} same and {len(scores.same) - same} different pairs: a threshold from fewer than "
+             f"{MIN_PAIRS} of either is noisy; calibrate on more identities and photos", quiet=opts.quiet)
+    if write and out is not None:
+        report["written_to"] = str(write_calibration(loaded, metric, entry, Path(out)))
     return report
