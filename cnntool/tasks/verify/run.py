@@ -447,15 +447,22 @@ def run(inputs: list[str], opts: VerifyOptions) -> int:
     def warning(message: str) -> None:
         warn(message, quiet=opts.quiet)
 
+    from cnntool.engine.report import RunProgress
+
     records = identify(inputs, opts, loaded, warning) if opts.gallery else compare(inputs, opts, loaded)
-    writer = make_writer(opts.format, columns=CSV_COLUMNS)
+    total = sources.count(inputs, recursive=opts.recursive)
+    if total is not None and not opts.gallery:
+        total -= 1  # the first input is the reference every other is compared with
     failed = 0
-    try:
-        for record in records:
-            writer.write(record)
-            failed += not record.ok
-    finally:
-        writer.close()
+    with RunProgress(total, quiet=opts.quiet, what="faces" if opts.detect else "images") as progress:
+        writer = make_writer(opts.format, columns=CSV_COLUMNS)
+        try:
+            for record in records:
+                writer.write(record)
+                failed += not record.ok
+                progress.advance()
+        finally:
+            writer.close()
     return 1 if failed else 0
 
 
