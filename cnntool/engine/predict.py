@@ -199,8 +199,10 @@ class Predictor:
         import torch
 
         if len({a.shape for a in arrays}) == 1:
-            pixels = torch.from_numpy(np.stack(arrays))
-            return self.run_model(self.preprocessor.normalize(pixels).to(self.device))
+            pixels = torch.from_numpy(np.stack(arrays) if len(arrays) > 1 else arrays[0][None])
+            if not getattr(self.loaded.module, "takes_uint8", False):
+                pixels = self.preprocessor.normalize(pixels)
+            return self.run_model(pixels.to(self.device))
         outputs = [self._forward([a]) for a in arrays]
         return torch.cat(outputs) if isinstance(outputs[0], torch.Tensor) else [o for out in outputs for o in out]
 

@@ -14,11 +14,15 @@ from cnntool.faces.api import FaceDetector, ShapePredictor
 
 
 def _as_rgb_array(image: torch.Tensor):
-    return image.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    if image.dtype != torch.uint8:
+        image = image.clamp(0, 255).round().to(torch.uint8)
+    return image.permute(1, 2, 0).cpu().numpy()
 
 
 class FaceDetectorNet(nn.Module):
     """One {"boxes", "scores", "labels"} dict per image (the detect task's contract), boxes in input pixels."""
+
+    takes_uint8 = True  # the pipeline hands over the decoded pixels: no float copy of a large photo
 
     def __init__(self, *, upsample: int = 0) -> None:
         super().__init__()

@@ -47,6 +47,31 @@ def test_pyramid_layout_keeps_levels_apart():
             assert r.intersect(s).area() == 0
 
 
+def test_banded_streamed_pyramid_scores_equal_the_whole_canvas(monkeypatch):
+    """A photo's canvas is made and scored a band at a time; the scores must be those of the whole canvas."""
+    import torch
+
+    from cnntool.faces import mmod, pyramid
+    from cnntool.faces.api import _detector_net
+
+    rng = np.random.default_rng(0)
+    rgb = np.kron(rng.integers(0, 256, (60, 90, 3), dtype=np.uint8), np.ones((5, 5, 1), np.uint8))  # 300×450
+    net = _detector_net()
+    monkeypatch.setattr(pyramid, "KEEP_LEVEL_PIXELS", 20_000)  # most levels streamed, the smallest kept
+    monkeypatch.setattr(pyramid, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(mmod, "STRIDED_BAND_PIXELS", 50_000)
+    monkeypatch.setattr(mmod, "PADDED_BAND_ROWS", 9)
+    padding, outer = net.input["pyramid_padding"], net.input["pyramid_outer_padding"]
+    canvas = pyramid.Canvas(rgb, net.mean, padding, outer)
+    assert any(isinstance(canvas._chain(i), pyramid.StreamedLevel) for i in range(1, 3))
+    with torch.no_grad():
+        banded = torch.cat([rows for _, rows in net.score_bands(canvas)])
+        whole_canvas = pyramid.Canvas(rgb, net.mean, padding, outer).strip(0, canvas.height)
+        whole = net(whole_canvas)[0, 0]
+    assert banded.shape == whole.shape
+    assert (banded - whole).abs().max() <= 1e-5
+
+
 def test_pyramid_down2_is_a_binomial_blur_and_subsample():
     flat = np.full((20, 30, 3), 77, np.uint8)
     out = pyramid_down2(flat)

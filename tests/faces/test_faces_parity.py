@@ -77,7 +77,7 @@ def _check_detections(name):
     for face in want:
         best = max(got, key=lambda d: iou(d.box, box(face["rect"])))
         assert iou(best.box, box(face["rect"])) >= 0.95
-        assert best.score == pytest.approx(face["score"], abs=1e-3)
+        assert best.score == pytest.approx(face["score"], abs=1e-4)
 
 
 @pytest.mark.parametrize("name", FAST_DETECT)
