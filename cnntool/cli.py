@@ -382,6 +382,10 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc))
     except BrokenPipeError:
         _quiet_broken_pipe()
+    except OSError as exc:  # a full or failing disk: one line, and no second traceback from the final flush
+        where = f"{exc.filename}: " if exc.filename else ""
+        _discard_stdout()
+        _fail(f"{where}{exc.strerror or exc}", code=1)
     raise SystemExit(code if isinstance(code, int) else 0)
 
 
@@ -395,14 +399,18 @@ def _quiet_on_closed_pipe():
 
 
 def _quiet_broken_pipe() -> None:
-    """The reader went away (`| head -1`): stop quietly. Point stdout at devnull so the interpreter's final
-    flush does not raise again."""
+    """The reader went away (`| head -1`): stop quietly."""
+    _discard_stdout()
+    raise SystemExit(0)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at devnull so the interpreter's final flush does not raise again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
-    raise SystemExit(0)
 
 
 def __getattr__(name: str) -> Any:

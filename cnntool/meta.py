@@ -113,8 +113,9 @@ def check_input(document: Any, bad) -> InputDocument:
     if not isinstance(document, dict) or not set(document) <= known:
         raise bad(f"must be an object with keys among {', '.join(sorted(known))}")
     size = document.get("size", [1, 1])
-    if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int and 0 <= v <= MAX_SIDE for v in size)):
-        raise bad(f"size must be [height, width] within 0..{MAX_SIDE}")
+    least = 0 if document.get("resize") == "none" else 1  # an image kept at its own size has no input size
+    if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int and least <= v <= MAX_SIDE for v in size)):
+        raise bad(f"size must be [height, width] within {least}..{MAX_SIDE}")
     channels = document.get("channels", 3)
     if channels not in (1, 3) or type(channels) is not int:
         raise bad("channels must be 1 or 3")

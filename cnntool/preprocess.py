@@ -188,19 +188,30 @@ def to_channels(img: Image.Image, channels: int, *, fill: int = 0) -> Image.Imag
 def _wide_to_l(img: Image.Image) -> Image.Image:
     import numpy as np
 
-    arr = np.asarray(img, dtype=np.float64)
-    finite = np.isfinite(arr)  # NaN and inf samples (float images) carry no intensity: they become 0
-    lo, hi = (float(arr[finite].min()), float(arr[finite].max())) if finite.any() else (0.0, 0.0)
+    raw = np.asarray(img)
+    rows = max(1, (1 << 20) // max(img.width, 1))  # a megapixel at a time: a 49 MP 16-bit scan stays small
+    lo, hi = np.inf, -np.inf
+    for r in range(0, raw.shape[0], rows):
+        part = raw[r:r + rows].astype(np.float64)
+        finite = part[np.isfinite(part)]  # NaN and inf samples (float images) carry no intensity: they become 0
+        if finite.size:
+            lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+    if lo > hi:
+        lo = hi = 0.0
     if img.mode.startswith("I;16") or (img.mode == "I" and lo >= 0 and 255 < hi <= 65535):
-        scaled = arr * (255.0 / 65535.0)  # real 16-bit data: a dark image stays dark
+        scale, offset = 255.0 / 65535.0, 0.0  # real 16-bit data: a dark image stays dark
     elif img.mode == "F" and lo >= 0 and hi <= 1:
-        scaled = arr * 255.0  # unit-range float data, the usual convention for float images
+        scale, offset = 255.0, 0.0  # unit-range float data, the usual convention for float images
     elif lo >= 0 and hi <= 255:
-        scaled = arr  # 8-bit values in a wide container
+        scale, offset = 1.0, 0.0  # 8-bit values in a wide container
     else:
-        scaled = (arr - lo) * (255.0 / max(hi - lo, 1e-12))  # anything else by its own range
-    scaled = np.where(finite, scaled, 0.0)
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+        scale, offset = 255.0 / max(hi - lo, 1e-12), lo  # anything else by its own range
+    out = np.empty(raw.shape, np.uint8)
+    for r in range(0, raw.shape[0], rows):
+        part = raw[r:r + rows].astype(np.float64)
+        scaled = np.where(np.isfinite(part), (part - offset) * scale, 0.0)
+        out[r:r + rows] = np.clip(np.rint(scaled), 0, 255)
+    return Image.fromarray(out, mode="L")
 
 
 @dataclass(frozen=True)

@@ -110,11 +110,13 @@ def _round(value: Any, digits: int = 4) -> Any:
 
 
 def wire(record: Record) -> dict[str, Any]:
-    """The record as it is written: rounded, or an error record in its place when it holds a non-finite number."""
+    """The record as it is written: rounded; a record holding a non-finite number becomes an error record (in
+    place, so the run counts it as failed)."""
     try:
         return _round(record.to_dict())
     except NonFiniteOutput as exc:
-        return Record.failure(record.source, record.task, record.model, exc).to_dict()
+        record.payload, record.extra, record.error = None, {}, error_info(exc)
+        return record.to_dict()
 
 
 class Writer:
@@ -158,7 +160,7 @@ class JsonWriter(Writer):
 
 # Every CSV starts with these and ends with the error columns; the task's own columns sit between.
 CSV_HEAD = ("source", "task", "model", "width", "height")
-CSV_TAIL = ("saved", "error.type", "error.message")
+CSV_TAIL = ("saved", "save_error", "error.type", "error.message")
 # A cell a spreadsheet would run as a formula (OWASP's list) is written with a leading apostrophe.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -189,7 +191,7 @@ class CsvWriter(Writer):
             rows = [{**common, "error.type": document["error"]["type"], "error.message": document["error"]["message"]}]
         else:
             items = _round(record.payload.csv_rows()) if record.payload is not None else []
-            common["saved"] = document.get("saved")
+            common["saved"], common["save_error"] = document.get("saved"), document.get("save_error")
             rows = [{**common, **item} for item in items] or [common]
         for row in rows:
             self._writer.writerow([csv_cell(row.get(c)) for c in self.columns])

@@ -9,6 +9,7 @@ a `MissingSource` so the caller writes an error record for it and goes on with t
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import select
@@ -34,6 +35,15 @@ class MissingSource:
 
     source: str
     reason: str
+
+
+# Linux's PATH_MAX: a longer input line or argument names no file, and is reported, not looked up.
+MAX_PATH_BYTES = 4096
+
+
+def _too_long(start: str, length: int) -> MissingSource:
+    return MissingSource(display_name(start[:60]) + "…",
+                         f"a line of {length} characters is no file path (the longest is {MAX_PATH_BYTES})")
 
 
 def _has_glob(text: str) -> bool:
@@ -65,14 +75,14 @@ def _is_dir_entry(entry: os.DirEntry) -> bool:
         return False
 
 
-def _read_list(stream: Iterable[str | InputPause]) -> Iterator[str | InputPause]:
+def _read_list(stream: Iterable[str | InputPause | MissingSource]) -> Iterator[str | InputPause | MissingSource]:
     for line in stream:
-        if isinstance(line, InputPause):
+        if isinstance(line, (InputPause, MissingSource)):
             yield line
             continue
         line = line.rstrip("\r\n")
         if line.strip():
-            yield line
+            yield _too_long(line, len(line)) if len(line) > MAX_PATH_BYTES else line
 
 
 class InputPause:
@@ -92,19 +102,27 @@ def _stdin_paths(pauses: bool) -> Iterator[str | InputPause]:
         yield from sys.stdin
         return
     encoding = sys.getfilesystemencoding()
-    pending = b""
+    line, length = bytearray(), 0  # the line so far (at most MAX_PATH_BYTES of it kept) and its full length
     while True:
-        *lines, pending = pending.split(b"\n")
-        for raw in lines:
-            yield raw.decode(encoding, "surrogateescape")
         if pauses and not select.select([fd], [], [], 0)[0]:
             yield PAUSE
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             break
-        pending += chunk
-    if pending:
-        yield pending.decode(encoding, "surrogateescape")
+        *ends, rest = chunk.split(b"\n")
+        for piece in ends:
+            line += piece[:max(0, MAX_PATH_BYTES + 1 - len(line))]
+            yield _stdin_line(bytes(line), length + len(piece), encoding)
+            line, length = bytearray(), 0
+        line += rest[:max(0, MAX_PATH_BYTES + 1 - len(line))]
+        length += len(rest)
+    if length:
+        yield _stdin_line(bytes(line), length, encoding)
+
+
+def _stdin_line(kept: bytes, length: int, encoding: str) -> str | MissingSource:
+    text = kept.decode(encoding, "surrogateescape")
+    return _too_long(text, length) if length > MAX_PATH_BYTES else text
 
 
 def expand(inputs: Iterable[str], *, recursive: bool = False, stdin: TextIO | None = None,
@@ -123,7 +141,8 @@ def expand(inputs: Iterable[str], *, recursive: bool = False, stdin: TextIO | No
                 yield MissingSource(item, f"cannot read list file: {exc.strerror or exc}")
                 continue
             base = os.path.dirname(list_path)
-            yield from _expand_listed((ln if os.path.isabs(ln) else os.path.join(base, ln) for ln in lines), recursive)
+            yield from _expand_listed((ln if isinstance(ln, MissingSource) or os.path.isabs(ln) else os.path.join(base, ln)
+                                       for ln in lines), recursive)
         else:
             yield from _expand_one(item, recursive)
 
@@ -131,7 +150,7 @@ def expand(inputs: Iterable[str], *, recursive: bool = False, stdin: TextIO | No
 def _expand_listed(lines: Iterable[str], recursive: bool) -> Iterator[str | MissingSource]:
     # Paths from a list are taken literally (a file name may contain '*' or '['), directories expanded.
     for line in lines:
-        if isinstance(line, InputPause):
+        if isinstance(line, (InputPause, MissingSource)):
             yield line
         elif os.path.isdir(line) and not _is_image_name(line):
             yield from _walk_dir(line, recursive)
@@ -140,7 +159,9 @@ def _expand_listed(lines: Iterable[str], recursive: bool) -> Iterator[str | Miss
 
 
 def _expand_one(item: str, recursive: bool) -> Iterator[str | MissingSource]:
-    if is_url(item):
+    if len(item) > MAX_PATH_BYTES:
+        yield _too_long(item, len(item))
+    elif is_url(item):
         yield item
     elif os.path.isdir(item) and not _is_image_name(item):
         yield from _walk_dir(item, recursive)
@@ -149,7 +170,7 @@ def _expand_one(item: str, recursive: bool) -> Iterator[str | MissingSource]:
         # A directory named like an image reaches the opener too, which reports it as such.
         yield item
     elif _has_glob(item):
-        matches = sorted(glob.glob(item, recursive=True))
+        matches = _glob_recursive(item) if "**" in item else sorted(glob.glob(item))
         if not matches:
             yield MissingSource(item, "no file matches this pattern")
         for match in matches:
@@ -159,6 +180,37 @@ def _expand_one(item: str, recursive: bool) -> Iterator[str | MissingSource]:
                 yield match
     else:
         yield MissingSource(item, "no such file or directory")
+
+
+def _glob_recursive(pattern: str) -> list[str]:
+    """glob's `**` (any depth of directories), walked without following directory symlinks: glob.glob follows
+    them, and a link back up the tree (dir/loop -> .) is then walked forever."""
+    parts = pattern.split(os.sep)
+    fixed = next(i for i, p in enumerate(parts) if _has_glob(p))
+    root = os.sep.join(parts[:fixed]) or (os.sep if pattern.startswith(os.sep) else "")
+    wanted = parts[fixed:]
+    found = []
+    for dirpath, dirs, files in os.walk(root or os.curdir):
+        dirs.sort()
+        rel = os.path.relpath(dirpath, root or os.curdir)
+        names = [] if rel == os.curdir else rel.split(os.sep)
+        for name in dirs + files:
+            if _glob_matches(wanted, names + [name]):
+                found.append(os.path.join(root, *names, name))
+    return sorted(found)
+
+
+def _glob_matches(pattern: list[str], names: list[str]) -> bool:
+    """Does a path (its names) match pattern components, `**` standing for any number of directories? As
+    glob, wildcards do not match names starting with '.'."""
+    if not pattern:
+        return not names
+    head = pattern[0]
+    if head == "**":
+        return _glob_matches(pattern[1:], names) or (
+            bool(names) and not names[0].startswith(".") and _glob_matches(pattern, names[1:]))
+    return (bool(names) and (head.startswith(".") or not names[0].startswith("."))
+            and fnmatch.fnmatchcase(names[0], head) and _glob_matches(pattern[1:], names[1:]))
 
 
 URL_SCHEMES = ("http://", "https://")

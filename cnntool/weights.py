@@ -140,15 +140,26 @@ def load(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"], WeightsMet
     """(state_dict, metadata) from a safetensors file, or from a .pt/.pth a user brings (weights_only)."""
     path = Path(path)
     if path.suffix in TORCH_SUFFIXES:
-        return _load_torch_file(path), {}
+        return _finite(_load_torch_file(path), path), {}
     metadata = read_metadata(path)  # validates the header first
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path)), metadata
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot load weights: {first_line(exc)}") from None
+    return _finite(state, path), metadata
+
+
+def _finite(state: dict[str, "torch.Tensor"], path: Path) -> dict[str, "torch.Tensor"]:
+    """Weights holding NaN or infinity give NaN scores for every image: refused at load."""
+    import torch
+
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ConfigError(f"{path}: weights hold NaN or infinite values (tensor {key!r})")
+    return state
 
 
 def _blocked_global(message: str) -> str:
@@ -170,8 +181,8 @@ def _load_torch_file(path: Path) -> dict[str, "torch.Tensor"]:
     except pickle.UnpicklingError as exc:
         raise ConfigError(f"{path}: refused: the file holds pickled objects other than tensors"
                           f"{_blocked_global(str(exc))}; cnntool loads tensors only") from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot load weights: {first_line(exc)}") from None
+    except Exception as exc:  # a corrupt archive fails in many ways (zip, struct, unicode, key errors)
+        raise ConfigError(f"{path}: cannot load weights: {first_line(exc) or exc.__class__.__name__}") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):

@@ -42,7 +42,7 @@ def test_csv_header_is_fixed_by_the_task_whatever_comes_first():
     text = to_string([empty, found], OutputFormat.csv, DETECT_COLUMNS)
     header, *rows = list(csv.reader(io.StringIO(text)))
     assert header == ["source", "task", "model", "width", "height", "label", "score", "x1", "y1", "x2", "y2", "saved",
-                      "error.type", "error.message"]
+                      "save_error", "error.type", "error.message"]
     assert [row[0] for row in rows] == ["d.png", "c.png", "c.png"] and rows[2][5] == "y"
 
 

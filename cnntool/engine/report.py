@@ -232,4 +232,5 @@ class RunProgress:
             self._last = now
             of = f"/{self.total}" if self.total else ""
             eta = f", about {(self.total - self.done) / speed:.0f} s left" if self.total and speed > 0 else ""
-            self.console.print(f"cnntool: {self.done}{of} {self.what}, {speed:.1f} img/s{eta}")
+            rate = f"{speed:.1f} img/s" if speed >= 1 else f"{1 / speed:.1f} s per image"
+            self.console.print(f"cnntool: {self.done}{of} {self.what}, {rate}{eta}")

@@ -35,6 +35,7 @@ class TaskData:
     # False when the held-out split is the validation split itself (no separate test set): the engine
     # then ships the last epoch's weights, never ones selected on the data it reports.
     select_on_val: bool
+    notes: tuple[str, ...] = ()  # warnings about the data (e.g. unreadable files left out), shown once
 
 
 class Metrics(Protocol):

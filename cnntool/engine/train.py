@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from cnntool import version, weights
 from cnntool.data import batches
-from cnntool.console import quiet_option
+from cnntool.console import quiet_option, warn
 from cnntool.device import resolve_device, set_threads, threads_option, workers_option
 from cnntool.engine import checkpoint, distributed
 from cnntool.engine.evaluate import autocast, run_eval
@@ -99,7 +99,9 @@ class TrainConfig:
         """Every file a run writes, by the option that places it."""
         return {"--out": self.out, "--out (metrics)": self.sidecar(".metrics.json"),
                 "--out (curve)": self.sidecar(".curve.png"), "--run-dir": self.checkpoint_dir / "last.safetensors",
-                "--run-dir (best)": self.checkpoint_dir / "best.safetensors"}
+                "--run-dir (best)": self.checkpoint_dir / "best.safetensors",
+                "--run-dir (metrics)": self.checkpoint_dir / "metrics.json",
+                "--run-dir (curve)": self.checkpoint_dir / "curve.png"}
 
 
 class TrainingInterrupted(Exception):
@@ -213,6 +215,8 @@ class Trainer:
                 writable_folder(cfg.checkpoint_dir, "--run-dir")
             self.device = _device(cfg.device, dist)
             data = task.prepare(cfg.seed)
+            for note in data.notes if dist.main else ():
+                warn(note, quiet=cfg.quiet)
             torch.manual_seed(cfg.weights_seed)  # same initial weights on every rank and every run
             model = task.build_model()
             self.parent = self._start_from(model, cfg.init) if cfg.init else None
@@ -425,10 +429,13 @@ class Trainer:
     def _write_reports(self, state: _State, final: dict[str, Any] | None) -> None:
         document: dict[str, Any] = {"history": state.history, "best_epoch": state.best_epoch,
                                     "best_val": state.best_score, "command": self.cfg.command}
+        # During the run they live in the run folder; beside --out only once the weights they describe exist.
+        where = self.cfg.checkpoint_dir / "metrics.json", self.cfg.checkpoint_dir / "curve.png"
         if final is not None:
             document["final"] = {k: final[k] for k in ("metrics", "images_per_second", "created")}
-        write_metrics_json(self.cfg.sidecar(".metrics.json"), document)
-        draw_curves(self.cfg.sidecar(".curve.png"), state.history, self._metric_name())
+            where = self.cfg.sidecar(".metrics.json"), self.cfg.sidecar(".curve.png")
+        write_metrics_json(where[0], document)
+        draw_curves(where[1], state.history, self._metric_name())
 
 
 def evaluate_trained(model, task, data, cfg: TrainConfig, *, device: str, dist=None):

@@ -13,9 +13,10 @@ import numpy as np
 from cnntool.dlib import ShapePredictorData
 
 
-def gray(rgb: np.ndarray) -> np.ndarray:
-    """dlib's rgb → 8-bit grayscale: the integer mean of the three channels."""
-    return (rgb.astype(np.int32).sum(axis=2) // 3).astype(np.float32)
+def gray_at(rgb: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """dlib's rgb → 8-bit grayscale (the integer mean of the three channels), at the given pixels only: the
+    trees read a few hundred pixels, and a photo's whole grey copy would cost more than the prediction."""
+    return (rgb[y, x].astype(np.int32).sum(axis=-1) // 3).astype(np.float32)
 
 
 def round_half_up(x: np.ndarray) -> np.ndarray:
@@ -44,14 +45,14 @@ class ShapeModel:
         self.d = data
         self.n_splits = data.splits.shape[2]
 
-    def predict(self, img_gray: np.ndarray, rect: tuple[int, int, int, int]) -> np.ndarray:
-        """img_gray: (H, W) float32 intensities; rect: dlib (left, top, right, bottom), inclusive.
+    def predict(self, rgb: np.ndarray, rect: tuple[int, int, int, int]) -> np.ndarray:
+        """rgb: (H, W, 3) uint8; rect: dlib (left, top, right, bottom), inclusive.
         Returns (P, 2) int64 landmark pixel coordinates."""
         d = self.d
         left, top, right, bottom = rect
         origin = np.array([left, top], np.float64)
         span = np.array([right - left, bottom - top], np.float64)
-        h, w = img_gray.shape
+        h, w = rgb.shape[:2]
         shape = d.initial_shape.astype(np.float32).copy()
         trees = np.arange(d.splits.shape[1])
         for c in range(d.splits.shape[0]):
@@ -60,7 +61,7 @@ class ShapeModel:
             pix = round_half_up(pts.astype(np.float64) * span + origin)
             inside = (pix[:, 0] >= 0) & (pix[:, 0] < w) & (pix[:, 1] >= 0) & (pix[:, 1] < h)
             values = np.zeros(len(pix), np.float32)
-            values[inside] = img_gray[pix[inside, 1], pix[inside, 0]]
+            values[inside] = gray_at(rgb, pix[inside, 0], pix[inside, 1])
             node = np.zeros(len(trees), np.int64)
             while True:
                 live = node < self.n_splits

@@ -357,7 +357,8 @@ _FACE5_NAMES = ("right_eye_outer", "right_eye_inner", "left_eye_outer", "left_ey
 register(ModelSpec(
     name="faces", task="detect", builder="cnntool.models.faces:face_detector", input=FULL_RES_RGB,
     classes=("face",), weights="external:dlib", decode={"conf": 0.0}, card="dlib-faces",
-    summary="dlib's MMOD CNN face detector (CC0): faces down to ~80 px, or ~40 px with kwargs upsample=1; "
+    summary="dlib's MMOD CNN face detector (CC0): faces down to ~40 px on images up to 2 MP (upsampled once), "
+            "~80 px above (--kwargs upsample=0|1 fixes it); "
             "scores are dlib's detection confidences (kept from 0 up)",
 ))
 register(ModelSpec(

@@ -16,7 +16,7 @@ from cnntool.faces.api import FaceDetector, ShapePredictor
 def _as_rgb_array(image: torch.Tensor):
     if image.dtype != torch.uint8:
         image = image.clamp(0, 255).round().to(torch.uint8)
-    return image.permute(1, 2, 0).cpu().numpy()
+    return image.permute(1, 2, 0).contiguous().cpu().numpy()  # (H, W, 3), made once per image
 
 
 class FaceDetectorNet(nn.Module):
@@ -24,7 +24,7 @@ class FaceDetectorNet(nn.Module):
 
     takes_uint8 = True  # the pipeline hands over the decoded pixels: no float copy of a large photo
 
-    def __init__(self, *, upsample: int = 0) -> None:
+    def __init__(self, *, upsample: int | None = None) -> None:
         super().__init__()
         self.detector = FaceDetector(upsample=upsample)
 
@@ -44,7 +44,7 @@ class FaceLandmarksNet(nn.Module):
     """Faces found by the detector, each with its landmarks: one {"boxes", "scores", "points" (F, P, 2)}
     dict per image, in input pixels."""
 
-    def __init__(self, *, kind: str = "5", upsample: int = 0) -> None:
+    def __init__(self, *, kind: str = "5", upsample: int | None = None) -> None:
         super().__init__()
         self.detector = FaceDetector(upsample=upsample)
         self.predictor = ShapePredictor(kind)
@@ -64,9 +64,9 @@ class FaceLandmarksNet(nn.Module):
         return out
 
 
-def face_detector(*, upsample: int = 0) -> FaceDetectorNet:
+def face_detector(*, upsample: int | None = None) -> FaceDetectorNet:
     return FaceDetectorNet(upsample=upsample)
 
 
-def face_landmarks(*, kind: str = "5", upsample: int = 0) -> FaceLandmarksNet:
+def face_landmarks(*, kind: str = "5", upsample: int | None = None) -> FaceLandmarksNet:
     return FaceLandmarksNet(kind=kind, upsample=upsample)

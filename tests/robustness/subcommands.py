@@ -5,9 +5,9 @@ model is not embedded yet)."""
 from __future__ import annotations
 
 from cnntool import weights
-
-from cnntool.models import catalog
 from cnntool.errors import ConfigError
+from cnntool.models import catalog
+from cnntool.registry import UnknownModelError
 
 # The design card's predict subcommands; the registry task of each one's models.
 CARD = {"classify": "classify", "localize": "localize", "landmarks": "landmarks", "detect": "detect",
@@ -55,7 +55,7 @@ def default_model_reason(subcommand: str) -> str | None:
         return reason
     try:
         spec = catalog.get(catalog.default(CARD.get(subcommand, subcommand)))
-    except registry.UnknownModelError as exc:
+    except UnknownModelError as exc:
         return f"{subcommand}: no default model ({exc})"
     source = spec.weights or ""
     if source.startswith("embedded:"):

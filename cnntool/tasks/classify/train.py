@@ -80,6 +80,8 @@ class ClassifyTask:
     def prepare(self, seed: int) -> TaskData:
         data = open_classify_data(self.cfg.data, self.input)
         self.classes = data.classes
+        notes = tuple(f"{len(split.skipped)} unreadable image(s) left out (e.g. {split.skipped[0][0]}: "
+                      f"{split.skipped[0][1]})" for split in (data.train, data.test) if getattr(split, "skipped", None))
         if hasattr(data.train, "images"):  # in-memory data: read its ground once (folders are streamed)
             self.input = replace(self.input, foreground=foreground_of(data.train.images))
         if self._stats_from_data and hasattr(data.train, "images"):
@@ -96,11 +98,12 @@ class ClassifyTask:
         if data.test is not None:
             self.data_description = (f"{data.description}{extra}; trained on {len(train)} train images, validation "
                                      f"(checkpoint selection) {len(val)} = stratified {frac} of train, seed {seed}")
-            return TaskData(train, val, data.test, f"{data.description}: official test split, {len(data.test)} images", True)
+            return TaskData(train, val, data.test, f"{data.description}: official test split, {len(data.test)} images",
+                            True, notes)
         self.data_description = f"{data.description}{extra}; trained on {len(train)} images"
         heldout = (f"{data.description}: stratified held-out split --val-split {frac} --seed {seed} "
                    f"({len(val)} images, cnntool.data.splits.stratified_split), never trained on")
-        return TaskData(train, val, val, heldout, False)
+        return TaskData(train, val, val, heldout, False, notes)
 
     def _with_extra(self, train, data: ClassifyData) -> tuple[Any, str]:
         """The training split joined by every image of --extra-train (its training part), which never
