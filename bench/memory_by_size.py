@@ -1,5 +1,5 @@
-"""Peak memory against image size: every predict subcommand with its default model, on one JPEG photo of
-1 to 50 megapixels (the default --max-pixels), each run a fresh process.
+"""Peak memory against image size: every predict subcommand with its default model (and landmarks with the
+face model), on one JPEG photo of 1 to 50 megapixels (the default --max-pixels), each run a fresh process.
 
 The photo is scikit-image's astronaut (one face) pasted at a quarter of the frame's height onto a textured
 3:2 frame, saved as JPEG quality 90. Peak RSS is the kernel's ru_maxrss of the waited child. The baseline
@@ -25,6 +25,7 @@ COMMANDS = {
     "classify": ["classify"],
     "localize": ["localize"],
     "landmarks": ["landmarks"],
+    "landmarks-face5": ["landmarks", "--model", "face5"],  # the face detector, then 5 points per face
     "detect": ["detect"],
     "verify-face": ["verify-face"],  # compares the photo with itself: two decodes, two detections
 }

@@ -44,6 +44,8 @@ class FaceLandmarksNet(nn.Module):
     """Faces found by the detector, each with its landmarks: one {"boxes", "scores", "points" (F, P, 2)}
     dict per image, in input pixels."""
 
+    takes_uint8 = True
+
     def __init__(self, *, kind: str = "5", upsample: int | None = None) -> None:
         super().__init__()
         self.detector = FaceDetector(upsample=upsample)
