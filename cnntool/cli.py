@@ -113,8 +113,9 @@ def _train(name: str) -> Callable[[typer.Typer], None]:
                 raise typer.Exit(exc.exit_code) from None
 
         skip = _engine_skip(task.train_config, TrainConfig)
+        layout = f"\n\nData layout: docs/data.md; `cnntool data example {name} --out DIR` writes a small one."
         app.command(name)(command(train, task.train_config, Uses(TrainConfig, skip, task.train_defaults),
-                                  doc=task.docs["train"], context=True))
+                                  doc=task.docs["train"] + layout, context=True))
     return add
 
 
@@ -254,6 +255,21 @@ def _data_documents(app: typer.Typer) -> None:
         "Example: cnntool data documents --out runs/data/documents --n 12000 --seed 0")))
 
 
+def _data_example(app: typer.Typer) -> None:
+    from cnntool.command import command
+    from cnntool.data.examples import ExampleConfig, write_example
+
+    def example(config: ExampleConfig) -> None:
+        from cnntool.console import warn
+
+        warn(f"wrote {write_example(config)}", quiet=config.quiet)
+
+    app.command("example")(command(example, ExampleConfig, doc=(
+        "A tiny data set in the layout `cnntool train TASK` reads, from data the install ships: copy its layout.\n\n"
+        "Example: cnntool data example detect --out my-detect && cnntool train detect --data my-detect --epochs 2 "
+        "--out my.safetensors")))
+
+
 def _folder(run: Any):
     from cnntool.folders import writable_folder
 
@@ -279,7 +295,7 @@ GROUPS: dict[str, tuple[str, dict[str, Callable[[typer.Typer], None]], dict[str,
     "verify-face": ("Same person or not (A B), who is it (--gallery DIR), calibrate the threshold.",
                     {"compare": _verify_compare, "calibrate": _verify_calibrate}, {"cls": _CompareByDefault}),
     "data": ("Generate data sets: cnntool data scenes --out DIR …",
-             {"scenes": _data_scenes, "crops": _data_crops, "documents": _data_documents}, {}),
+             {"scenes": _data_scenes, "crops": _data_crops, "documents": _data_documents, "example": _data_example}, {}),
 }
 ORDER = ("models", "shape-calc", "classify", "detect", "train", "evaluate", "verify-face", "localize", "landmarks",
          "ensemble", "export", "data")

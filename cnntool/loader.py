@@ -119,9 +119,12 @@ def load_model(model: str | None, weights_arg: str | None, *, task: str, device:
 
 
 def _file_model(meta: WeightsMeta, task: str, path: Path | None) -> str | None:
-    """The architecture a weights file names, when it is one of this task's (a part's file names its own)."""
+    """The architecture a weights file names, when it is one of this task's; a part's file names its own, and
+    the detector it was trained for (a window classifier)."""
     if meta.get("task") in (None, task):
         return meta.get("model")
+    if task == "detect":
+        return meta.get("detector")
     return None
 
 

@@ -51,6 +51,7 @@ class WeightsMeta(TypedDict, total=False):
     point_names: list[str]
     input: InputDocument  # the input spec (cnntool.registry.InputSpec's fields)
     decode: dict[str, float]  # the task's decode defaults (e.g. a calibrated presence threshold)
+    detector: str  # a window classifier's: the sliding-window detector it was trained for
     ensemble: int  # K nets under members.<i>.
     members: list[dict[str, Any]]
     reader: ReaderDocument  # a localizer's box reader
@@ -75,7 +76,7 @@ def check(document: Any, source: str) -> WeightsMeta:
     def bad(key: str, why: str) -> ConfigError:
         return ConfigError(f"{source}: metadata {key!r} {why}")
 
-    for key in ("task", "model", "loss", "data_source", "command"):
+    for key in ("task", "model", "detector", "loss", "data_source", "command"):
         if key in out and not isinstance(out[key], str):
             raise bad(key, "must be a string")
     if "task" in out:

@@ -71,7 +71,7 @@ def test_lenet5_digits_metadata_meets_its_goal_and_reproduces():
     assert meta["command"].startswith("cnntool train classify --data digits")
     loaded = load_model("lenet5-digits", None, task="classify")
     assert loaded.spec.weights == "embedded:lenet5-digits.safetensors" and loaded.input.size == (32, 32)
-    report = evaluate(ClassifyEvaluation(data="digits", split="heldout", common=EvalOptions(model="lenet5-digits", weights=None)))
+    report = evaluate(ClassifyEvaluation(data="digits", split="val", common=EvalOptions(model="lenet5-digits", weights=None)))
     assert report["images"] == heldout["images"]
     assert report["confusion"] == heldout["confusion"]
 
@@ -111,7 +111,7 @@ def test_device_auto_is_resolved_before_loading():
     from cnntool.engine.evaluate import EvalOptions
     from cnntool.tasks.classify.evaluate import ClassifyEvaluation, evaluate
 
-    report = evaluate(ClassifyEvaluation(data="digits", split="heldout", common=EvalOptions(model="lenet5-digits", weights=None, device="auto")))
+    report = evaluate(ClassifyEvaluation(data="digits", split="val", common=EvalOptions(model="lenet5-digits", weights=None, device="auto")))
     assert report["images"] == 1000 and report["accuracy"] > 0.98
 
 

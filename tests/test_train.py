@@ -166,7 +166,8 @@ def test_training_streams_a_folder_tree_through_the_dataloader(tmp_path):
         Image.fromarray(img).resize((24, 24)).save(folder / f"{i}.png")
     meta = train(tiny_task(tmp_path / "tree", augment=_aug()), tiny_config(tmp_path, "tree", epochs=1))
     assert meta["classes"] == ["bar", "column", "square"]
-    assert "stratified held-out split" in meta["metrics"]["heldout_data"]  # no test/ folder: val is held out
+    # no test/ folder: the figure is the validation split's, and named so
+    assert meta["metrics"]["heldout_kind"] == "validation" and "validation split" in meta["metrics"]["heldout_data"]
     assert meta["metrics"]["heldout"]["images"] == 6
 
 

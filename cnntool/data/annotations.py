@@ -96,8 +96,8 @@ def _from_json(entry: Any, base: Path, path: Path, i: int) -> Annotation:
         if len(objects) > 1:
             raise ConfigError(f"{path}: entry {i} has {len(objects)} objects; localize takes at most one")
         label, box = (objects[0].get("label"), objects[0].get("box")) if objects else (None, None)
-    if box is not None and len(box) != 4:
-        raise ConfigError(f"{path}: entry {i}: a box needs 4 numbers [x1, y1, x2, y2]")
+    if box is not None and (len(box) != 4 or not box[0] < box[2] or not box[1] < box[3]):
+        raise ConfigError(f"{path}: entry {i}: a box needs 4 numbers [x1, y1, x2, y2] with x1 < x2 and y1 < y2")
     return Annotation(base / entry["image"], None if label is None else str(label),
                       None if box is None else [float(v) for v in box],
                       entry.get("points"), entry.get("point_names"))
@@ -139,24 +139,39 @@ def read_classes(directory: Path, annotations: Sequence[Annotation]) -> tuple[st
     return tuple(sorted({a.label for a in annotations if a.label is not None}))
 
 
-def cache(annotations: Sequence[Annotation], spec: InputSpec,
-          target: Callable[[Annotation, Geometry], Sequence[float]]) -> ImageTensors:
-    """Preprocess every image once; `target` maps an annotation into the input frame."""
+def cache(annotations: Sequence[Any], spec: InputSpec,
+          target: Callable[[Any, Geometry], Sequence[float]]) -> ImageTensors:
+    """Preprocess every image once; `target` maps an annotation into the input frame. An image that does not
+    read is left out (listed in the result's `skipped`); an annotation outside its image is a ConfigError."""
     import torch
 
     pre = Preprocessor(spec)
     h, w = spec.size
     images = torch.empty(len(annotations), spec.channels, h, w, dtype=torch.uint8)
-    targets = []
-    for i, a in enumerate(annotations):
+    targets, skipped = [], []
+    for a in annotations:
         try:
             img, original_size = pre.open(a.image)
+            if min(original_size) < 2:
+                raise ImageError(f"a {original_size[0]}×{original_size[1]} image holds nothing to learn")
         except ImageError as exc:
-            raise ConfigError(f"{a.image}: {exc}") from None
+            skipped.append((a.image, str(exc)))
+            continue
         resized, geometry = pre.geometry_and_resized(img)
         if original_size != (geometry.width, geometry.height):  # JPEG draft mode decoded it smaller
             geometry = rescale_geometry(geometry, original_size)
         arr = np.asarray(resized, dtype=np.uint8)
-        images[i] = torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
+        images[len(targets)] = torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
         targets.append(list(target(a, geometry)))
-    return ImageTensors(images, torch.tensor(targets, dtype=torch.float32))
+    if annotations and not targets:
+        raise ConfigError(f"no readable image among {len(annotations)} (e.g. {skipped[0][0]}: {skipped[0][1]})")
+    return ImageTensors(images[:len(targets)], torch.tensor(targets, dtype=torch.float32), skipped)
+
+
+def check_inside(image: Path, points: Sequence[Sequence[float]], geometry: Geometry) -> None:
+    """Annotated coordinates must lie on their image (1 px of slack): one outside is a labelling mistake, told
+    before any training."""
+    for x, y in points:
+        if not (-1 <= x <= geometry.width + 1 and -1 <= y <= geometry.height + 1):
+            raise ConfigError(f"{image}: annotated point ({x:g}, {y:g}) lies outside the {geometry.width}×"
+                              f"{geometry.height} image")

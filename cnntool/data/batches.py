@@ -17,10 +17,11 @@ if TYPE_CHECKING:
 
 class ImageTensors:
     """The one in-memory dataset: uint8 images (N, C, H, W) at the model's input size and their targets (N,) or
-    (N, T); every task's cached data (built-in sets, annotation files, detection layouts) is one of these."""
+    (N, T); every task's cached data (built-in sets, annotation files, detection layouts) is one of these.
+    `skipped`: (path, reason) of the files left out because they would not read."""
 
-    def __init__(self, images: "torch.Tensor", targets: "torch.Tensor") -> None:
-        self.images, self.targets = images, targets
+    def __init__(self, images: "torch.Tensor", targets: "torch.Tensor", skipped: Sequence[tuple[Any, str]] = ()) -> None:
+        self.images, self.targets, self.skipped = images, targets, list(skipped)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -37,12 +38,13 @@ class ImageTensors:
         import torch
 
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
-        return ImageTensors(self.images[idx], self.targets[idx])
+        return ImageTensors(self.images[idx], self.targets[idx], self.skipped)
 
     def concat(self, other: "ImageTensors") -> "ImageTensors":
         import torch
 
-        return ImageTensors(torch.cat([self.images, other.images]), torch.cat([self.targets, other.targets]))
+        return ImageTensors(torch.cat([self.images, other.images]), torch.cat([self.targets, other.targets]),
+                            self.skipped + other.skipped)
 
     def labels(self) -> np.ndarray:
         return self.targets.numpy()

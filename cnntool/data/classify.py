@@ -98,6 +98,7 @@ class ClassifyData:
     test: ImageTensors | FolderImages | None  # the source's own held-out split, when it has one
     classes: tuple[str, ...]
     description: str
+    val: ImageTensors | FolderImages | None = None  # the source's own validation split, when it has one
 
 
 def cache_arrays(images: np.ndarray, labels: np.ndarray, spec: InputSpec) -> ImageTensors:
@@ -184,21 +185,22 @@ def _labels_beside(images_path: Path, *, required: bool = True) -> Path | None:
 
 
 def _open_folder(root: Path, spec: InputSpec) -> ClassifyData:
-    train_dir, test_dir = root / "train", root / "test"
-    if train_dir.is_dir():
-        classes = _class_names(train_dir)
-        train = _folder_dataset(train_dir, classes, spec)
-        test = _folder_dataset(test_dir, classes, spec) if test_dir.is_dir() else None
-    else:
+    """A folder per class, or train/ (and optionally val/ and test/) each holding a folder per class."""
+    train_dir = root / "train"
+    if not train_dir.is_dir():
         classes = _class_names(root)
-        train, test = _folder_dataset(root, classes, spec), None
-    return ClassifyData(train, test, classes, f"folder {root}")
+        return ClassifyData(_folder_dataset(root, classes, spec), None, classes, f"folder {root}")
+    classes = _class_names(train_dir)
+    val, test = (_folder_dataset(root / s, classes, spec) if (root / s).is_dir() else None for s in ("val", "test"))
+    return ClassifyData(_folder_dataset(train_dir, classes, spec), test, classes, f"folder {root}", val)
 
 
 def _class_names(root: Path) -> tuple[str, ...]:
     names = tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))
-    if not names:
-        raise ConfigError(f"{root}: no class folders (expected one subfolder of images per class)")
+    if len(names) < 2:
+        found = f"only {names[0]!r}" if names else "none"
+        raise ConfigError(f"{root}: a classifier needs two or more class folders (one subfolder of images per class; "
+                          f"found {found})")
     return names
 
 
@@ -232,8 +234,8 @@ def _unreadable(path: Path) -> str | None:
 
     try:
         with Image.open(path, formats=IMAGE_FORMATS) as img:
-            if img.width * img.height == 0:
-                return "empty image"
+            if min(img.size) < 2:
+                return f"a {img.width}×{img.height} image holds nothing to learn"
     except Exception as exc:  # PIL raises many kinds for a bad header
         return first_line(exc) or exc.__class__.__name__
     return None

@@ -42,13 +42,14 @@ from PIL import Image
 
 from cnntool.boxes import iou
 
-from cnntool.data.builtin import DIGIT_CLASSES, FASHION_CLASSES, load_fashion_mnist, load_opencv_digits, photo_paths
+from cnntool.data.builtin import (DIGIT_CLASSES, FASHION_CLASSES, load_fashion_mnist, load_opencv_digits,
+                                  load_sklearn_digits, photo_paths)
 from cnntool.errors import ConfigError
 from cnntool.folders import save_image, write_text
 from cnntool.options import option
 
 SPLITS = ("train", "val", "test")
-OBJECT_SOURCES = ("digits", "fashion")
+OBJECT_SOURCES = ("digits", "fashion", "sklearn-digits")
 # Photos are shrunk once to this shorter side: crops stay sharp at scene sizes up to ~256 px.
 _PHOTO_SIDE = 384
 _HELD_OUT_EVERY = 5  # every fifth photo (by sorted index) is a test-only background
@@ -66,7 +67,8 @@ def _cutouts(paths: Sequence[Path]) -> tuple[Path, ...]:
 @dataclass(frozen=True)
 class SceneConfig:
     size: int = option(128, "--size", min=16, help="Scene side in pixels (square).")
-    objects: str = option("digits", "--objects", help="digits (OpenCV's handwritten digits) or fashion (Fashion-MNIST).")
+    objects: str = option("digits", "--objects", help="digits (OpenCV's handwritten digits), fashion (Fashion-MNIST) "
+                          "or sklearn-digits (scikit-learn's 8×8 digits: always installed, coarse).")
     max_objects: int = option(1, "--max-objects", min=1, help="Objects per scene at most; above 1 each entry holds an "
                               "\"objects\" list (for detect).")
     empty_fraction: float = option(0.2, "--empty", min=0.0, max=1.0, help="Share of scenes without any object.")
@@ -144,6 +146,12 @@ def object_pool(source: str, split: str) -> ObjectPool:
     if source == "fashion":
         images, labels = load_fashion_mnist(part)
         return ObjectPool(images, labels, FASHION_CLASSES)
+    if source == "sklearn-digits":
+        images, labels = load_sklearn_digits()
+        rank = np.array([np.sum(labels[:i] == label) for i, label in enumerate(labels)])
+        held_out = rank >= np.bincount(labels)[labels] * 0.8  # the last fifth of each class is test-only
+        keep = held_out if part == "test" else ~held_out
+        return ObjectPool(images[keep], labels[keep], DIGIT_CLASSES)
     raise ValueError(f"objects must be one of {', '.join(OBJECT_SOURCES)}, not {source!r}")
 
 

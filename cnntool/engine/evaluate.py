@@ -66,7 +66,7 @@ def report(task: str, loaded: "LoadedModel", data: str, result: "EvalResult", **
 class EvalResult:
     metrics: dict[str, Any]  # the task's full report (compute())
     summary: dict[str, float]  # its headline scalars
-    loss: float
+    loss: float | None  # None for a model that gives no loss in evaluation (torchvision's detectors)
     images: int
     seconds: float
 
@@ -91,7 +91,7 @@ def run_eval(model, dataset, task, *, device: str = "cpu", batch_size: int = 500
     dist = dist or Dist()
     metrics = task.new_metrics()
     order = torch.arange(dist.rank, len(dataset), dist.world)
-    totals = torch.zeros(2, dtype=torch.float64)  # loss sum, image count
+    totals = torch.zeros(3, dtype=torch.float64)  # loss sum, image count, images with a loss
     was_training = model.training
     model.eval()
     start = time.perf_counter()
@@ -103,11 +103,15 @@ def run_eval(model, dataset, task, *, device: str = "cpu", batch_size: int = 500
             targets = targets.to(device)
             with autocast(device, bf16):
                 outputs = task.forward_eval(model, inputs, tta=tta)
-            totals[0] += float(task.loss(outputs, targets)) * len(targets)
+            loss = task.loss(outputs, targets)
+            if loss is not None:
+                totals[0] += float(loss) * len(targets)
+                totals[2] += len(targets)
             totals[1] += len(targets)
             metrics.update(outputs, targets)
     seconds = time.perf_counter() - start
     model.train(was_training)
     dist.sum_([totals, *metrics.tensors()])
-    n = int(totals[1])
-    return EvalResult(metrics.compute(), metrics.summary(), float(totals[0]) / max(n, 1), n, seconds)
+    n, with_loss = int(totals[1]), int(totals[2])
+    loss = float(totals[0]) / with_loss if with_loss else None
+    return EvalResult(metrics.compute(), metrics.summary(), loss, n, seconds)

@@ -57,6 +57,57 @@ def draw_curves(path: Path, history: Sequence[dict[str, Any]], metric: str) -> N
     _save_png(img, path)
 
 
+def draw_curve(xs: Sequence[float], ys: Sequence[float], *, x_label: str, y_label: str, title: str):
+    """One curve on 0..1 × 0..1 axes (a PR or ROC curve), as a PIL image."""
+    from PIL import Image, ImageDraw
+
+    side = 360
+    img = Image.new("RGB", (side + 2 * _PAD, side + 2 * _PAD), "white")
+    d = ImageDraw.Draw(img)
+    left, top, right, bottom = _PAD, _PAD, _PAD + side, _PAD + side
+    d.rectangle((left, top, right, bottom), outline="grey")
+    d.text((left, 10), title, fill="black")
+    d.text((right - 6 * len(x_label), bottom + 8), x_label, fill="black")
+    d.text((4, top - 16), y_label, fill="black")
+    for v in (0.0, 0.5, 1.0):
+        d.text((left + v * side - 8, bottom + 8), f"{v:g}", fill="black")
+        d.text((8, bottom - v * side - 6), f"{v:g}", fill="black")
+    points = [(left + x * side, bottom - y * side) for x, y in zip(xs, ys)]
+    if len(points) > 1:
+        d.line(points, fill=_COLOURS["val"], width=2)
+    return img
+
+
+def draw_confusion(matrix: Sequence[Sequence[int]], names: Sequence[str]):
+    """A confusion matrix (rows: true class, columns: predicted) as a PIL image, each row shaded by its share."""
+    from PIL import Image, ImageDraw
+
+    k = len(names)
+    cell = max(18, min(48, 640 // max(k, 1)))
+    left = 7 * min(12, max((len(str(n)) for n in names), default=1)) + 12
+    top = 44
+    img = Image.new("RGB", (max(left + k * cell + 10, 420), top + k * cell + 10), "white")
+    d = ImageDraw.Draw(img)
+    d.text((4, 4), "rows: true class, columns: predicted (shade: share of the row)", fill="black")
+    for i, row in enumerate(matrix):
+        total = max(sum(row), 1)
+        d.text((4, top + i * cell + cell // 3), str(names[i])[:12], fill="black")
+        d.text((left + i * cell + 2, top - 16), str(names[i])[:max(1, cell // 7)], fill="black")
+        for j, count in enumerate(row):
+            share = count / total
+            shade = int(255 - 200 * share)
+            box = (left + j * cell, top + i * cell, left + (j + 1) * cell - 1, top + (i + 1) * cell - 1)
+            d.rectangle(box, fill=(shade, shade, 255), outline=(220, 220, 220))
+            if count and cell >= 24:
+                d.text((box[0] + 3, box[1] + cell // 3), str(count), fill="black" if share < 0.6 else "white")
+    return img
+
+
+def save_figures(folder: Path, figures: dict[str, Any]) -> None:
+    for name, image in figures.items():
+        _save_png(image, folder / f"{name}.png")
+
+
 def _save_png(img, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(img, path)

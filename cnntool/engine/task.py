@@ -35,7 +35,23 @@ class TaskData:
     # False when the held-out split is the validation split itself (no separate test set): the engine
     # then ships the last epoch's weights, never ones selected on the data it reports.
     select_on_val: bool
-    notes: tuple[str, ...] = ()  # warnings about the data (e.g. unreadable files left out), shown once
+
+    def skipped(self) -> list[tuple[Any, str]]:
+        """(path, reason) of every file the splits left out because it would not read, each once."""
+        found: dict[str, str] = {}
+        for split in (self.train, self.val, self.heldout):
+            found.update((str(path), why) for path, why in getattr(split, "skipped", ()))
+        return list(found.items())
+
+
+def held_out(train: Any, val: Any, test: Any | None, *, where: str) -> TaskData:
+    """The splits as training uses them. With a test split, validation chooses the checkpoint and the test
+    split is held out; without one, the last epoch is shipped and its figure on the validation split is
+    reported, named as such (never "held-out")."""
+    if test is not None:
+        return TaskData(train, val, test, f"{where}: official test split, {len(test)} images", True)
+    return TaskData(train, val, val, f"{where}: validation split, {len(val)} images (the data has no test split), "
+                    "never trained on; the last epoch's weights, not chosen on it", False)
 
 
 class Metrics(Protocol):

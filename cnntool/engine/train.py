@@ -30,7 +30,7 @@ from cnntool.device import resolve_device, set_threads, threads_option, workers_
 from cnntool.engine import checkpoint, distributed
 from cnntool.engine.evaluate import autocast, run_eval
 from cnntool.engine.inference import bf16_option
-from cnntool.engine.report import Progress, draw_curves, write_metrics_json
+from cnntool.engine.report import Progress, draw_curves, save_figures, write_metrics_json
 from cnntool.errors import ConfigError
 from cnntool.folders import writable_folder
 from cnntool.options import option
@@ -61,9 +61,12 @@ class TrainConfig:
     channels_last: bool = option(False, "--channels-last", help="channels_last memory format.")
     ema: float = option(0.0, "--ema", min=0.0, max=0.99999, help="Keep a moving average of the weights with this "
                         "decay (e.g. 0.999) and ship it; 0 = off.")
-    init: str | None = option(None, "--init", help="Fine-tune: start from these weights (a file, an embedded name, or "
-                              "DEFAULT / a torchvision weights name for the torchvision architectures); tensors whose "
-                              "name and shape match are copied, so a new class count keeps a fresh head.")
+    init: str | None = option(None, "--init", "--weights", help="Fine-tune: start from these weights (a file, an "
+                              "embedded name, or DEFAULT / a torchvision weights name for the torchvision "
+                              "architectures); tensors whose name and shape match are copied, so a new class count "
+                              "keeps a fresh head.")
+    freeze_backbone: bool = option(False, "--freeze-backbone", help="With --init: train only what --init left fresh "
+                                   "(the head resized to your classes); the rest keeps its pretrained weights.")
     resume: bool = option(False, "--resume", help="Continue from the last checkpoint in the run directory.")
     run_dir: Path | None = option(None, "--run-dir", help="Checkpoint directory (default: runs/<out name>).")
     quiet: bool = quiet_option()
@@ -215,11 +218,16 @@ class Trainer:
                 writable_folder(cfg.checkpoint_dir, "--run-dir")
             self.device = _device(cfg.device, dist)
             data = task.prepare(cfg.seed)
-            for note in data.notes if dist.main else ():
-                warn(note, quiet=cfg.quiet)
+            skipped = data.skipped() if dist.main else []
+            if skipped:
+                shown = "; ".join(f"{path}: {why}" for path, why in skipped[:3])
+                warn(f"{len(skipped)} unreadable image(s) left out ({shown}{'; …' if len(skipped) > 3 else ''})",
+                     quiet=cfg.quiet)
             torch.manual_seed(cfg.weights_seed)  # same initial weights on every rank and every run
             model = task.build_model()
             self.parent = self._start_from(model, cfg.init) if cfg.init else None
+            if cfg.freeze_backbone:
+                self._freeze(model)
             model = model.to(self.device)
             if cfg.channels_last:
                 model = model.to(memory_format=torch.channels_last)
@@ -350,9 +358,9 @@ class Trainer:
                 weights.save(cfg.checkpoint_dir / "best.safetensors", self.shipped.state_dict(),
                              {**task.metadata(), "kind": "best", "epoch": state.epoch, primary: score})
             self._write_reports(state, final=None)
-            self.progress.log(f"epoch {state.epoch}/{cfg.epochs}: train loss {record['train_loss']:.4f}, "
-                              f"val loss {val.loss:.4f}, val {primary} {score:.4f}"
-                              + ("  (best)" if improved else ""))
+            val_loss = f"val loss {val.loss:.4f}, " if val.loss is not None else ""
+            self.progress.log(f"epoch {state.epoch}/{cfg.epochs}: train loss {record['train_loss']:.4f}, {val_loss}"
+                              f"val {primary} {score:.4f}" + ("  (best)" if improved else ""))
         self._save_last(state)
 
     def _start_from(self, model, init: str) -> dict[str, Any]:
@@ -375,6 +383,17 @@ class Trainer:
         return {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                 "model": parent.get("model", ""), "command": parent.get("command", ""), "left_fresh": fresh,
                 **({"init": parent["init"]} if "init" in parent else {})}  # a chain of fine-tunes stays traceable
+
+    def _freeze(self, model) -> None:
+        """Every tensor --init filled stops learning; the ones it left fresh (the new head) train alone."""
+        if self.parent is None:
+            raise ConfigError("--freeze-backbone needs --init: there is no pretrained backbone to keep")
+        fresh = set(self.parent["left_fresh"])
+        if not fresh:
+            raise ConfigError("--freeze-backbone: --init filled every tensor, so nothing would train; it is for a "
+                              "head resized to new classes")
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name in fresh)
 
     # --- checkpoints ----------------------------------------------------------------------------------
 
@@ -420,8 +439,11 @@ class Trainer:
         if dist.main:
             weights.save(cfg.out, self.shipped.state_dict(), meta)
             self._write_reports(state, final=meta)
+            if hasattr(task, "figures"):  # a confusion matrix, a PR or ROC curve of the reported split
+                save_figures(cfg.checkpoint_dir, task.figures(metrics["heldout"]))
             primary = self._metric_name()
-            self.progress.log(f"held-out {primary} {heldout.summary[primary]:.4f} on {heldout.images} images "
+            kind = "held-out" if data.select_on_val else "validation"
+            self.progress.log(f"{kind} {primary} {heldout.summary[primary]:.4f} on {heldout.images} images "
                               f"→ {cfg.out}")
         dist.barrier()
         return meta
@@ -448,7 +470,10 @@ def evaluate_trained(model, task, data, cfg: TrainConfig, *, device: str, dist=N
                         channels_last=cfg.channels_last, bf16=cfg.bf16, tta=tta, dist=dist)
 
     heldout = evaluate(data.heldout)
-    metrics: dict[str, Any] = {"heldout": heldout.metrics, "heldout_data": data.heldout_description}
+    # Without a separate test split the figure is the validation split's (never trained on, the last epoch
+    # shipped rather than one chosen on it), and is named so.
+    metrics: dict[str, Any] = {"heldout": heldout.metrics, "heldout_data": data.heldout_description,
+                               "heldout_kind": "test" if data.select_on_val else "validation"}
     if task.tta_key:  # as the task's predict command's test-time augmentation
         metrics[task.tta_key] = evaluate(data.heldout, tta=True).metrics
     for key, dataset, description in task.extra_evaluations():

@@ -14,13 +14,14 @@ from cnntool.engine.inference import bf16_option, int8_option
 from cnntool.errors import ConfigError
 from cnntool.options import option
 
-SPLITS = ("auto", "test", "heldout", "all")
+SPLITS = ("auto", "test", "val", "all")
 
 
 @dataclass
 class ClassifyEvaluation(Evaluation):
     data: str = data_option()
-    split: str = option("auto", "--split", help="test, heldout (the split recorded in the weights), all, or auto.")
+    split: str = option("auto", "--split", help="test, val (the validation split training used: the data's val/, or "
+                        "the --val-split recorded in the weights), all, or auto.")
     tta_flip: bool = option(False, "--tta-flip", help="Average predictions with the mirror image.")
     workers: int = workers_option()
     bf16: bool = bf16_option()
@@ -29,9 +30,9 @@ class ClassifyEvaluation(Evaluation):
 
 
 def evaluate(config: ClassifyEvaluation) -> dict[str, Any]:
-    """split: test = the source's official test part; heldout = the held-out split recorded in the weights'
-    metadata (same --val-split and --seed as training); all = every image; auto = test when there is one,
-    else heldout when the weights record a split, else all."""
+    """split: test = the source's official test part; val = its val part, else the validation split recorded in
+    the weights' metadata (same --val-split and --seed as training); all = every image; auto = test when there
+    is one, else val when there is one, else all."""
     from cnntool.tasks.classify.train import ClassifyConfig, ClassifyTask
 
     if config.split not in SPLITS:
@@ -47,18 +48,22 @@ def evaluate(config: ClassifyEvaluation) -> dict[str, Any]:
         raise ConfigError(f"data {config.data!r} has {len(source.classes)} classes, the model {len(loaded.classes)}")
     recorded, split = loaded.metadata, config.split
     if split == "auto":
-        split = "test" if source.test is not None else ("heldout" if "val_split" in recorded else "all")
+        split = "test" if source.test is not None else (
+            "val" if source.val is not None or "val_split" in recorded else "all")
     if split == "test":
         if source.test is None:
-            raise ConfigError(f"data {config.data!r} has no test split; use --split heldout or all")
+            raise ConfigError(f"data {config.data!r} has no test split; use --split val or all")
         dataset, described = source.test, f"{source.description}: official test split"
-    elif split == "heldout":
+    elif split == "val" and source.val is not None:
+        dataset, described = source.val, f"{source.description}: val split"
+    elif split == "val":
         if "val_split" not in recorded:
-            raise ConfigError("these weights record no training split; use --split test or all")
+            raise ConfigError("the data has no val split and these weights record no training split; use --split "
+                              "test or all")
         seed = recorded.get("seed", 0)
         _, held = stratified_split(source.train.labels(), recorded["val_split"], seed)
         dataset = source.train.subset(held)
-        described = f"{source.description}: held-out split (val_split {recorded['val_split']}, seed {seed})"
+        described = f"{source.description}: validation split (val_split {recorded['val_split']}, seed {seed})"
     else:
         dataset, described = source.train, f"{source.description}: all images"
     task = ClassifyTask(ClassifyConfig(data=config.data, model=loaded.spec.name, tta_flip=config.tta_flip))

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from cnntool.augment import AugmentConfig, erase, warp
 from cnntool.data.classify import ClassifyData, data_option, foreground_of, open_classify_data
-from cnntool.data.splits import stratified_split
-from cnntool.engine.task import TaskData
+from cnntool.data.splits import carve, val_split_option
+from cnntool.engine.task import TaskData, held_out
 from cnntool.errors import ConfigError
 from cnntool.meta import as_json
 from cnntool.models import catalog
@@ -34,8 +34,7 @@ class ClassifyConfig:
                                             parse=floats("--mean"), cli_type=str | None)
     std: tuple[float, ...] | None = option(None, "--std", help="Per-channel std, comma-separated, 0..1.",
                                            parse=floats("--std"), cli_type=str | None)
-    val_split: float = option(0.1, "--val-split", min=0.0, max=0.9, help="Stratified fraction of the training data "
-                              "held out for validation.")
+    val_split: float = val_split_option()
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     label_smoothing: float = option(0.0, "--label-smoothing", min=0.0, max=0.5,
                                     help="Label smoothing of the cross-entropy.")
@@ -80,30 +79,28 @@ class ClassifyTask:
     def prepare(self, seed: int) -> TaskData:
         data = open_classify_data(self.cfg.data, self.input)
         self.classes = data.classes
-        notes = tuple(f"{len(split.skipped)} unreadable image(s) left out (e.g. {split.skipped[0][0]}: "
-                      f"{split.skipped[0][1]})" for split in (data.train, data.test) if getattr(split, "skipped", None))
         if hasattr(data.train, "images"):  # in-memory data: read its ground once (folders are streamed)
             self.input = replace(self.input, foreground=foreground_of(data.train.images))
         if self._stats_from_data and hasattr(data.train, "images"):
             self._set_stats(data.train.images)
         if self.cfg.teacher:
             self._teacher = self._load_teacher(self.cfg.teacher)
-        train_idx, val_idx = stratified_split(data.train.labels(), self.cfg.val_split, seed)
-        val = data.train.subset(val_idx)
-        train = data.train.subset(train_idx)
+        if data.val is not None:
+            train, val = data.train, data.val
+        else:
+            train, val = carve(data.train, self.cfg.val_split, seed, data.train.labels())
         extra = ""
         if self.cfg.extra_train:
             train, extra = self._with_extra(train, data)
-        frac = f"{self.cfg.val_split:g}"
-        if data.test is not None:
-            self.data_description = (f"{data.description}{extra}; trained on {len(train)} train images, validation "
-                                     f"(checkpoint selection) {len(val)} = stratified {frac} of train, seed {seed}")
-            return TaskData(train, val, data.test, f"{data.description}: official test split, {len(data.test)} images",
-                            True, notes)
-        self.data_description = f"{data.description}{extra}; trained on {len(train)} images"
-        heldout = (f"{data.description}: stratified held-out split --val-split {frac} --seed {seed} "
-                   f"({len(val)} images, cnntool.data.splits.stratified_split), never trained on")
-        return TaskData(train, val, val, heldout, False, notes)
+        self.data_description = f"{data.description}{extra}; trained on {len(train)} images, validated on {len(val)}"
+        if data.val is None:
+            self.data_description += f" (stratified --val-split {self.cfg.val_split:g} of train, seed {seed})"
+        return held_out(train, val, data.test, where=data.description)
+
+    def figures(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        from cnntool.engine.report import draw_confusion
+
+        return {"confusion_matrix": draw_confusion(metrics["confusion"], self.classes)}
 
     def _with_extra(self, train, data: ClassifyData) -> tuple[Any, str]:
         """The training split joined by every image of --extra-train (its training part), which never

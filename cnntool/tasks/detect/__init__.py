@@ -23,5 +23,13 @@ class Detect(Task):
     train_defaults = {"epochs": 30, "batch_size": 32, "lr": 0.003, "optimizer": "adamw", "warmup": 0.05}
     evaluate_defaults = {"batch_size": 64}
 
+    def train(self, config, engine):
+        """Sliding-window detectors train their window classifier (cnntool.tasks.detect.windows)."""
+        from cnntool.tasks.detect import windows
+
+        if windows.is_windows(config.model):
+            return windows.train(config, engine)
+        return super().train(config, engine)
+
 
 TASK = Detect()

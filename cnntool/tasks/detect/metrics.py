@@ -40,7 +40,8 @@ class DetectMetrics:
         self.classes = list(classes)
         self.posts = {"every_label": replace(post, multi_label=True), "best_label": replace(post, multi_label=False)}
         self.metrics = {name: MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True,
-                                                   backend="pycocotools") for name in self.posts}
+                                                   extended_summary=name == "every_label", backend="pycocotools")
+                        for name in self.posts}
         self.images = 0
         self._per_class_scores = False  # seen any detections with every class's score
         self._summary: dict[str, float] = {}
@@ -75,7 +76,19 @@ class DetectMetrics:
             name = self.classes[index] if index < len(self.classes) else str(index)
             per_class[name] = {"ap50_95": ap, "recall100": recall}
         one_label = _headline(self.metrics["best_label"].compute()) if self._per_class_scores else dict(figures)
-        return {"images": self.images, **figures, "per_class": per_class, "one_label_per_box": one_label}
+        return {"images": self.images, **figures, "per_class": per_class, "one_label_per_box": one_label,
+                "pr50": _pr_curve(result["precision"])}
+
+
+def _pr_curve(precision: "torch.Tensor") -> dict[str, list[float]]:
+    """COCO's precision at IoU 0.5 over its 101 recall points (all areas, 100 detections), averaged over the
+    classes that have objects; -1 (undefined) counts as no precision."""
+    import torch
+
+    at50 = precision[0, :, :, 0, -1]  # (recall points, classes)
+    present = (at50 >= 0).any(0)
+    curve = at50[:, present].clamp(min=0).mean(1) if bool(present.any()) else torch.zeros(len(at50))
+    return {"recall": [round(i / 100, 2) for i in range(len(at50))], "precision": [round(float(v), 4) for v in curve]}
 
 
 # Our names for torchmetrics' headline figures.

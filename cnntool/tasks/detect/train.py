@@ -22,7 +22,8 @@ from cnntool.augment import zoom_and_shift
 from cnntool.data import annotations as ann
 from cnntool.data.batches import ImageTensors
 from cnntool.data import detect_formats as formats
-from cnntool.engine.task import TaskData
+from cnntool.data.splits import carve, val_split_option
+from cnntool.engine.task import TaskData, held_out
 from cnntool.errors import ConfigError
 from cnntool.meta import as_json
 from cnntool.models import catalog
@@ -46,8 +47,7 @@ class DetectConfig:
                         "--task detect`).")
     kwargs: dict[str, Any] = kwargs_option()
     input_size: tuple[int, int] | None = input_size_option()
-    val_split: float = option(0.1, "--val-split", min=0.0, max=0.9, help="Stratified fraction of the training data "
-                              "held out for validation.")  # used only when the data has no val split
+    val_split: float = val_split_option()
     shift: float = option(0.1, "--shift", min=0.0, max=0.5, help="Random translation, ± share of the frame (objects "
                           "stay inside).")
     tta: bool = option(False, "--tta", help="Also report held-out figures with test-time augmentation (as the "
@@ -88,25 +88,18 @@ class DetectTask:
     # --- data ---------------------------------------------------------------------------------------
 
     def prepare(self, seed: int) -> TaskData:
-        import torch
-
         root = Path(self.cfg.data)
         splits, self.classes = formats.read_dataset(root)
-        if "train" not in splits or "test" not in splits:
-            raise ConfigError(f"{root}: needs a train and a test (held-out) split")
+        if "train" not in splits:
+            raise ConfigError(f"{root}: no train split (see `cnntool data example detect`)")
         most = max(1, max(len(s.objects) for samples in splits.values() for s in samples))
         loaded = {name: self.cache(samples, most) for name, samples in splits.items()}
-        train, test = loaded["train"], loaded["test"]
-        if "val" in loaded:
-            val = loaded["val"]
-        else:
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
-            cut = max(1, round(self.cfg.val_split * len(train)))
-            train, val = train.subset(order[cut:]), train.subset(order[:cut])
-        objects = sum(len(s.objects) for s in splits["test"])
+        train, val = loaded["train"], loaded.get("val")
+        if val is None:
+            train, val = carve(train, self.cfg.val_split, seed)
         self.data_description = (f"{root.name} ({formats.detect_format(root)} layout): {len(train)} train, "
-                                 f"{len(val)} validation (checkpoint selection) images")
-        return TaskData(train, val, test, f"{root.name}/test: {len(test)} held-out images, {objects} objects", True)
+                                 f"{len(val)} validation images")
+        return held_out(train, val, loaded.get("test"), where=str(root.name))
 
     def cache(self, samples: list[formats.Sample], most: int) -> ImageTensors:
         """Images at the input size and their padded (class, box) rows in input pixels."""
@@ -119,6 +112,7 @@ class DetectTask:
     def _target(self, sample: formats.Sample, geometry: "Geometry", *, most: int) -> list[float]:
         rows = []
         for o in sample.objects:
+            ann.check_inside(sample.image, [o["box"][:2], o["box"][2:]], geometry)
             x1, y1 = geometry.point_to_input(*o["box"][:2])
             x2, y2 = geometry.point_to_input(*o["box"][2:])
             rows += [float(self.classes.index(o["label"])), x1, y1, x2, y2]
@@ -126,6 +120,13 @@ class DetectTask:
 
     def extra_evaluations(self) -> list:
         return []
+
+    def figures(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        from cnntool.engine.report import draw_curve
+
+        pr = metrics["pr50"]
+        return {"pr_curve": draw_curve(pr["recall"], pr["precision"], x_label="recall", y_label="precision",
+                                       title=f"precision-recall at IoU 0.5, mAP50 {metrics['map50']:.3f}")}
 
     # --- model and batches --------------------------------------------------------------------------
 
@@ -205,14 +206,12 @@ class DetectTask:
             out = detect.pool(out, more)
         return DetectOutputs(raw, _shift_labels(out, -1) if self.torchvision else out)
 
-    def loss(self, outputs: Any, targets: "torch.Tensor") -> "torch.Tensor":
-        import torch
-
+    def loss(self, outputs: Any, targets: "torch.Tensor") -> "torch.Tensor | None":
         if isinstance(outputs, dict):  # torchvision's training losses
             return sum(outputs.values())
         if isinstance(outputs, DetectOutputs):
-            if outputs.raw is None:  # no loss in eval mode (torchvision's detectors) or none at all
-                return torch.zeros(())
+            if outputs.raw is None:  # torchvision's detectors give no loss in eval mode: none is reported
+                return None
             outputs = outputs.raw
         from cnntool.models import yolo
 

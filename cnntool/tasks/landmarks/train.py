@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from cnntool.augment import FrameAugment, jitter
 from cnntool.data import annotations as ann
 from cnntool.data.batches import ImageTensors
-from cnntool.engine.task import TaskData
+from cnntool.data.splits import carve, val_split_option
+from cnntool.engine.task import TaskData, held_out
 from cnntool.errors import ConfigError
 from cnntool.meta import as_json
 from cnntool.models import catalog
@@ -42,6 +43,7 @@ class LandmarksConfig:
     augment: FrameAugment = field(default_factory=lambda: FrameAugment(shift=0.05, scale=0.08))
     tolerance: float = tolerance_option(landmarks.DEFAULT_TOLERANCE, "A point within this share of the image "
                                         "diagonal counts as found.")
+    val_split: float = val_split_option()
 
     def __post_init__(self) -> None:
         if self.loss not in landmarks.LOSSES:
@@ -52,6 +54,7 @@ def point_target(a: ann.Annotation, geometry: "Geometry", size: tuple[int, int],
     """[l_1x, l_1y, …] relative to the input frame."""
     if not a.points or len(a.points) != count:
         raise ConfigError(f"{a.image}: expected {count} points, found {len(a.points or [])}")
+    ann.check_inside(a.image, a.points, geometry)
     h, w = size
     out: list[float] = []
     for x, y in a.points:
@@ -90,18 +93,20 @@ class LandmarksTask:
     def prepare(self, seed: int) -> TaskData:
         root = Path(self.cfg.data)
         files = {s: ann.find_split(root, s) for s in ann.SPLIT_NAMES}
-        if files["train"] is None or files["val"] is None or files["test"] is None:
-            raise ConfigError(f"{root}: needs train, val and test annotation files (.json or .csv)")
-        loaded = {s: ann.read_annotations(p) for s, p in files.items()}
+        if files["train"] is None:
+            raise ConfigError(f"{root}: needs train.json (or .csv); val and test are optional")
+        loaded = {s: ann.read_annotations(p) for s, p in files.items() if p is not None}
         first = loaded["train"][0]
         count = len(first.points or [])
         if first.point_names:
             self.point_names = tuple(first.point_names)
         data = {s: self.cache(a, count) for s, a in loaded.items()}
-        self.data_description = (f"{root.name}: {len(data['train'])} train, {len(data['val'])} validation "
-                                 f"(checkpoint selection) images, {count} points each")
-        return TaskData(data["train"], data["val"], data["test"],
-                        f"{root.name}/{files['test'].name}: {len(data['test'])} held-out images", True)
+        train = data["train"]
+        val = data["val"] if "val" in data else None
+        if val is None:
+            train, val = carve(train, self.cfg.val_split, seed)
+        self.data_description = f"{root.name}: {len(train)} train, {len(val)} validation images, {count} points each"
+        return held_out(train, val, data.get("test"), where=str(root.name))
 
     def extra_evaluations(self) -> list:
         return []

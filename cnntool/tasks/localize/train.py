@@ -14,11 +14,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from cnntool.augment import FrameAugment, jitter, zoom_and_shift
 from cnntool.data import annotations as ann
 from cnntool.data.batches import ImageTensors
-from cnntool.data.splits import stratified_split
-from cnntool.engine.task import TaskData
+from cnntool.data.splits import carve, val_split_option
+from cnntool.engine.task import TaskData, held_out
 from cnntool.errors import ConfigError
 from cnntool.meta import as_json
 from cnntool.models import catalog
@@ -48,7 +50,7 @@ class LocalizeConfig:
                        "when 0) or modern (BCE p_c, cross-entropy class, L1 + GIoU box).")
     augment: FrameAugment = field(default_factory=FrameAugment)
     tta: bool = tta_report_option()  # held-out evaluation also averaged over shifts
-    val_split: float = 0.1  # used only when the data has no val split
+    val_split: float = val_split_option()
 
     def __post_init__(self) -> None:
         if self.input_size is not None and (self.input_size[0] != self.input_size[1] or self.input_size[0] < 8):
@@ -63,6 +65,7 @@ def box_target(a: ann.Annotation, geometry: "Geometry", classes: tuple[str, ...]
         return [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
     if a.label not in classes:
         raise ConfigError(f"{a.image}: label {a.label!r} is not one of the classes {', '.join(classes)}")
+    ann.check_inside(a.image, [a.box[:2], a.box[2:]], geometry)
     h, w = size
     x1, y1 = geometry.point_to_input(a.box[0], a.box[1])
     x2, y2 = geometry.point_to_input(a.box[2], a.box[3])
@@ -123,24 +126,20 @@ class LocalizeTask:
     def prepare(self, seed: int) -> TaskData:
         root = Path(self.cfg.data)
         files = {s: ann.find_split(root, s) for s in ann.SPLIT_NAMES}
-        if files["train"] is None or files["test"] is None:
-            raise ConfigError(f"{root}: needs train.json (or .csv) and test.json (the held-out split)")
+        if files["train"] is None:
+            raise ConfigError(f"{root}: needs train.json (or .csv); val and test are optional")
         loaded = {s: ann.read_annotations(p) for s, p in files.items() if p is not None}
         self.classes = ann.read_classes(root, loaded["train"])
-
-        def load(split: str) -> ImageTensors:
-            return self.cache(loaded[split])
-
-        train, test = load("train"), load("test")
-        if "val" in loaded:
-            val = load("val")
+        data = {split: self.cache(annotations) for split, annotations in loaded.items()}
+        train = data["train"]
+        if "val" in data:
+            val = data["val"]
         else:
-            labels = [int(t[5]) if t[0] else -1 for t in train.targets.tolist()]
-            train_idx, val_idx = stratified_split(labels, self.cfg.val_split, seed)
-            train, val = train.subset(train_idx), train.subset(val_idx)
-        self.data_description = (f"{root.name}: {len(train)} train, {len(val)} validation (checkpoint selection) "
-                                 f"images from {files['train'].name}" + (f" / {files['val'].name}" if "val" in loaded else ""))
-        return TaskData(train, val, test, f"{root.name}/{files['test'].name}: {len(test)} held-out images", True)
+            labels = np.array([int(t[5]) if t[0] else -1 for t in train.targets.tolist()])
+            train, val = carve(train, self.cfg.val_split, seed, labels)
+        self.data_description = (f"{root.name}: {len(train)} train, {len(val)} validation images from "
+                                 f"{files['train'].name}" + (f" / {files['val'].name}" if "val" in data else ""))
+        return held_out(train, val, data.get("test"), where=str(root.name))
 
     def extra_evaluations(self) -> list:
         return []

@@ -43,6 +43,10 @@ def roc_report(distances: Sequence[float], same: Sequence[bool], fars: Sequence[
         ok = np.nonzero(fpr <= far)[0]
         j = int(ok[np.argmax(tpr[ok])])  # fpr[0] = 0 always exists
         report["tar_at_far"][f"{far:g}"] = {"tar": float(tpr[j]), "far": float(fpr[j]), "threshold": _finite(thresholds[j])}
+    grid = np.linspace(0, 1, 51)  # the ROC curve at fixed false accept rates, for its figure
+    best = np.maximum.accumulate(tpr)  # roc_curve's fpr only grows: the best TAR reached by each point
+    report["roc"] = {"far": grid.round(2).tolist(),
+                     "tar": [round(float(best[np.searchsorted(fpr, f, side="right") - 1]), 4) for f in grid]}
     return report
 
 

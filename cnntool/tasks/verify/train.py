@@ -16,7 +16,7 @@ import numpy as np
 
 from cnntool.augment import AugmentConfig, erase, warp
 from cnntool.data.classify import data_option, open_classify_data
-from cnntool.data.splits import stratified_split
+from cnntool.data.splits import stratified_split, val_split_option
 from cnntool.engine.task import TaskData
 from cnntool.errors import ConfigError
 from cnntool.meta import as_json
@@ -56,8 +56,7 @@ class VerifyConfig:
     channels: int | None = channels_option("the backbone's")
     cross_source: str | None = option(None, "--cross-source", help="Another dataset, all identities unseen, to report "
                                       "on (never trained on).")
-    val_split: float = option(0.1, "--val-split", min=0.0, max=0.9, help="Stratified fraction of the training data "
-                              "held out for validation.")
+    val_split: float = val_split_option()
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
@@ -159,9 +158,14 @@ class VerifyTask:
     def prepare(self, seed: int) -> TaskData:
         data = open_classify_data(self.cfg.data, self.input)
         classes = data.classes
-        unseen = parse_identities(self.cfg.unseen, classes) or self._random_unseen(classes, seed)
-        if len(set(unseen)) >= len(classes) - 1:
-            raise ConfigError("training needs at least two identities that are not held out")
+        unseen = parse_identities(self.cfg.unseen, classes)
+        if unseen is None:
+            unseen = self._random_unseen(classes, seed)
+        elif len(set(unseen)) == 1:
+            raise ConfigError("--unseen needs at least two identities: pairs across them are the different pairs")
+        if len(classes) - len(set(unseen)) < 2:
+            raise ConfigError(f"training needs at least two identities that are not held out (the data has "
+                              f"{len(classes)})")
         self.unseen = tuple(c for c in classes if c in set(unseen))
         self.seen = tuple(c for c in classes if c not in set(unseen))
         seen_idx = [classes.index(c) for c in self.seen]
@@ -169,26 +173,36 @@ class VerifyTask:
         train_all = materialize(data.train)
         in_seen = np.isin(train_all.targets.numpy(), seen_idx)
         seen_part = train_all.subset(np.nonzero(in_seen)[0])
-        train_i, val_i = stratified_split(seen_part.labels(), self.cfg.val_split, seed)
+        train_i, val_i = stratified_split(seen_part.labels(), self.cfg.val_split, seed, least=2)
         # Shuffled once so every evaluation batch mixes identities (the per-batch AUC needs both kinds of pair).
         val_i = np.asarray(val_i)[np.random.default_rng(seed).permutation(len(val_i))]
         train = seen_part.subset(train_i)
         self.val = seen_part.subset(val_i)
+        _check_pairs(self.val.labels(), "the validation split (--val-split of each training identity)")
+        self.data_description = (f"{data.description}; trained on identities {', '.join(self.seen)} "
+                                 f"({len(train)} images), validation {len(self.val)} other images of them")
+        batches = PKBatches(train.images, train.targets, self.cfg.k_per_identity)
+        if not self.unseen:  # too few identities to hold any out: the figures are validation figures
+            described = (f"validation (no identity held out: {len(classes)} identities): {len(self.val)} images "
+                         "of the training identities, never trained on")
+            return TaskData(batches, self.val, self.val, described, False)
         source = materialize(data.test) if data.test is not None else train_all
         where = "official test split" if data.test is not None else "all images"
         held_i = np.nonzero(np.isin(source.targets.numpy(), unseen_idx))[0]
         held_i = held_i[np.random.default_rng(seed + 1).permutation(len(held_i))]
         heldout = source.subset(held_i)
-        self.data_description = (f"{data.description}; trained on identities {', '.join(self.seen)} "
-                                 f"({len(train)} images), validation {len(self.val)} other images of them")
+        _check_pairs(heldout.labels(), f"the held-out identities ({', '.join(self.unseen)})")
         described = (f"{data.description}: {where}, the {len(heldout)} images of identities never trained on: "
                      f"{', '.join(self.unseen)}; every pair of up to 2,000 of them")
-        return TaskData(PKBatches(train.images, train.targets, self.cfg.k_per_identity), self.val, heldout,
-                        described, True)
+        return TaskData(batches, self.val, heldout, described, True)
 
     @staticmethod
     def _random_unseen(classes: Sequence[str], seed: int) -> tuple[str, ...]:
-        count = max(1, round(0.2 * len(classes)))
+        """A fifth of the identities, at least two (their cross pairs are the different pairs), none when fewer
+        than four: two must stay to train on."""
+        if len(classes) < 4:
+            return ()
+        count = min(max(2, round(0.2 * len(classes))), len(classes) - 2)
         pick = np.random.default_rng(seed).choice(len(classes), size=count, replace=False)
         return tuple(classes[i] for i in sorted(pick))
 
@@ -258,6 +272,15 @@ class VerifyTask:
             emb = emb.to(next(head.parameters()).device)
         return verify.all_pair_distances(emb, self.cfg.metric, head)
 
+    def figures(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        from cnntool.engine.report import draw_curve
+
+        if "roc" not in metrics:
+            return {}
+        return {"roc_curve": draw_curve(metrics["roc"]["far"], metrics["roc"]["tar"], x_label="false accept rate",
+                                        y_label="true accept rate", title=f"ROC, AUC {metrics['auc']:.3f}, EER "
+                                        f"{metrics['eer']:.3f}")}
+
     def new_metrics(self) -> VerifyMetrics:
         return VerifyMetrics(self.distance)
 
@@ -269,6 +292,15 @@ class VerifyTask:
                               "mining": self.cfg.mining if self.cfg.objective == "triplet" else None,
                               "k_per_identity": self.cfg.k_per_identity},
                 "verification": {"metric": self.cfg.metric}}
+
+
+def _check_pairs(labels: np.ndarray, what: str) -> None:
+    """A verification figure needs same pairs (an identity with two images) and different pairs."""
+    counts = np.unique(labels, return_counts=True)[1]
+    if len(counts) < 2 or counts.max() < 2:
+        raise ConfigError(f"{what} has {len(labels)} images of {len(counts)} identities: verification figures need "
+                          "two identities and one of them twice (give each identity 4 or more images, or raise "
+                          "--val-split)")
 
 
 def materialize(dataset):
