@@ -1,7 +1,9 @@
 """`cnntool shape-calc` end to end: answers, formats, exit codes, and no torch at start-up."""
 
+import importlib.util
 import json
 import re
+import shlex
 import subprocess
 import sys
 
@@ -100,9 +102,10 @@ def test_model_by_name(capsys):
     assert answer["total_params"] == describe("conv3:4 relu max2 fc:10", (1, 28, 28)).total_params
 
 
-def test_model_without_layers_is_a_clear_error(capsys):
-    code, _, err = shape_calc(capsys, "--model", NO_LAYERS)
-    assert code == 2 and "no layer description" in err
+def test_model_that_cannot_be_traced_is_a_one_line_error(capsys):
+    code, out, err = shape_calc(capsys, "--model", NO_LAYERS)  # its builder names a module that does not exist
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith(f"cnntool: error: cannot trace model '{NO_LAYERS}'")
 
 
 @pytest.mark.parametrize("args, answer", [
@@ -134,6 +137,24 @@ def test_solve(capsys, args, answer):
     ["--model", TINY, "--f", "3"],
     ["--n", "64", "--f", "3", "--solve", "p"],
     ["--n", "64", "--f", "3", "--out", "3"],
+    ["--model", "yolo-digits", "--c-in", "1"],
+    ["--model", "yolo-digits", "--n", "16x96x96"],
+    ["--cost", "--n", "28", "--c-in", "192", "--f", "5"],
+    ["--cost", "--n", "28", "--c-in", "192", "--f", "5", "--c-out", "32", "--bottleneck", "0"],
+    ["--cost", "--n", "28", "--c-in", "192", "--f", "5", "--c-out", "32", "--pool", "max"],
+    ["--cost", "--model", TINY],
+    ["--n", "28", "--f", "5", "--bottleneck", "16"],
+    ["--input", "1 2; 3 4"],
+    ["--input", "1 2; 3", "--kernel", "1"],
+    ["--input", "1 x; 3 4", "--kernel", "1"],
+    ["--input", "1 2; 3 4", "--kernel", "1", "--pool", "max", "--f", "1"],
+    ["--input", "1 2; 3 4", "--kernel", "1", "--f", "1"],
+    ["--input", "1 2; 3 4", "--kernel", "1 1 1; 1 1 1; 1 1 1"],
+    ["--input", "1 2; 3 4", "--pool", "l2", "--f", "2"],
+    ["--input", "1 2; 3 4", "--pool", "max", "--f", "2", "--error", "1 2"],
+    ["--input", "1 2; 3 4", "--kernel", "1", "--n", "4"],
+    ["--input", "@/no/such/file", "--kernel", "1"],
+    ["--n", "4", "--f", "2", "--error", "1"],
 ])
 def test_nonsense_is_one_line_on_stderr_and_exit_2(capsys, args):
     code, out, err = shape_calc(capsys, *args)
@@ -160,3 +181,140 @@ def test_no_torch_at_startup():
     assert result.returncode == 0 and "= 31" in result.stdout
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")]
     assert imported and not [name for name in imported if name == "torch" or name.startswith("torch.")]
+
+
+# --- the value calculator, the cost view, and models traced through torch ------------------------------------
+
+def test_values_read_a_matrix_from_a_file(capsys, tmp_path):
+    image = tmp_path / "image.txt"
+    image.write_text("10 10 10 0 0 0\n" * 6)
+    code, out, _ = shape_calc(capsys, "--input", f"@{image}", "--kernel", "1 0 -1; 1 0 -1; 1 0 -1", "--format", "json")
+    assert code == 0 and json.loads(out)["output"] == [[0, 30, 30, 0]] * 4
+
+
+def test_values_text_shows_the_size_formula_and_the_matrices(capsys):
+    code, out, _ = shape_calc(capsys, "--input", "1 3 2 1; 2 9 1 1; 1 3 2 3; 5 6 1 2", "--pool", "max", "--f", "2",
+                              "--error", "1 3; 2 4")
+    assert code == 0
+    assert out.splitlines() == [
+        "max pooling 2×2 on 4×4 → 2×2 (⌊(4 + 2·0 − 2)/2⌋ + 1 = 2):",
+        "  9 2", "  6 3",
+        "input error ∂L/∂A (each error to its window's maximum):",
+        "  0 0 3 0", "  0 1 0 0", "  0 0 0 4", "  0 2 0 0",
+    ]
+
+
+def test_cost_without_a_bottleneck_is_one_line(capsys):
+    code, out, _ = shape_calc(capsys, "--cost", "--n", "28", "--c-in", "192", "--f", "5", "--c-out", "32")
+    assert code == 0
+    assert out == "conv5psame:32 on 28×28×192 → 28×28×32: 28·28·32 · 5·5·192 = 120,422,400 multiplications\n"
+
+
+def test_cost_follows_stride_and_padding(capsys):
+    code, out, _ = shape_calc(capsys, "--cost", "--n", "7", "--c-in", "3", "--f", "3", "--s", "2", "--p", "0",
+                              "--c-out", "4", "--format", "json")
+    answer = json.loads(out)
+    assert code == 0 and answer["layer"]["output"] == [4, 3, 3]
+    assert answer["macs"] == describe("conv3s2:4", (3, 7, 7)).total_macs == 3 * 3 * 4 * 3 * 3 * 3
+
+
+def help_examples(capsys, monkeypatch) -> list[list[str]]:
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, _ = shape_calc(capsys, "--help")
+    assert code == 0
+    lines = [line.strip(" │") for line in out.splitlines() if "Example: cnntool shape-calc" in line]
+    return [shlex.split(line.split("cnntool shape-calc", 1)[1]) for line in lines]
+
+
+def test_every_help_example_runs(capsys, monkeypatch):
+    examples = help_examples(capsys, monkeypatch)
+    assert len(examples) >= 8 and any("--cost" in e for e in examples) and any("--error" in e for e in examples)
+    for example in examples:
+        code, out, err = shape_calc(capsys, *example)
+        assert code == 0 and out, (example, err)
+
+
+def dlib_files_missing() -> bool:
+    return importlib.util.find_spec("face_recognition_models") is None
+
+
+# Traced at their own size these run for seconds on two cores: ResNet-50-FPN detectors resize to 800 px
+# inside, and dlib's face detector runs its pyramid over the 640×480 stand-in photo upsampled twice.
+SLOW_TO_TRACE = {"fasterrcnn-resnet50", "retinanet-resnet50", "fcos-resnet50", "faces", "face5", "face68"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TO_TRACE else n
+                                  for n in catalog.names()])
+def test_every_registered_model_has_an_answer(capsys, name):
+    spec = catalog.get(name)
+    if spec.weights == "external:dlib" and dlib_files_missing():
+        pytest.skip("dlib's model files come with face-recognition-models, which is not installed")
+    code, out, err = shape_calc(capsys, "--model", name, "--format", "json", "-q")
+    answer = json.loads(out)
+    assert code == 0, err
+    assert answer["total_params"] > 0 and answer["layers"]
+    if spec.input.resize == "none":  # a model that takes photos at their own size says what stood in
+        assert "640×480" in answer["note"]
+
+
+def test_a_photo_size_model_is_traced_on_the_size_given(capsys):
+    if dlib_files_missing():
+        pytest.skip("dlib's model files come with face-recognition-models, which is not installed")
+    code, out, _ = shape_calc(capsys, "--model", "faces", "--n", "120x160", "--format", "json")
+    answer = json.loads(out)
+    assert code == 0 and answer["traced"] and answer["input"] == [3, 120, 160]
+    assert answer["layers"][0]["layer"].startswith("Conv2d")
+
+
+@pytest.mark.parametrize("name", ["lenet5", "alexnet-lecture", "window-digits", "resnet-small"])
+def test_tracing_agrees_with_the_chain_description(name):
+    """Two independent paths: hooks on the real module, and the layer string's arithmetic."""
+    from cnntool.shapecalc.trace import trace
+
+    spec = catalog.get(name)
+    shape = (spec.input.channels, *spec.input.size)
+    traced, chain = trace(spec, shape), describe(spec.layers, shape)
+    assert (traced.total_params, traced.total_macs) == (chain.total_params, chain.total_macs)
+    assert [layer.outputs[0][1:] for layer in traced.layers if layer.macs] == \
+        [row.output_shape for row in chain.rows if row.macs]
+
+
+def test_traced_parameters_are_the_modules_own():
+    from cnntool.shapecalc.trace import trace
+
+    spec = catalog.get("localizer-digits")
+    traced = trace(spec, (3, *spec.input.size))
+    assert traced.total_params == sum(p.numel() for p in spec.build().parameters())
+    assert traced.total_params == sum(layer.params for layer in traced.layers)
+
+
+def test_a_shared_module_counts_its_parameters_once(capsys):
+    code, out, _ = shape_calc(capsys, "--model", "conv-sliding-windows-digits", "--format", "json")
+    answer = json.loads(out)
+    runs = [layer for layer in answer["layers"] if layer["module"] == "scorer.fc1"]
+    assert code == 0 and len(runs) > 1  # once per pyramid level
+    assert [layer["run"] for layer in runs] == list(range(1, len(runs) + 1))
+    assert runs[0]["params"] > 0 and all(layer["params"] == 0 for layer in runs[1:])
+    # The window classifier's fc layers stay in the model but its convolutional copies run instead.
+    assert answer["params_not_run"] == (64 * 4 * 4 + 1) * 128 + (128 + 1) * 11
+    assert answer["total_params"] == sum(layer["params"] for layer in answer["layers"]) + answer["params_not_run"]
+
+
+def test_torchvision_detectors_show_their_anchor_grids(capsys):
+    code, out, _ = shape_calc(capsys, "--model", "ssdlite320", "--format", "json", "-q")
+    grids = json.loads(out)["anchor_grids"]
+    assert code == 0 and [(g["rows"], g["cols"]) for g in grids][:2] == [(20, 20), (10, 10)]  # 320 / 16, 320 / 32
+    assert sum(g["volume"] for g in grids) == sum(g["rows"] * g["cols"] * g["anchors"] for g in grids)
+
+
+@pytest.mark.parametrize("args, answer", [
+    (["--cost", "--n", "28", "--c-in", "192", "--f", "5", "--c-out", "32", "--bottleneck", "16"], "12,443,648"),
+    (["--input", "1 2 3; 4 5 6; 7 8 9", "--kernel", "1 0; 0 -1", "--error", "1 2; 3 4"], "= 10"),
+])
+def test_cost_and_values_start_without_torch(args, answer):
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "cnntool", "shape-calc", *args],
+                            capture_output=True, text=True, timeout=60)
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time")]
+    assert result.returncode == 0 and answer in result.stdout
+    assert imported and "torch" not in imported

@@ -1,7 +1,8 @@
 """cnntool.shapecalc.arithmetic against real torch layers and the lecture's worked examples.
 
 Each property test draws random layers (1D/2D/3D, rectangular, padding, stride, dilation, ceil mode) and
-checks that shapes.py gives torch's output size, and refuses exactly the layers torch refuses.
+checks that arithmetic.py gives torch's output size, and refuses exactly the layers torch refuses; the value
+calculator (values.py) gives torch's outputs and autograd's gradients.
 """
 
 import math
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from cnntool.errors import ConfigError
+from cnntool.shapecalc import values
 from cnntool.shapecalc.arithmetic import Window, output_size, solve
 
 torch.set_num_threads(1)
@@ -235,3 +237,67 @@ def _torch_layer(kind: str, v: dict, ceil: bool) -> nn.Module:
     if kind == "tconv":
         return nn.ConvTranspose1d(1, 1, v["f"], stride=v["s"], padding=v["p"])
     return POOL[kind][1](v["f"], stride=v["s"], padding=v["p"], ceil_mode=ceil)
+
+
+# --- values by hand (cnntool.shapecalc.values) against torch's layers and autograd --------------------------
+
+@st.composite
+def value_layers(draw):
+    """A random conv, max or average pooling of a small whole-number matrix, with an upstream error."""
+    kind = draw(st.sampled_from(["conv", "max", "avg"]))
+    size = (draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    f = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    p = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    d = 1 if kind == "avg" else draw(st.integers(1, 2))
+    ceil = kind != "conv" and draw(st.booleans())
+    numbers = st.integers(-5, 5).map(float)
+    image = draw(st.lists(st.lists(numbers, min_size=size[1], max_size=size[1]), min_size=size[0], max_size=size[0]))
+    kernel = draw(st.lists(st.lists(numbers, min_size=f[1], max_size=f[1]), min_size=f[0], max_size=f[0]))
+    return kind, image, kernel, f, s, p, d, ceil, draw(st.randoms(use_true_random=False))
+
+
+def torch_forward(kind, x, w, f, s, p, d, ceil):
+    if kind == "conv":
+        return torch.nn.functional.conv2d(x, w, stride=s, padding=p, dilation=d)
+    if kind == "max":
+        return torch.nn.functional.max_pool2d(x, f, s, p, d, ceil)
+    return torch.nn.functional.avg_pool2d(x, f, s, p, ceil)
+
+
+@EXAMPLES
+@given(value_layers())
+def test_values_forward_and_backward_match_torch(layer):
+    kind, image, kernel, f, s, p, d, ceil, rng = layer
+    try:
+        geo = values.geometry(tuple(Window(kind, f[i], s[i], p[i], d, ceil) for i in range(2)),
+                              (len(image), len(image[0])))
+    except ConfigError:
+        return  # a layer torch refuses too (test_pooling_matches_torch / test_conv_matches_torch)
+    x = torch.tensor(image, dtype=torch.float64)[None, None].requires_grad_(True)
+    w = torch.tensor(kernel, dtype=torch.float64)[None, None].requires_grad_(True)
+    z = torch_forward(kind, x, w, f, s, p, d, ceil)
+    if torch.isinf(z).any():
+        return  # a dilated max window wholly in the padding: torch's backward has no position to route to
+    error = [[float(rng.randint(-3, 3)) for _ in range(z.shape[3])] for _ in range(z.shape[2])]
+    z.backward(torch.tensor(error, dtype=torch.float64)[None, None])
+    a = tuple(map(tuple, image))
+    if kind == "conv":
+        k = tuple(map(tuple, kernel))
+        output = values.conv(a, k, geo)
+        input_error, kernel_gradient, bias_gradient = values.conv_backward(a, k, tuple(map(tuple, error)), geo)
+        torch.testing.assert_close(torch.tensor(kernel_gradient, dtype=torch.float64), w.grad[0, 0])
+        assert bias_gradient == sum(map(sum, error))
+    else:
+        output = values.pool(a, geo)
+        input_error = values.pool_backward(a, tuple(map(tuple, error)), geo)
+    torch.testing.assert_close(torch.tensor(output, dtype=torch.float64), z[0, 0].detach())
+    torch.testing.assert_close(torch.tensor(input_error, dtype=torch.float64), x.grad[0, 0])
+
+
+def test_values_padding_is_zero_for_conv_and_average_and_never_the_maximum():
+    a = ((-1.0, -2.0), (-3.0, -4.0))
+    conv = values.geometry((Window("conv", 3, 1, 1), Window("conv", 3, 1, 1)), (2, 2))
+    assert values.conv(a, ((1.0,) * 3,) * 3, conv) == ((-10.0,) * 2,) * 2
+    pool = values.geometry((Window("max", 2, 1, 1), Window("max", 2, 1, 1)), (2, 2))
+    assert values.pool(a, pool)[0][0] == -1.0  # the window holds three padding zeros and −1

@@ -373,3 +373,16 @@ register(ModelSpec(
             "whose terms exclude commercial use",
 ))
 set_default("detect", "faces")
+
+# --- classify: AlexNet as the lecture draws it --------------------------------------------------------------
+register(ModelSpec(
+    name="alexnet-lecture", task="classify", builder="cnntool.models.alexnet_lecture:alexnet_lecture",
+    kwargs={"num_classes": 1000}, input=InputSpec(size=(227, 227), channels=3, resize="center-crop"),
+    layers=_join(
+        "conv11s4:96 relu max3s2 conv5psame:256 relu max3s2",
+        "conv3psame:384 relu conv3psame:384 relu conv3psame:256 relu max3s2 flatten",
+        "dropout fc:4096 relu dropout fc:4096 relu fc:1000",
+    ),
+    summary="AlexNet as the lecture draws it: 227×227×3, conv 96 11×11/4, max 3/2, conv 256 5×5 same, max 3/2, "
+            "conv 384, 384, 256 3×3 same, max 3/2, fc 4096, 4096, 1000 (62 M parameters); no weights, train it",
+))

@@ -1,7 +1,8 @@
-"""`cnntool shape-calc` behind the command line: turns its options into one of three questions (one layer,
-a chain of layers, a missing value), asks cnntool.shapecalc.arithmetic / cnntool.shapecalc.layers, and prints the answer as
-text or JSON. layerspec, json and rich are imported only by the answers that need them, so the plain
-one-layer answer loads nothing but shapes.py.
+"""`cnntool shape-calc` behind the command line: turns its options into one of its questions (one layer, a
+missing value, a chain of layers, a registered model, the cost of a bottleneck, the values of a small conv or
+pooling by hand), asks the module that answers it (arithmetic, layers, trace, cost, values), and prints the
+answer as text or JSON. Only the answers that need them import layers, json or rich, so the plain one-layer
+answer loads nothing but arithmetic.py; only tracing a model that is not a chain imports torch.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ from cnntool.shapecalc.arithmetic import (DIM_NAMES, DimResult, Solutions, Windo
 if TYPE_CHECKING:
     from fractions import Fraction
 
+    from cnntool.registry import ModelSpec
+    from cnntool.shapecalc.cost import Cost, Step
     from cnntool.shapecalc.layers import Chain
+    from cnntool.shapecalc.trace import Grid, Trace
+    from cnntool.shapecalc.values import Geometry, Matrix
 
 
 HELP = """Output sizes of conv and pooling layers, the lecture's way.
@@ -33,8 +38,21 @@ One layer: ⌊(n + 2p − f)/s⌋ + 1 with the numbers filled in (torch's
 is not divisible by s, and with --c-in/--c-out the parameter count.
 A chain (--layers or --model): each layer's n_H×n_W×n_C, params, MACs,
 receptive field and jump, with totals. MACs count the multiply-
-accumulates of conv, transposed conv and fc layers only. --solve: every
-n, f, s or p that gives the size --out, or that none does.
+accumulates of conv, transposed conv and fc layers only. A registered
+model that is not a chain (detectors, the face models, the localizer …)
+is traced instead: built without weights and run once on a zero image of
+its input size (a 640×480 photo for models that take any size), listing
+each layer's output, params and MACs, and a detector's grid S×S×A×(5+C).
+--solve: every n, f, s or p that gives the size --out, or that none does.
+
+--cost: the multiplications of one conv layer (--n, --c-in, --f, --c-out;
+padding same unless --p says otherwise) and, with --bottleneck K, of the
+same layer behind a 1×1 conv to K channels, and the ratio (Inception).
+
+--input: a small conv (--kernel) or pooling (--pool, --f) worked out by
+hand, forward, and with --error (the upstream error ∂L/∂Z) backward: the
+input error ∂L/∂A and a conv's kernel and bias gradients. Matrices are
+rows separated by ';' ("1 2; 3 4"), or @FILE with one row a line.
 
 \b
 Layer grammar: case-insensitive; layers separated by spaces or commas;
@@ -60,6 +78,12 @@ e.g.  conv5:6 relu max2   conv7s2p3b0:64 bn max3s2p1   max3s2c
 Example: cnntool shape-calc --n 64 --f 3 --s 2
 Example: cnntool shape-calc --n 32 --c-in 1 -l "conv5:6 max2 conv5:16 max2 fc:120 fc:10"
 Example: cnntool shape-calc --n 64 --f 5 --out 64 --solve p
+Example: cnntool shape-calc --model alexnet-lecture
+Example: cnntool shape-calc --model yolo-digits
+Example: cnntool shape-calc --cost --n 28 --c-in 192 --f 5 --c-out 32 --bottleneck 16
+Example: cnntool shape-calc --input "10 10 10 0 0 0; 10 10 10 0 0 0; 10 10 10 0 0 0; 10 10 10 0 0 0; 10 10 10 0 0 0; 10 10 10 0 0 0" --kernel "1 0 -1; 1 0 -1; 1 0 -1"
+Example: cnntool shape-calc --input "1 3 2 1; 2 9 1 1; 1 3 2 3; 5 6 1 2" --pool max --f 2 --error "1 3; 2 4"
+Example: cnntool shape-calc --input "1 2 3; 4 5 6; 7 8 9" --kernel "1 0; 0 -1" --error "1 2; 3 4"
 """
 
 
@@ -91,11 +115,20 @@ class ShapeQuery:
     bias: bool = option(True, "--bias/--no-bias", help="Count the c_out bias parameters.")
     layers: str | None = option(None, "--layers", "-l", help="A chain of layers in the grammar below, on an --n × "
                                 "--c-in input.")
-    model: str | None = option(None, "--model", "-m", help="A registered model's layers on its own input size (see "
-                               "`cnntool models`).")
+    model: str | None = option(None, "--model", "-m", help="A registered model's layers on its own input size "
+                               "(see `cnntool models`); one that is not a chain is traced through torch.")
     solve: Literal["n", "f", "s", "p"] | None = option(None, "--solve", help="Find the values of n, f, s or p that give "
                                                        "the output size --out.")
     out: int | None = option(None, "--out", help="The output size to reach, with --solve.")
+    cost: bool = option(False, "--cost", help="The multiplications of one conv layer (--n, --c-in, --f, --c-out; "
+                        "padding same unless --p says otherwise), with --bottleneck also behind a 1×1 conv.")
+    bottleneck: int | None = option(None, "--bottleneck", help="With --cost: the channels of a 1×1 conv put before "
+                                    "the layer (Inception's bottleneck); prints both counts and their ratio.")
+    input: str | None = option(None, "--input", help="A matrix to run a conv (--kernel) or a pooling (--pool, --f) "
+                               "over by hand: \"1 2 3; 4 5 6; 7 8 9\" (rows separated by ';'), or @FILE.")
+    kernel: str | None = option(None, "--kernel", help="With --input: the conv's weights, a matrix like --input.")
+    error: str | None = option(None, "--error", help="With --input: the upstream error ∂L/∂Z, a matrix of the "
+                               "output's size; prints the input error ∂L/∂A and a conv's kernel and bias gradients.")
     fmt: ShapeFormat = option(ShapeFormat.table, "--format", help="table (text; also when piped) or json.",
                               parse=ShapeFormat, cli_type=Literal["table", "json"], cli_default="table")
     quiet: bool = quiet_option()
@@ -105,9 +138,16 @@ def run(query: ShapeQuery, stdout: TextIO | None = None, stderr: TextIO | None =
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     _check_mode(query)
-    if query.model or query.layers:
-        chain, title = _chain(query)
-        _print_chain(chain, title, query, stdout, stderr)
+    if query.input is not None:
+        _print_values(_values(query), query, stdout)
+    elif query.cost:
+        _print_cost(_cost(query), query, stdout)
+    elif query.model or query.layers:
+        spec = _model_spec(query.model) if query.model else None
+        if spec is not None and spec.layers is None:
+            _print_trace(spec, _trace(query, spec), query, stdout)
+        else:
+            _print_chain(_chain(query, spec), query.model or "", query, stdout, stderr)
     elif query.solve:
         _print_solutions(_solve(query), query, stdout)
     else:
@@ -120,15 +160,41 @@ def _write_json(stdout: TextIO, answer: dict[str, Any]) -> None:
     stdout.write(json.dumps(answer, ensure_ascii=False) + "\n")
 
 
+# The options each question takes besides its own, --format and -q. One layer and --solve take the layer
+# options and check their own combinations below.
+_TAKES = {
+    "--model": ("--n", "--dims", "--c-in"),
+    "--layers": ("--n", "--dims", "--c-in"),
+    "--cost": ("--n", "--dims", "--f", "--s", "--p", "--d", "--c-in", "--c-out", "--bottleneck"),
+    "--input": ("--kernel", "--error", "--pool", "--f", "--s", "--p", "--d", "--ceil"),
+}
+
+
+def _given(query: ShapeQuery) -> list[str]:
+    """The options given on the command line, less the ones that name the question."""
+    values = {"--n": query.n, "--f": query.f, "--s": query.s, "--p": query.p, "--d": query.d != "1",
+              "--dims": query.dims is not None, "--pool": query.pool, "--ceil": query.ceil,
+              "--transposed": query.transposed, "--output-padding": query.output_padding != "0",
+              "--c-in": query.c_in is not None, "--c-out": query.c_out is not None, "--no-bias": not query.bias,
+              "--solve": query.solve, "--out": query.out is not None, "--bottleneck": query.bottleneck is not None,
+              "--kernel": query.kernel is not None, "--error": query.error is not None}
+    return [flag for flag, value in values.items() if value]
+
+
 def _check_mode(query: ShapeQuery) -> None:
-    if query.model and query.layers:
-        raise ConfigError("give --model or --layers, not both")
-    one_layer = {"--f": query.f, "--s": query.s, "--p": query.p, "--d": query.d != "1", "--pool": query.pool,
-                 "--ceil": query.ceil, "--transposed": query.transposed, "--output-padding": query.output_padding != "0",
-                 "--c-out": query.c_out, "--no-bias": not query.bias, "--solve": query.solve, "--out": query.out}
-    given = [name for name, value in one_layer.items() if value]
-    if (query.model or query.layers) and given:
-        raise ConfigError(f"one-layer options ({', '.join(given)}) do not combine with --layers or --model")
+    questions = [flag for flag, asked in (("--model", query.model), ("--layers", query.layers), ("--cost", query.cost),
+                                          ("--input", query.input is not None)) if asked]
+    if len(questions) > 1:
+        raise ConfigError(f"{' and '.join(questions)} ask different questions: give one")
+    given = _given(query)
+    if questions:
+        extra = [flag for flag in given if flag not in _TAKES[questions[0]]]
+        if extra:
+            raise ConfigError(f"{', '.join(extra)} {'does' if len(extra) == 1 else 'do'} not combine with "
+                              f"{questions[0]}")
+    for flag, question in (("--bottleneck", "--cost"), ("--kernel", "--input"), ("--error", "--input")):
+        if flag in given and question not in questions:
+            raise ConfigError(f"{flag} goes with {question}")
     if query.solve and query.out is None:
         raise ConfigError("--solve needs --out, the output size to reach")
     if query.out is not None and not query.solve:
@@ -179,11 +245,12 @@ def _kind(query: ShapeQuery) -> str:
     return "tconv" if query.transposed else "conv"
 
 
-def _windows(query: ShapeQuery, dims: int) -> tuple[Window, ...]:
+def _windows(query: ShapeQuery, dims: int, kernel: tuple[int, ...] | None = None) -> tuple[Window, ...]:
+    """One Window per dimension from the layer options; `kernel` gives the kernel size instead of --f."""
     kind = _kind(query)
-    if query.f is None:
+    if query.f is None and kernel is None:
         raise ConfigError("give the kernel size --f (e.g. --f 3 or --f 3x5)")
-    f = per_dim(parse_sizes(query.f, "--f"), dims, "--f")
+    f = kernel or per_dim(parse_sizes(query.f, "--f"), dims, "--f")
     s = per_dim(parse_sizes(query.s, "--s"), dims, "--s") if query.s else \
         (f if kind in ("max", "avg", "l2") else (1,) * dims)
     p = _padding(query.p, dims)
@@ -382,23 +449,21 @@ def _solutions_text(sol: Solutions) -> str:
 
 # --- a chain of layers -------------------------------------------------------------------------
 
-def _chain(query: ShapeQuery) -> tuple[Chain, str]:
+def _model_spec(name: str) -> ModelSpec:
+    from cnntool.models import catalog
+
+    return catalog.get(name)
+
+
+def _chain(query: ShapeQuery, spec: ModelSpec | None) -> Chain:
     from cnntool.shapecalc.layers import describe
 
-    if query.model:
-        from cnntool.models import catalog
-
-        spec = catalog.get(query.model)
-        if spec.layers is None:
-            raise ConfigError(f"model {query.model!r} has no layer description for shape-calc "
-                              "(its architecture is not a plain chain)")
-        sizes = _input_sizes(query) if query.n else spec.input.size
-        channels = query.c_in or spec.input.channels
-        return describe(spec.layers, (channels, *sizes)), query.model
-    sizes = _input_sizes(query)
     if query.c_in is not None and query.c_in < 1:
         raise ConfigError(f"--c-in must be at least 1, not {query.c_in}")
-    return describe(query.layers, (query.c_in or 3, *sizes)), ""
+    if spec is not None:
+        sizes = _input_sizes(query) if query.n else spec.input.size
+        return describe(spec.layers, (query.c_in or spec.input.channels, *sizes))
+    return describe(query.layers, (query.c_in or 3, *_input_sizes(query)))
 
 
 def _number(value: Fraction) -> int | float:
@@ -461,3 +526,239 @@ def _chain_table(chain: Chain, title: str, stdout: TextIO) -> None:
         table.add_row(str(index), escape(name), format_shape(row.output_shape), f"{row.params:,}",
                       f"{row.macs:,}" if row.macs else "", _per_dim_text(row.rf), _per_dim_text(row.jump))
     rich_console(stdout).print(table)
+
+
+# --- a registered model that is not a chain --------------------------------------------------------
+
+def _trace(query: ShapeQuery, spec: ModelSpec) -> Trace:
+    from cnntool.shapecalc.trace import PHOTO_SIZE, trace
+
+    if query.c_in is not None and query.c_in != spec.input.channels:
+        raise ConfigError(f"{spec.name} is traced as it is built, on {spec.input.channels} channel(s); drop --c-in")
+    if query.n:
+        sizes = _input_sizes(query)
+        if len(sizes) != 2:
+            raise ConfigError(f"{spec.name} takes images: give --n as H or HxW")
+    else:
+        sizes = PHOTO_SIZE if spec.input.resize == "none" else spec.input.size
+    return trace(spec, (spec.input.channels, *sizes))
+
+
+def _trace_note(spec: ModelSpec, answer: Trace, query: ShapeQuery) -> str:
+    from cnntool.shapecalc.trace import PHOTO_SIZE
+
+    note = f"traced: built without weights, run on one zero {format_shape(answer.input_shape)} image"
+    if spec.input.resize == "none" and not query.n:
+        note += (f"; it takes photos at their own size, so a {PHOTO_SIZE[1]}×{PHOTO_SIZE[0]} one stands in "
+                 "(--n HxW for another)")
+    return note
+
+
+def _output_text(shapes: tuple[tuple[int, ...], ...]) -> str:
+    """Torch shapes in the lecture's order: (1, C, H, W) → H×W×C, (1, F) → F; a batch N > 1 (a batch of
+    windows) in front as "N × …"; other tensors as torch gives them."""
+    texts = []
+    for shape in shapes:
+        if len(shape) in (2, 4):
+            text = format_shape(shape[1:])
+            texts.append(text if shape[0] == 1 else f"{shape[0]} × {text}")
+        else:
+            texts.append("×".join(map(str, shape)))
+    return ", ".join(texts)
+
+
+def _trace_lines(answer: Trace) -> list[str]:
+    """What the table cannot say: parameters held but not run, and a detector's grids."""
+    lines = []
+    if answer.params_not_run:
+        lines.append(f"{answer.params_not_run:,} of the {answer.total_params:,} parameters did not run on this input")
+    head = answer.head
+    if head is not None:
+        lines.append(f"grid head S×S×A×(5+C) = {head.rows}×{head.cols}×{head.anchors}×(5+{head.classes}) = "
+                     f"{head.volume:,} (per cell and anchor: p_c, b_x, b_y, b_h, b_w and {head.classes} class scores)")
+    if answer.anchors:
+        levels = " + ".join(f"{g.rows}×{g.cols}×{g.anchors}" for g in answer.anchors)
+        lines.append(f"anchors S×S×A per feature level: {levels} = {sum(g.volume for g in answer.anchors):,}")
+    return lines
+
+
+def _grid_json(grid: Grid) -> dict[str, Any]:
+    return {"rows": grid.rows, "cols": grid.cols, "anchors": grid.anchors, "values": grid.values,
+            "classes": grid.classes, "volume": grid.volume}
+
+
+def _print_trace(spec: ModelSpec, answer: Trace, query: ShapeQuery, stdout: TextIO) -> None:
+    note = _trace_note(spec, answer, query)
+    if query.fmt is ShapeFormat.json:
+        _write_json(stdout, {
+            "model": spec.name, "traced": True, "note": note, "input": list(answer.input_shape),
+            "layers": [{"index": i, "module": layer.path, "layer": layer.layer,
+                        "outputs": [list(shape) for shape in layer.outputs], "params": layer.params,
+                        "macs": layer.macs, "run": layer.run}
+                       for i, layer in enumerate(answer.layers, 1)],
+            "total_params": answer.total_params, "params_not_run": answer.params_not_run,
+            "total_macs": answer.total_macs, "grid_head": _grid_json(answer.head) if answer.head else None,
+            "anchor_grids": [_grid_json(grid) for grid in answer.anchors],
+        })
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    from cnntool.records import rich_console
+
+    table = Table(title=escape(f"{spec.name} ({note})"), title_justify="left", show_footer=True)
+    table.add_column("#", justify="right")
+    table.add_column("module", footer="total")
+    table.add_column("layer")
+    table.add_column("output", justify="right")
+    table.add_column("params", justify="right", footer=f"{answer.total_params:,}")
+    table.add_column("MACs", justify="right", footer=f"{answer.total_macs:,}")
+    table.add_row("", "input", "", format_shape(answer.input_shape), "", "")
+    for index, layer in enumerate(answer.layers, 1):
+        again = f" (run {layer.run})" if layer.run > 1 else ""
+        table.add_row(str(index), escape(layer.path), escape(layer.layer + again), _output_text(layer.outputs),
+                      f"{layer.params:,}", f"{layer.macs:,}" if layer.macs else "")
+    console = rich_console(stdout)
+    console.print(table)
+    for line in _trace_lines(answer):
+        console.print(escape(line), highlight=False)
+
+
+# --- the cost of a bottleneck ------------------------------------------------------------------
+
+def _cost(query: ShapeQuery) -> Cost:
+    from cnntool.shapecalc.cost import conv_cost
+
+    sizes = _input_sizes(query)
+    dims = len(sizes)
+    for name, value, what in (("--c-in", query.c_in, "the input channels"), ("--f", query.f, "the kernel size"),
+                              ("--c-out", query.c_out, "the number of filters")):
+        if value is None:
+            raise ConfigError(f"--cost needs {name}, {what}")
+    for name, value in (("--c-in", query.c_in), ("--c-out", query.c_out), ("--bottleneck", query.bottleneck)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be at least 1, not {value}")
+    return conv_cost(
+        (query.c_in, *sizes), per_dim(parse_sizes(query.f, "--f"), dims, "--f"), query.c_out,
+        stride=per_dim(parse_sizes(query.s, "--s"), dims, "--s") if query.s else (1,) * dims,
+        padding=_padding(query.p, dims) if query.p else "same",
+        dilation=per_dim(parse_sizes(query.d, "--d"), dims, "--d"),
+        bottleneck=query.bottleneck,
+    )
+
+
+def _step_text(step: Step) -> str:
+    return (f"{step.layer} on {format_shape(step.input_shape)} → {format_shape(step.output_shape)}: "
+            f"{step.formula}")
+
+
+def _ratio_text(ratio: float) -> str:
+    return f"{ratio:.1f}× fewer" if ratio >= 1 else f"{1 / ratio:.1f}× more"
+
+
+def _print_cost(answer: Cost, query: ShapeQuery, stdout: TextIO) -> None:
+    steps = answer.bottlenecked or ()
+    if query.fmt is ShapeFormat.json:
+        def step_json(step: Step) -> dict[str, Any]:
+            return {"layer": step.layer, "input": list(step.input_shape), "output": list(step.output_shape),
+                    "macs": step.macs, "formula": step.formula}
+
+        _write_json(stdout, {"layer": step_json(answer.direct), "macs": answer.direct.macs,
+                             "bottleneck": query.bottleneck, "bottleneck_layers": [step_json(s) for s in steps],
+                             "bottleneck_macs": answer.bottleneck_macs, "ratio": answer.ratio})
+        return
+    lines = [f"{_step_text(answer.direct)} multiplications"]
+    if steps:
+        lines.append(f"with a 1×1 bottleneck to {query.bottleneck} channels first:")
+        lines += [f"  {_step_text(step)}" for step in steps]
+        lines.append(f"  total {answer.bottleneck_macs:,} multiplications: {_ratio_text(answer.ratio)}")
+    stdout.write("\n".join(lines) + "\n")
+
+
+# --- a conv or pooling worked out by hand --------------------------------------------------------
+
+@dataclass(frozen=True)
+class ValuesAnswer:
+    geometry: Geometry
+    input: Matrix
+    kernel: Matrix | None  # None for pooling
+    output: Matrix
+    error: Matrix | None  # the upstream error, when backward is asked for
+    input_error: Matrix | None = None
+    kernel_gradient: Matrix | None = None
+    bias_gradient: float | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.geometry.windows[0].kind
+
+
+def _values(query: ShapeQuery) -> ValuesAnswer:
+    from cnntool.shapecalc import values
+
+    if (query.kernel is None) == (query.pool is None):
+        raise ConfigError("--input needs --kernel (a conv) or --pool with --f (a pooling), one of them")
+    if query.kernel is not None and query.f is not None:
+        raise ConfigError("--kernel sets the kernel size; drop --f")
+    a = values.parse_matrix(query.input, "--input")
+    kernel = values.parse_matrix(query.kernel, "--kernel") if query.kernel is not None else None
+    geo = values.geometry(_windows(query, 2, values.size_of(kernel) if kernel else None), values.size_of(a))
+    error = values.parse_matrix(query.error, "--error") if query.error is not None else None
+    if kernel is None:
+        output = values.pool(a, geo)
+        input_error = values.pool_backward(a, error, geo) if error else None
+        return ValuesAnswer(geo, a, None, output, error, input_error)
+    output = values.conv(a, kernel, geo)
+    if error is None:
+        return ValuesAnswer(geo, a, kernel, output, None)
+    return ValuesAnswer(geo, a, kernel, output, error, *values.conv_backward(a, kernel, error, geo))
+
+
+def _value_text(value: float) -> str:
+    """Whole numbers without a decimal point (and no −0), others to 6 significant digits."""
+    return str(int(value)) if math.isfinite(value) and value == int(value) else f"{value:.6g}"
+
+
+def _matrix_lines(matrix: Matrix) -> list[str]:
+    cells = [[_value_text(v) for v in row] for row in matrix]
+    width = max(len(cell) for row in cells for cell in row)
+    return ["  " + " ".join(cell.rjust(width) for cell in row) for row in cells]
+
+
+def _values_heading(answer: ValuesAnswer) -> str:
+    rows, cols = answer.geometry.windows
+    names = {"conv": "conv", "max": "max pooling", "avg": "average pooling"}
+    formulas = [result.formula for result in answer.geometry.results]
+    formula = formulas[0] if formulas[0] == formulas[1] else f"H: {formulas[0]}, W: {formulas[1]}"
+    size = "×".join(map(str, (len(answer.input), len(answer.input[0]))))
+    out = "×".join(map(str, answer.geometry.out))
+    return f"{names[answer.kind]} {rows.f}×{cols.f} on {size} → {out} ({formula}):"
+
+
+def _backward_lines(answer: ValuesAnswer) -> list[str]:
+    from cnntool.shapecalc.values import is_full_conv_rule
+
+    if answer.kind == "conv":
+        rule = " = conv(∂L/∂Z, rot180(W), full)" if is_full_conv_rule(answer.geometry) else ""
+        return ([f"input error ∂L/∂A{rule}:", *_matrix_lines(answer.input_error),
+                 "kernel gradient ∂L/∂W = conv(A, ∂L/∂Z):", *_matrix_lines(answer.kernel_gradient),
+                 f"bias gradient ∂L/∂b = Σ ∂L/∂Z = {_value_text(answer.bias_gradient)}"])
+    rule = "each error to its window's maximum" if answer.kind == "max" else "each error shared equally by its window"
+    return [f"input error ∂L/∂A ({rule}):", *_matrix_lines(answer.input_error)]
+
+
+def _print_values(answer: ValuesAnswer, query: ShapeQuery, stdout: TextIO) -> None:
+    if query.fmt is ShapeFormat.json:
+        windows, results = answer.geometry.windows, answer.geometry.results
+        _write_json(stdout, {
+            "layer": answer.kind, "kernel_size": [w.f for w in windows], "stride": [w.s for w in windows],
+            "padding": [list(r.pad) for r in results], "dilation": [w.d for w in windows],
+            "input": answer.input, "kernel": answer.kernel, "output": answer.output, "error": answer.error,
+            "input_error": answer.input_error, "kernel_gradient": answer.kernel_gradient,
+            "bias_gradient": answer.bias_gradient,
+        })
+        return
+    lines = [_values_heading(answer), *_matrix_lines(answer.output)]
+    if answer.error is not None:
+        lines += _backward_lines(answer)
+    stdout.write("\n".join(lines) + "\n")
