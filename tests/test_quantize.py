@@ -127,7 +127,7 @@ def test_evaluate_int8_reports_it_and_scores_near_float():
     from cnntool.engine.evaluate import EvalOptions
     from cnntool.tasks.classify.evaluate import ClassifyEvaluation, evaluate
 
-    fp32 = evaluate(ClassifyEvaluation(data="digits", split="heldout", common=EvalOptions(model="lenet5-digits", weights=None, threads=1)))
-    int8 = evaluate(ClassifyEvaluation(data="digits", split="heldout", int8=True, common=EvalOptions(model="lenet5-digits", weights=None, threads=1)))
+    fp32 = evaluate(ClassifyEvaluation(data="digits", split="val", common=EvalOptions(model="lenet5-digits", weights=None, threads=1)))
+    int8 = evaluate(ClassifyEvaluation(data="digits", split="val", int8=True, common=EvalOptions(model="lenet5-digits", weights=None, threads=1)))
     assert int8["int8"] is True and fp32["int8"] is False
     assert abs(int8["accuracy"] - fp32["accuracy"]) <= 0.005  # measured: 0.993 both
