@@ -173,6 +173,18 @@ def _verify_calibrate(app: typer.Typer) -> None:
         "runs use it.\n\nExample: cnntool verify-face calibrate --data people/ --choose far --far 0.001")))
 
 
+def _verify_cluster(app: typer.Typer) -> None:
+    from cnntool.command import Uses, command
+    from cnntool.tasks.verify import cluster, run as verify
+
+    def group(config: cluster.ClusterConfig, opts: verify.VerifyOptions, *, inputs: list[str]) -> None:
+        with _quiet_on_closed_pipe():
+            raise typer.Exit(cluster.run(inputs, opts, config))
+
+    app.command("cluster")(command(group, cluster.ClusterConfig, Uses(verify.VerifyOptions, cluster.SKIP),
+                                   extra={"inputs": Inputs}, doc=cluster.DOC))
+
+
 def _ensemble(app: typer.Typer) -> None:
     from cnntool.command import command, command_line
     from cnntool.engine import combine
@@ -289,13 +301,14 @@ COMMANDS: dict[str, Callable[[typer.Typer], None]] = {
 }
 GROUPS: dict[str, tuple[str, dict[str, Callable[[typer.Typer], None]], dict[str, Any]]] = {
     "train": ("Train a model: cnntool train classify --data fashion-mnist …",
-              {name: _train(name) for name in TRAINED_TASKS}, {}),
+              {**{name: _train(name) for name in TRAINED_TASKS}, "domain": _train_domain}, {}),
     "evaluate": ("Evaluate a model: cnntool evaluate classify --data digits …",
                  {name: _evaluate(name) for name in TRAINED_TASKS}, {}),
-    "verify-face": ("Same person or not (A B), who is it (--gallery DIR), calibrate the threshold.",
-                    {"compare": _verify_compare, "calibrate": _verify_calibrate}, {"cls": _CompareByDefault}),
+    "verify-face": ("Same person or not (A B), who is it (--gallery DIR), group faces by person (cluster DIR), "
+                    "calibrate the threshold.", {"compare": _verify_compare, "calibrate": _verify_calibrate,
+                                                 "cluster": _verify_cluster}, {"cls": _CompareByDefault}),
     "data": ("Generate data sets: cnntool data scenes --out DIR …",
-             {"scenes": _data_scenes, "crops": _data_crops, "documents": _data_documents, "example": _data_example}, {}),
+             _data_commands(), {}),
 }
 ORDER = ("models", "shape-calc", "classify", "detect", "train", "evaluate", "verify-face", "localize", "landmarks",
          "ensemble", "export", "data")

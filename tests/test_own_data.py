@@ -77,6 +77,22 @@ def test_classify_writes_a_confusion_matrix_and_fine_tunes_a_frozen_backbone(tmp
     assert Image.open(tmp_path / "run" / "confusion_matrix.png").size[0] > 100
 
 
+def test_verify_face_on_a_folder_per_identity(tmp_path, capsys):
+    data, out, history = train("verify-face", tmp_path, capsys)
+    assert all(0 < epoch["val_auc"] <= 1 for epoch in history)
+    meta = weights.read_metadata(out)
+    thresholds = meta["verification"]["thresholds"]
+    assert all(math.isfinite(entry["threshold"]) for entry in thresholds.values())
+    a, b = sorted((data / "0").iterdir())[:2]
+    record = json.loads(cli(["verify-face", "--weights", out, a, b, "--format", "jsonl"], capsys))
+    jsonschema.validate(record, SCHEMA)
+    assert isinstance(record["same"], bool) and record["threshold"] == pytest.approx(
+        thresholds[meta["verification"]["metric"]]["threshold"], abs=1e-4)
+    report = json.loads(cli(["evaluate", "verify-face", "--weights", out, "--data", data, "--format", "json"], capsys))
+    assert all(0 < figures["auc"] <= 1 for figures in report["metrics"].values())
+    assert (tmp_path / "run" / "roc_curve.png").is_file()
+
+
 def test_a_sliding_window_detector_trains_its_window_classifier(tmp_path, capsys):
     data, out, _ = train("detect", tmp_path, capsys, "--model", "conv-sliding-windows-digits")
     meta = weights.read_metadata(out)

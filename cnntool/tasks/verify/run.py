@@ -31,6 +31,7 @@ from cnntool.console import quiet_option, warn
 from cnntool.device import device_option, threads_option
 from cnntool.engine.evaluate import report_format_option
 from cnntool.errors import ConfigError, first_line
+from cnntool.faces import upsample_option
 from cnntool.folders import writable_folder
 from cnntool.loader import model_option, weights_option
 from cnntool.options import option
@@ -77,13 +78,11 @@ class VerifyOptions:
                                      "calibrated one).")
     calibration: Path | None = option(None, "--calibration", help="A calibration written by `verify-face calibrate "
                                       "--out` (JSON, or the weights file it wrote).")
-    detect: bool = option(True, "--detect/--no-detect", help="Find and align the face first; --no-detect for images "
-                          "that are already crops.")
+    detect: bool | None = option(None, "--detect/--no-detect", help="Find and align the face first. Default: on for "
+                                 "models of aligned face chips (dlib's), off for models trained on plain crops.")
     face: int = option(1, "--face", min=1, help="Which face when there are several: 1 = the largest, K = the K-th "
                        "largest.")
-    upsample: int | None = option(None, "--upsample", min=0, max=3, help="Detector upsampling: 1 finds faces down "
-                                  "to ~40 px, 0 down to ~80 px at a quarter of the cost. Default: 1 for images up to "
-                                  "2 MP, 0 above.")
+    upsample: int | None = upsample_option()
     format: OutputFormat | None = format_option()
     device: str = device_option("cpu")
     threads: int | None = threads_option()
@@ -113,6 +112,11 @@ class InputFailure(ValueError):
     """Something other than a bad image or a missing face went wrong on one input."""
 
 
+def largest_first(found: list) -> list:
+    """Face detections ordered as --face counts them: 1 = the largest box."""
+    return sorted(found, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]), reverse=True)
+
+
 class Embedder:
     """One image file → one embedding (1-D tensor), through the face steps unless detect is off."""
 
@@ -136,8 +140,7 @@ class Embedder:
     def _face_chip(self, img, path: str):
         from cnntool.faces.api import FaceDetector, ShapePredictor, align_chip
 
-        found = FaceDetector(upsample=self.opts.upsample).detect(img)
-        found.sort(key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]), reverse=True)
+        found = largest_first(FaceDetector(upsample=self.opts.upsample).detect(img))
         if len(found) < self.opts.face:
             if not found:
                 raise NoFaceError(f"no face found in {sources.display_name(path)}")
@@ -185,7 +188,10 @@ def load(opts: VerifyOptions) -> "LoadedModel":
         torch.set_num_threads(opts.threads)
     if opts.face < 1:
         raise ConfigError("--face counts from 1 (the largest face)")
-    return load_model(opts.model, opts.weights, task="verify-face", device=resolve_device(opts.device))
+    loaded = load_model(opts.model, opts.weights, task="verify-face", device=resolve_device(opts.device))
+    if opts.detect is None:  # the model says whether it reads aligned face chips (the catalog's decode options)
+        opts.detect = bool(loaded.spec.decode.get("detect", False))
+    return loaded
 
 
 # --- thresholds and calibration -----------------------------------------------------------------------
