@@ -85,6 +85,29 @@ def test_multi_label_adds_second_readings_of_found_objects(embedded, held_out_sc
     assert second and len(every) > len(one)
 
 
+def test_raw_writes_the_lecture_y_volume_whose_best_cells_are_the_detections(embedded, held_out_scene):
+    """--raw: y is S×S×A×(5 + C) = 12×12×1×15, [p_c, b_x, b_y, b_h, b_w, c_1 …] in cell units; every detection
+    is a cell of it read back into pixels (the scene is 96×96: input pixels are the scene's)."""
+    scene_path, _ = held_out_scene
+    proc = subprocess.run([*CNNTOOL, "detect", "--model", "yolo-digits", "--format", "jsonl", "--raw", scene_path],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    y = np.array(record["y"])
+    assert record["y_shape"] == [12, 12, 1, 15] == list(y.shape)
+    assert np.allclose(y[..., 5:].sum(-1), 1, atol=1e-3) and ((0 <= y[..., 0]) & (y[..., 0] <= 1)).all()
+    row, col = np.indices((12, 12))
+    cx, cy = (col[..., None] + y[..., 1]) * 8, (row[..., None] + y[..., 2]) * 8
+    h, w = y[..., 3] * 8, y[..., 4] * 8
+    boxes = np.clip(np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1).reshape(-1, 4), 0, 96)
+    assert record["detections"]
+    for d in record["detections"]:  # detections' boxes are clipped to the image, as these
+        assert np.abs(boxes - d["box"]).max(1).min() < 0.05
+    refused = subprocess.run([*CNNTOOL, "detect", "--model", "yolo-digits", "--raw", "--tta", scene_path],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--raw" in refused.stderr
+
+
 def _matched(found, truth):
     """How many true objects a detection of their label covers at IoU ≥ 0.5."""
     return sum(any(d["label"] == o["label"] and _iou(d["box"], o["box"]) >= 0.5 for d in found) for o in truth)

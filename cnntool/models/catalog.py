@@ -386,3 +386,19 @@ register(ModelSpec(
     summary="AlexNet as the lecture draws it: 227×227×3, conv 96 11×11/4, max 3/2, conv 256 5×5 same, max 3/2, "
             "conv 384, 384, 256 3×3 same, max 3/2, fc 4096, 4096, 1000 (62 M parameters); no weights, train it",
 ))
+
+# --- detect: R-CNN and Fast R-CNN around the sliding-window classifier ------------------------------------
+# Both score the same selective-search proposals (cnntool.models.proposals) with window-digits: R-CNN each
+# proposal's crop alone, Fast R-CNN RoI-pooled from one convolutional pass. Proposals are found on the pixels,
+# so the detectors undo their input's normalization.
+for _name, _builder, _summary in (
+    ("rcnn-digits", "rcnn", "R-CNN: selective-search proposals, each crop warped to 32×32 and classified alone by "
+                            "window-digits (one forward per proposal)"),
+    ("fast-rcnn-digits", "fast_rcnn", "Fast R-CNN: window-digits' convolutions once over the image, the same "
+                                      "proposals RoIAlign-pooled to 4×4, its own fc layers (weights not retrained)"),
+):
+    register(ModelSpec(
+        name=_name, task="detect", builder=f"cnntool.models.rcnn:{_builder}",
+        kwargs={"pixel_mean": SCENES_96.mean, "pixel_std": SCENES_96.std}, parts={"classifier": "window-digits"},
+        input=SCENES_96, classes=DIGIT_CLASSES, card="rcnn-digits", summary=_summary,
+    ))

@@ -77,6 +77,24 @@ def grid_boxes(raw: Tensor, anchors: Sequence[Sequence[float]], stride: int) -> 
     return torch.stack([cx - wh[..., 0] / 2, cy - wh[..., 1] / 2, cx + wh[..., 0] / 2, cy + wh[..., 1] / 2], -1)
 
 
+def lecture_volume(raw: Tensor, anchors: Sequence[Sequence[float]], stride: int) -> Tensor:
+    """Raw (N, A, H, W, 5 + K) → the lecture's y volume (N, H, W, A, 5 + K): per cell and anchor
+    [p_c, b_x, b_y, b_h, b_w, c_1 … c_K] with p_c = σ(t_o); (b_x, b_y) the box centre in units of the cell,
+    measured from the cell's top-left corner (0..1 inside it; this parametrisation reaches −0.5..1.5);
+    b_h, b_w the box's height and width in cell units (more than 1 for a box larger than a cell); c_k the
+    class probabilities (softmax). An S×S grid with A anchors and K classes is S×S×A×(5 + K): 3×3×1×8 for
+    the lecture's 3×3 grid, one anchor and three classes."""
+    raw = raw.float()
+    boxes = grid_boxes(raw, anchors, stride) / stride  # cell units
+    _, _, h, w, _ = raw.shape
+    ys, xs = torch.meshgrid(torch.arange(h, device=raw.device), torch.arange(w, device=raw.device), indexing="ij")
+    b_x = (boxes[..., 0] + boxes[..., 2]) / 2 - xs
+    b_y = (boxes[..., 1] + boxes[..., 3]) / 2 - ys
+    b_h, b_w = boxes[..., 3] - boxes[..., 1], boxes[..., 2] - boxes[..., 0]
+    y = torch.cat([torch.stack([raw[..., 4].sigmoid(), b_x, b_y, b_h, b_w], -1), raw[..., 5:].softmax(-1)], -1)
+    return y.permute(0, 2, 3, 1, 4)
+
+
 def decode(raw: Tensor, anchors: Sequence[Sequence[float]], stride: int) -> list[dict[str, Tensor]]:
     """Every cell's candidate per image: boxes (input pixels), class_scores = objectness × each class's
     probability, and the best of them as scores and labels (class index)."""

@@ -10,7 +10,8 @@ from torchvision.ops import box_iou
 
 from cnntool.boxes import iou, iou_pairs
 from cnntool.models import catalog
-from cnntool.models.yolo import assign
+from cnntool.models import yolo
+from cnntool.models.yolo import assign, encode, lecture_volume
 from cnntool.registry import InputSpec, ModelSpec
 from cnntool.shapecalc.layers import describe
 from cnntool.shapecalc.trace import trace
@@ -137,3 +138,49 @@ def test_lecture_anchor_boxes_tall_object_to_tall_anchor_wide_to_wide():
     assert {(k, a) for k, a, _, _ in cells} == {(0, 0), (1, 1)}
     assert (0, 0, 18 // 8, 17 // 8) in cells  # (object, anchor, row, column)
     assert (1, 1, 46 // 8, 55 // 8) in cells
+
+
+def _perfect_volume(boxes, labels, anchors, stride=8, grid=(3, 3), classes=3):
+    """The lecture's y volume of a detector whose raw output encodes these boxes exactly (yolo.encode)."""
+    raw = encode(torch.tensor(boxes), torch.tensor(labels), anchors, stride, grid, classes)
+    return lecture_volume(raw[None], anchors, stride)[0]
+
+
+def test_lecture_yolo_y_volume_3x3x8_car_in_one_cell():
+    """3×3 grid, C = 3: one car whose midpoint lies in the centre of the bottom-middle cell gives that cell
+    y = [1, 0.5, 0.5, b_h, b_w, 0, 1, 0] (box in cell units) and p_c = 0 everywhere else."""
+    stride = 8
+    car = [8 + 4 - 6, 16 + 4 - 3, 8 + 4 + 6, 16 + 4 + 3]  # 12 wide, 6 high, centred in cell (row 2, column 1)
+    y = _perfect_volume([car], [1], ((12.0, 6.0),))
+    assert tuple(y.shape) == (3, 3, 1, 8)
+    assert y[2, 1, 0].tolist() == pytest.approx([1, 0.5, 0.5, 6 / stride, 12 / stride, 0, 1, 0], abs=1e-5)
+    others = torch.ones(3, 3, dtype=torch.bool)
+    others[2, 1] = False
+    assert y[..., 0, 0][others].max() < 1e-5
+
+
+def test_lecture_yolo_y_volume_two_anchors_each_object_in_its_anchors_slot():
+    """Two anchors (tall, wide): the pedestrian's box is in the tall anchor's 8 numbers of its cell, the car's in
+    the wide anchor's, and decoding the volume back gives both boxes exactly."""
+    anchors = ((8.0, 16.0), (16.0, 8.0))
+    pedestrian, car = [1.0, 0.0, 7.0, 16.0], [12.0, 18.0, 28.0, 22.0]  # midpoints (4, 8) in cell (1, 0), (20, 20) in (2, 2)
+    y = _perfect_volume([pedestrian, car], [0, 1], anchors)
+    assert tuple(y.shape) == (3, 3, 2, 8)
+    assert y[1, 0, 0, 0] > 0.999 and y[1, 0, 1, 0] < 1e-5  # tall anchor holds the pedestrian
+    assert y[2, 2, 1, 0] > 0.999 and y[2, 2, 0, 0] < 1e-5  # wide anchor holds the car
+    assert y[1, 0, 0, 5:].argmax() == 0 and y[2, 2, 1, 5:].argmax() == 1
+    for (row, col, a), box in (((1, 0, 0), pedestrian), ((2, 2, 1), car)):
+        p_c, b_x, b_y, b_h, b_w = y[row, col, a, :5].tolist()
+        cx, cy = (col + b_x) * 8, (row + b_y) * 8
+        assert [cx - b_w * 4, cy - b_h * 4, cx + b_w * 4, cy + b_h * 4] == pytest.approx(box, abs=1e-4)
+
+
+def test_lecture_yolo_two_anchor_loss_wants_each_object_in_its_anchors_slot():
+    """The training loss with two anchors: near zero for the raw output that holds each object in its own
+    anchor's slot, large when the two anchors' slots are swapped."""
+    anchors = ((8.0, 16.0), (16.0, 8.0))
+    boxes = torch.tensor([[1.0, 0.0, 7.0, 16.0], [12.0, 18.0, 28.0, 22.0]])
+    raw = encode(boxes, torch.tensor([0, 1]), anchors, 8, (3, 3), 2)[None]
+    targets = torch.cat([torch.tensor([[0.0], [1.0]]), boxes], 1)[None]
+    assert yolo.loss(raw, targets, anchors, 8).item() < 1e-3
+    assert yolo.loss(raw.flip(1), targets, anchors, 8).item() > 10

@@ -4,7 +4,9 @@ The contract every registered detector keeps (YOLO-style grid, sliding windows, 
 R-CNN / RetinaNet / SSDlite / FCOS): in eval mode the module returns one dict per image, torchvision's
 {"boxes": (n, 4) xyxy in the model's input frame, "scores": (n,), "labels": (n,) class indices}, and
 optionally "class_scores" (n, K): every class's score for each box (the grid detector keeps them;
-torchvision's detectors already return a box per class). So the prediction pipeline stays as it is, and
+torchvision's detectors already return a box per class), and "upsample" (int): dlib's face detector's
+upsampling, whose boxes, like dlib's, may reach past the image (the record keeps that box beside the
+clipped one). So the prediction pipeline stays as it is, and
 post-processing (--conf, --classes, --multi-label, class-wise NMS at --iou, --max-det) happens once, here,
 for all of them.
 """
@@ -15,6 +17,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from cnntool.faces import upsample_option
 from cnntool.options import option
 
 if TYPE_CHECKING:
@@ -42,6 +45,10 @@ class DetectOptions:
                                "clears --conf, not only for its best (as Ultralytics' validation; the mAP that "
                                "`evaluate detect` reports first).")
     tta: bool = tta_option()
+    upsample: int | None = upsample_option(" (dlib's face models only)")
+    raw: bool = option(False, "--raw", help="Also write the grid detector's whole output as the lecture writes it: "
+                       "field y, per cell and anchor [p_c, b_x, b_y, b_h, b_w, c_1 …] in cell units, shape "
+                       "S×S×A×(5 + C) in y_shape (JSON output only; yolo-digits: 12×12×1×15).")
 
 
 @dataclass
@@ -49,6 +56,7 @@ class Detection:
     label: str
     score: float
     box: list[float]
+    box_unclipped: list[float] | None = None  # face detections: dlib's box, which may reach past the image
 
 
 CSV_COLUMNS = ("label", "score", "x1", "y1", "x2", "y2")
@@ -56,12 +64,23 @@ CSV_COLUMNS = ("label", "score", "x1", "y1", "x2", "y2")
 
 @dataclass
 class Detections:
-    """An image's detections, best first; boxes [x1, y1, x2, y2] in original pixels."""
+    """An image's detections, best first; boxes [x1, y1, x2, y2] in original pixels; for face detectors the
+    upsampling used."""
 
     detections: list[Detection]
+    upsample: int | None = None
+    y: list | None = None  # --raw: the grid detector's y volume, rows × columns × anchors × (5 + C)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"detections": [asdict(d) for d in self.detections]}
+        out: dict[str, Any] = {"detections": [{k: v for k, v in asdict(d).items() if v is not None}
+                                              for d in self.detections]}
+        if self.upsample is not None:
+            out["upsample"] = self.upsample
+        if self.y is not None:
+            import numpy as np
+
+            out["y_shape"], out["y"] = list(np.shape(self.y)), self.y
+        return out
 
     def summary(self) -> str:
         shown = ", ".join(f"{d.label} {d.score:.2f} {[round(v) for v in d.box]}" for d in self.detections[:5])
@@ -132,11 +151,14 @@ def decode(outputs: Sequence[Mapping[str, "torch.Tensor"]], geometries: Sequence
     out = []
     for candidates, geometry in zip(outputs, geometries):
         kept = postprocess(candidates, p)
+        upsample = candidates.get("upsample")
+        volume = candidates.get("y")
         out.append(Detections([
             Detection(classes[i] if i < len(classes) else str(i), round(s, 5),
-                      [round(v, 2) for v in geometry.box_to_original(b)])
+                      [round(v, 2) for v in geometry.box_to_original(b)],
+                      None if upsample is None else [round(v, 2) for v in geometry.box_to_original(b, clip=False)])
             for b, s, i in zip(kept["boxes"].tolist(), kept["scores"].tolist(), kept["labels"].tolist())
-        ]))
+        ], upsample, None if volume is None else volume.float().cpu().numpy().round(5).tolist()))
     return out
 
 
@@ -167,10 +189,30 @@ def multi_scale(model: Callable[["torch.Tensor"], list], images: "torch.Tensor",
 
 
 def pool(first: list[dict[str, "torch.Tensor"]], second: list[dict[str, "torch.Tensor"]]) -> list[dict[str, "torch.Tensor"]]:
-    """Two candidate lists of the same images joined image by image."""
+    """Two candidate lists of the same images joined image by image (what is not a tensor, the face
+    detector's upsampling, is the first's: that of the image at its own size)."""
     import torch
 
-    return [{k: torch.cat([a[k], b[k]]) for k in a} for a, b in zip(first, second)]
+    return [{k: torch.cat([a[k], b[k]]) if isinstance(a[k], torch.Tensor) else a[k] for k in a}
+            for a, b in zip(first, second)]
+
+
+def with_lecture_volume(module: "torch.nn.Module", options: Mapping[str, Any]) -> Callable:
+    """--raw: the grid detector run on its raw output, each image's candidates carrying the y volume too."""
+    from cnntool.errors import ConfigError
+    from cnntool.models import yolo
+
+    if not isinstance(module, yolo.GridDetector):
+        raise ConfigError("--raw applies to the YOLO grid detector (yolo-digits, or one trained from it) only")
+    if options.get("tta"):
+        raise ConfigError("--raw shows one forward pass's output: leave out --tta")
+
+    def run(x: "torch.Tensor") -> list[dict[str, "torch.Tensor"]]:
+        raw = module.raw(x)
+        volumes = yolo.lecture_volume(raw, module.anchors, module.stride)
+        return [{**out, "y": y} for out, y in zip(yolo.decode(raw, module.anchors, module.stride), volumes)]
+
+    return run
 
 
 def stride_of(module: "torch.nn.Module") -> int:
@@ -180,7 +222,14 @@ def stride_of(module: "torch.nn.Module") -> int:
 
 
 def runner(model: Callable, module: "torch.nn.Module", options: Mapping[str, Any]) -> Callable:
-    """How the prediction pipeline calls the detector: as it is, or at TTA_SCALES under --tta."""
+    """How the prediction pipeline calls the detector: as it is, or at TTA_SCALES under --tta; a face
+    detector at the --upsample asked for."""
+    if options.get("upsample") is not None:
+        from cnntool.models.faces import set_upsample
+
+        set_upsample(module, options["upsample"])
+    if options.get("raw"):
+        return with_lecture_volume(module, options)
     return partial(multi_scale, model, stride=stride_of(module)) if options.get("tta") else model
 
 
