@@ -30,14 +30,22 @@ class AugmentConfig:
     # elastic distortion (Simard et al. 2003)
     elastic: float = option(0.0, "--elastic", min=0.0, help="Elastic distortion, largest displacement in pixels.")
     erase: float = option(0.0, "--erase", min=0.0, max=1.0, help="Random-erasing probability.")
+    low_res: float = option(0.0, "--low-res", min=0.0, max=1.0, help="Share of images shrunk to 6–16 px and enlarged "
+                            "back: coarse, blurred versions (as scikit-learn's 8×8 digits).")
+    stroke: float = option(0.0, "--stroke", min=0.0, max=1.0, help="Share of images whose light strokes are "
+                           "thickened or thinned (a 3×3 max or min filter): other pens and print weights.")
 
     @property
     def geometric(self) -> bool:
         return bool(self.crop_pad or self.shift or self.rotate or self.scale or self.hflip or self.elastic)
 
     @property
+    def degrading(self) -> bool:
+        return bool(self.low_res or self.stroke)
+
+    @property
     def enabled(self) -> bool:
-        return self.geometric or self.erase > 0
+        return self.geometric or self.degrading or self.erase > 0
 
     def describe(self) -> str:
         parts = [f"{k}={v}" for k, v in self.__dict__.items() if v]
@@ -56,6 +64,29 @@ class FrameAugment:
     shift: float = option(0.08, "--shift", min=0.0, max=0.5, help="Random shift, ± share of the frame.")
     scale: float = option(0.12, "--scale", min=0.0, max=0.5, help="Random scale, ± share.")
     jitter: float = option(0.3, "--jitter", min=0.0, max=1.0, help="Brightness/contrast factors within 1 ± jitter.")
+
+
+def degrade(pixels: "torch.Tensor", cfg: AugmentConfig) -> "torch.Tensor":
+    """--stroke and --low-res on a float batch (N, C, H, W) in 0..255: each picks its share of the images; the
+    low resolution (one per batch) is drawn from 6..16 px."""
+    import torch
+    import torch.nn.functional as F
+
+    n, _, h, w = pixels.shape
+    dev = pixels.device
+    if cfg.stroke:
+        chosen = (torch.rand(n, device=dev) < cfg.stroke).view(n, 1, 1, 1)
+        thicker = (torch.rand(n, device=dev) < 0.5).view(n, 1, 1, 1)
+        dilated = F.max_pool2d(pixels, 3, 1, 1)
+        eroded = -F.max_pool2d(-pixels, 3, 1, 1)
+        pixels = torch.where(chosen, torch.where(thicker, dilated, eroded), pixels)
+    if cfg.low_res:
+        side = int(torch.randint(6, 17, ()).item())
+        chosen = (torch.rand(n, device=dev) < cfg.low_res).view(n, 1, 1, 1)
+        coarse = F.interpolate(F.interpolate(pixels, size=(side, side), mode="area"), size=(h, w), mode="bilinear",
+                               align_corners=False)
+        pixels = torch.where(chosen, coarse, pixels)
+    return pixels
 
 
 def jitter(pixels: "torch.Tensor", amount: float) -> "torch.Tensor":

@@ -56,6 +56,7 @@ class LoadedModel:
     module: "torch.nn.Module"
     metadata: WeightsMeta = field(default_factory=dict)  # type: ignore[assignment]
     path: Path | None = None  # the weights file, when there is one
+    domain: "torch.nn.Module | None" = None  # its domain check (cnntool.models.domain), when the file holds one
 
     @property
     def task(self) -> str:
@@ -115,6 +116,8 @@ def load_model(model: str | None, weights_arg: str | None, *, task: str, device:
             loaded = _from_torchvision(spec, source)
     loaded.module.eval()
     loaded.module.to(device)
+    if loaded.domain is not None:
+        loaded.domain.to(device)
     return loaded
 
 
@@ -179,9 +182,25 @@ def _from_file(spec: ModelSpec, path: Path, meta: WeightsMeta) -> LoadedModel:
 
     _check_shapes(assemble, path)
     module = assemble()
-    weights.load_into(module, weights.load(path)[0], source=str(path))
+    state = weights.load(path)[0]
+    gate = _domain_gate(state, spec, path)
+    weights.load_into(module, state, source=str(path))
     name = spec.name if path.parent == weights.weights_dir() else f"{spec.name}@{path.name}"
-    return LoadedModel(name, spec, module, meta, path)
+    return LoadedModel(name, spec, module, meta, path, gate)
+
+
+def _domain_gate(state: dict[str, Any], spec: ModelSpec, path: Path) -> "torch.nn.Module | None":
+    """The domain check a file holds under domain.* (taken out of `state`), loaded; None when there is none."""
+    from cnntool.models.domain import PREFIX
+
+    tensors = {k[len(PREFIX):]: state.pop(k) for k in [k for k in state if k.startswith(PREFIX)]}
+    if not tensors:
+        return None
+    from cnntool.models.domain import DomainGate
+
+    gate = DomainGate(spec.input.channels)
+    weights.load_into(gate, tensors, source=f"{path} (domain check)")
+    return gate.eval()
 
 
 def _check_shapes(assemble: Callable[[], "torch.nn.Module"], path: Path) -> None:
@@ -195,7 +214,8 @@ def _check_shapes(assemble: Callable[[], "torch.nn.Module"], path: Path) -> None
             own = {k: tuple(v.shape) for k, v in assemble().state_dict().items()}
     except NotImplementedError:  # a builder that must compute on real tensors: checked when it loads
         return
-    index = {k: tuple(v.get("shape", ())) for k, v in weights.read_header(path).items() if k != "__metadata__"}
+    index = {k: tuple(v.get("shape", ())) for k, v in weights.read_header(path).items()
+             if k != "__metadata__" and not k.startswith("domain.")}  # a domain check is loaded on its own
     weights.check_fits(own, index, source=str(path))
 
 

@@ -30,6 +30,7 @@ class InputDocument(TypedDict, total=False):
     crop_fraction: float
     fill: int
     foreground: str
+    contrast: str
 
 
 class ReaderDocument(TypedDict, total=False):
@@ -55,6 +56,7 @@ class WeightsMeta(TypedDict, total=False):
     ensemble: int  # K nets under members.<i>.
     members: list[dict[str, Any]]
     reader: ReaderDocument  # a localizer's box reader
+    domain: dict[str, Any]  # the domain check's figures and how it was trained (cnntool.engine.domain)
     verification: dict[str, Any]  # verify-face: {"metric", "thresholds": {metric: {"threshold", …}}}
     metrics: dict[str, Any]  # held-out figures and the data they were measured on
     val_split: float
@@ -98,7 +100,7 @@ def check(document: Any, source: str) -> WeightsMeta:
         _reader(out["reader"], bad)
     if "verification" in out:
         _verification(out["verification"], bad("verification", "must hold a metric and finite thresholds"))
-    for key in ("metrics", "init"):
+    for key in ("metrics", "init", "domain"):
         if key in out and not isinstance(out[key], dict):
             raise bad(key, "must be an object")
     if "val_split" in out and not (_number(out["val_split"]) and 0 < out["val_split"] < 1):
@@ -130,7 +132,7 @@ def check_input(document: Any, bad) -> InputDocument:
         raise bad("crop_fraction must be within (0, 1]")
     if "fill" in document and not (type(document["fill"]) is int and 0 <= document["fill"] <= 255):
         raise bad("fill must be 0..255")
-    for key in ("resize", "foreground"):
+    for key in ("resize", "foreground", "contrast"):
         if key in document and not isinstance(document[key], str):
             raise bad(f"{key} must be a string")
     return document  # type: ignore[return-value]

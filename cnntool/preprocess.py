@@ -266,6 +266,50 @@ def border_means(images: "np.ndarray") -> "np.ndarray":
     return np.concatenate(frames, axis=-1).reshape(len(images), -1).mean(1)
 
 
+def ground_is_light(image: "np.ndarray") -> bool:
+    """Whether an image's ground (what its one-pixel frame mostly shows) is the lighter of its two tones: the
+    frame's median against the image's Otsu threshold. Grey paper under dark print is light ground, a white
+    stroke on black is not, whatever their absolute levels; an image of one tone falls back to mid-grey."""
+    import numpy as np
+
+    grey = image.mean(0) if image.ndim == 3 else image
+    frame = np.concatenate([grey[0], grey[-1], grey[1:-1, 0], grey[1:-1, -1]])
+    if grey.max() - grey.min() < 16:
+        return float(np.median(frame)) > 127.5
+    return float(np.median(frame)) > otsu_threshold(grey)
+
+
+def otsu_threshold(grey: "np.ndarray") -> float:
+    """The level that best splits an image's values in two (Otsu's between-class variance)."""
+    import numpy as np
+
+    counts = np.bincount(np.clip(grey, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
+    levels = np.arange(256, dtype=np.float64)
+    weight = np.cumsum(counts)
+    mass = np.cumsum(counts * levels)
+    total, total_mass = weight[-1], mass[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (total_mass * weight - total * mass) ** 2 / (weight * (total - weight))
+    return float(np.nanargmax(np.where(np.isfinite(between), between, np.nan))) + 0.5
+
+
+# An image whose levels (1st to 99th percentile) span at least this much keeps them: a scan or a rendered
+# digit already has its contrast; a print photographed on grey paper does not.
+FULL_RANGE = 200
+
+
+def stretched(img: Image.Image) -> Image.Image:
+    """A low-contrast image's levels spread so its darkest 1 % and brightest 1 % of pixels reach 0 and 255: a
+    faint print on grey paper gets the contrast of the training digits."""
+    import numpy as np
+
+    arr = np.asarray(img, dtype=np.float32)
+    lo, hi = np.percentile(arr, (1, 99))
+    if hi - lo >= FULL_RANGE or hi - lo < 1:
+        return img
+    return Image.fromarray(np.clip((arr - lo) * (255.0 / (hi - lo)), 0, 255).round().astype(np.uint8), mode=img.mode)
+
+
 class Preprocessor:
     """Image → normalized float tensor (C, H, W) for one InputSpec, plus its Geometry."""
 
@@ -287,11 +331,13 @@ class Preprocessor:
 
     def geometry_and_resized(self, img: Image.Image) -> tuple[Image.Image, Geometry]:
         """Resize per spec on the PIL image; the original size is the image's size as given. A model that
-        reads light objects on a dark ground gets dark-on-light images inverted (and the other way round)."""
+        reads light objects on a dark ground gets dark-on-light images inverted (and the other way round),
+        and with contrast "stretch" the result spans the whole 0..255 range."""
         out, geometry = self._resized(img)
-        if self.spec.foreground != "any" and ((border_means(self.to_uint8(out)[None])[0] > 127.5)
-                                              == (self.spec.foreground == "light")):
+        if self.spec.foreground != "any" and ground_is_light(self.to_uint8(out)) == (self.spec.foreground == "light"):
             out = ImageOps.invert(out)
+        if self.spec.contrast == "stretch":
+            out = stretched(out)
         return out, geometry
 
     def _resized(self, img: Image.Image) -> tuple[Image.Image, Geometry]:

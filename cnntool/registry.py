@@ -19,6 +19,7 @@ RESIZE_MODES = ("stretch", "letterbox", "center-crop", "none")
 # Fashion-MNIST), so an image whose border is brighter than mid-grey (a digit written on paper, a product
 # shot on white) is inverted first; "dark" the other way round; "any" leaves images as they are.
 FOREGROUNDS = ("any", "light", "dark")
+CONTRASTS = ("none", "stretch")
 
 
 class UnknownModelError(KeyError):
@@ -41,6 +42,7 @@ class InputSpec:
     # Colour of letterbox padding and of transparent pixels when an image is flattened, 0..255.
     fill: int = 0
     foreground: str = "any"  # one of FOREGROUNDS
+    contrast: str = "none"  # "stretch": a low-contrast image's levels spread to 0..255 after its polarity is set
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -51,6 +53,8 @@ class InputSpec:
             raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, not {self.resize!r}")
         if self.foreground not in FOREGROUNDS:
             raise ValueError(f"foreground must be one of {', '.join(FOREGROUNDS)}, not {self.foreground!r}")
+        if self.contrast not in CONTRASTS:
+            raise ValueError(f"contrast must be one of {', '.join(CONTRASTS)}, not {self.contrast!r}")
 
     def adapted(self, *, size: tuple[int, int] | None = None, channels: int | None = None,
                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> "InputSpec":

@@ -163,7 +163,7 @@ def test_paths_from_stdin_and_formats(batch_dir, lenet_weights):
     proc = run("classify", "-m", "lenet5", "-w", lenet_weights, "-", "--format", "csv", "--topk", "1",
                stdin="\n".join(good) + "\n")
     lines = proc.stdout.splitlines()
-    assert proc.returncode == 0 and lines[0] == "source,task,model,width,height,rank,label,index,score,saved,save_error,error.type,error.message"
+    assert proc.returncode == 0 and lines[0] == "source,task,model,width,height,rank,label,index,score,in_domain,domain_score,saved,save_error,error.type,error.message"
     assert len(lines) == 1 + len(good)
     table = run("classify", "-m", "lenet5", "-w", lenet_weights, good[0], "--format", "table")
     assert os.path.basename(good[0]) in table.stdout and table.returncode == 0

@@ -17,7 +17,7 @@ LAYERS = [
     ("loader", ("cnntool.loader",)),
     ("engines and shape-calc", ("cnntool.engine", "cnntool.shapecalc")),
     ("tasks", ("cnntool.tasks",)),
-    ("command line", ("cnntool.command", "cnntool.cards", "cnntool.cli", "cnntool.__main__")),
+    ("command line", ("cnntool.command", "cnntool.cards", "cnntool.cli", "cnntool.cli_data", "cnntool.__main__")),
 ]
 
 

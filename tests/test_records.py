@@ -17,7 +17,7 @@ def _records():
 def test_jsonl_one_object_per_line_with_design_fields():
     lines = to_string(_records(), OutputFormat.jsonl).splitlines()
     first, second = (json.loads(line) for line in lines)
-    assert first == {"source": "a.png", "task": "classify", "model": "m", "width": 20, "height": 10,
+    assert first == {"source": "a.png", "task": "classify", "model": "m", "width": 20, "height": 10, "label": "7",
                      "predictions": [{"label": "7", "index": 7, "score": 0.9123}, {"label": "1", "index": 1, "score": 0.05}]}
     assert second == {"source": "b.jpg", "task": "classify", "model": "m",
                       "error": {"type": "ValueError", "message": "truncated image"}}

