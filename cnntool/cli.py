@@ -89,8 +89,16 @@ def _predict(name: str) -> Callable[[typer.Typer], None]:
 
         run.__name__ = name
         app.command(name)(command(run, task.options, Uses(predict.RunOptions, task.predict_skip, task.predict_defaults),
-                                  doc=task.docs["predict"], extra={"inputs": Inputs}))
+                                  doc=task.docs["predict"] + _default_model(task.name), extra={"inputs": Inputs}))
     return add
+
+
+def _default_model(task: str) -> str:
+    """The help's last paragraph: which model runs without --model, and what it was trained on."""
+    from cnntool.models import catalog
+
+    name = catalog.REGISTRY.default(task)
+    return f"\n\nDefault model: {name}: {catalog.get(name).summary}. Others: cnntool models --task {task}."
 
 
 def _train(name: str) -> Callable[[typer.Typer], None]:
@@ -170,7 +178,7 @@ def _verify_compare(app: typer.Typer) -> None:
     app.command("compare")(command(compare, verify.VerifyOptions, extra={"inputs": Inputs}, doc=(
         "1:1: is the face in A the same person as in B (and C, …)? 1:N with --gallery: who is it?\n\n"
         "Example: cnntool verify-face alice.jpg who.jpg\n\n"
-        "Example: cnntool verify-face --gallery people/ photos/*.jpg --format jsonl")))
+        "Example: cnntool verify-face --gallery people/ photos/*.jpg --format jsonl" + _default_model("verify-face"))))
 
 
 def _verify_calibrate(app: typer.Typer) -> None:

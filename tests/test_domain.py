@@ -97,3 +97,16 @@ def test_train_domain_writes_a_gate_that_classify_uses(tmp_path, digit_png):
     refused = subprocess.run([*CNNTOOL, "train", "domain", "--weights", str(out), "--data", "digits", "--out", str(out)],
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2  # never written over its own input
+
+
+def test_the_fashion_model_answers_for_a_product_shot_not_for_photos(photos, tmp_path):
+    from cnntool.data.builtin import load_fashion_mnist
+
+    images, labels = load_fashion_mnist("test")
+    Image.fromarray(images[0]).save(tmp_path / "item.png")
+    proc = subprocess.run([*CNNTOOL, "classify", "--model", "fashion-resnet-small", "--format", "jsonl",
+                           str(tmp_path / "item.png"), str(photos / "chelsea.png"), str(photos / "coffee.png")],
+                          capture_output=True, text=True, timeout=120)
+    item, *others = map(json.loads, proc.stdout.splitlines())
+    assert item["in_domain"] is True and item["label"] == item["predictions"][0]["label"]
+    assert all(r["in_domain"] is False and r["label"] is None for r in others)

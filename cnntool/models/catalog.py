@@ -226,7 +226,8 @@ register(ModelSpec(
     kwargs={"num_points": 4, "in_channels": 3, "widths": (24, 48), "dilations": (2, 4, 8, 1)},
     input=SCENES_64, classes=("top_left", "top_right", "bottom_right", "bottom_left"),
     weights="embedded:landmarker-corners",
-    summary="Four document corners (l-vector l_1x, l_1y … l_4x, l_4y): strided + dilated convs, one heatmap "
+    summary="Four document corners (l-vector l_1x, l_1y … l_4x, l_4y) of a page or photo print lying on a photo, "
+            "trained on generated scenes (`cnntool data documents`): strided + dilated convs, one heatmap "
             "per point, soft-argmax",
 ))
 set_default("localize", "localizer-digits")
@@ -326,11 +327,11 @@ for _name, _builder, _enum, _side, _summary in (
 register(ModelSpec(
     name="lenet5-digits", task="classify", builder="cnntool.models.lenet:lenet5",
     kwargs={"num_classes": 10, "in_channels": 1, "activation": "relu", "pool": "max"},
-    input=replace(DIGITS_32, foreground="light"), classes=DIGIT_CLASSES, layers=_lenet5("relu", "max", 10),
-    weights="embedded:lenet5-digits.safetensors",
+    input=replace(DIGITS_32, foreground="light", contrast="stretch"), classes=DIGIT_CLASSES,
+    layers=_lenet5("relu", "max", 10), weights="embedded:lenet5-digits.safetensors",
     summary="LeNet-5 (ReLU, max-pool) trained on OpenCV's 5,000 handwritten digits and 4,999 more MNIST "
-            "digits (white on black; dark-on-light images are inverted); the embedded file averages five "
-            "trained on one split",
+            "digits (white on black; dark-on-light images, print on grey paper too, are inverted); the embedded "
+            "file averages five trained on one split and carries a domain check: no answer for what is not a digit",
 ))
 register(ModelSpec(
     name="fashion-resnet-small", task="classify", builder="cnntool.models.resnet:resnet_small",
@@ -358,7 +359,7 @@ register(ModelSpec(
     name="faces", task="detect", builder="cnntool.models.faces:face_detector", input=FULL_RES_RGB,
     classes=("face",), weights="external:dlib", decode={"conf": 0.0}, card="dlib-faces",
     summary="dlib's MMOD CNN face detector (CC0): faces down to ~40 px on images up to 2 MP (upsampled once), "
-            "~80 px above (--kwargs upsample=0|1 fixes it); "
+            "~80 px above (--upsample N fixes it); "
             "scores are dlib's detection confidences (kept from 0 up)",
 ))
 register(ModelSpec(
