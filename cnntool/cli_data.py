@@ -9,7 +9,7 @@ import typer
 
 
 def add_scenes(app: typer.Typer) -> None:
-    from cnntool.command import Uses, command
+    from cnntool.command import command
     from cnntool.data import scenes
     from cnntool.data.splits import Generated
 

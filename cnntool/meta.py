@@ -8,7 +8,7 @@ ConfigError of one line. Descriptive keys (figures, commands, dates) are kept as
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, TypedDict
+from typing import Any, TypedDict
 
 from cnntool.errors import ConfigError
 

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import struct
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping

@@ -30,8 +30,8 @@ def test_held_out_digits_written_dark_on_light_reach_the_model_as_the_originals_
     for path in EXAMPLES:
         original = Image.open(path).convert("L")
         inverted = ImageOps.invert(original)
-        # Equal up to the bilinear resize's rounding of 255 − x against x.
-        assert np.abs(_resized(spec, inverted) - _resized(spec, original)).max() <= 1, path.name
+        # Equal up to two roundings of 255 − x against x: the bilinear resize's and the contrast stretch's.
+        assert np.abs(_resized(spec, inverted) - _resized(spec, original)).max() <= 2, path.name
         assert not np.array_equal(_resized(catalog.get("lenet5-relu").input, inverted), _resized(spec, original))
 
 

@@ -16,7 +16,8 @@ from cnntool import weights
 from cnntool.data.crops import CropConfig, background_boxes, write_crops
 from cnntool.errors import ConfigError
 from cnntool.loader import load_model
-from cnntool.models.reader import BACKGROUND, BoxReader, crop_boxes
+from cnntool.models.reader import BoxReader, crop_boxes
+from cnntool.models.yvector import BACKGROUND
 from cnntool.registry import UnknownModelError
 from cnntool.models.yvector import interpret
 

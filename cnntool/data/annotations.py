@@ -132,6 +132,14 @@ def find_split(directory: Path, split: str) -> Path | None:
     return None
 
 
+def read_splits(root: Path) -> dict[str, list[Annotation]]:
+    """Every split an annotation folder has, read (training: train.json, val and test optional)."""
+    files = {s: find_split(root, s) for s in SPLIT_NAMES}
+    if files["train"] is None:
+        raise ConfigError(f"{root}: needs train.json (or .csv); val and test are optional")
+    return {s: read_annotations(p) for s, p in files.items() if p is not None}
+
+
 def read_classes(directory: Path, annotations: Sequence[Annotation]) -> tuple[str, ...]:
     listed = directory / "classes.txt"
     if listed.is_file():

@@ -25,12 +25,12 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from PIL import Image
 
 from cnntool.errors import ConfigError
-from cnntool.folders import save_image, write_text
+from cnntool.folders import write_text
 from cnntool.options import option
 
 SPLITS = ("train", "val", "test")

@@ -16,13 +16,12 @@ read it unchanged.
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from cnntool.models.yvector import BACKGROUND, CONTEXT, background_index, encode, interpret
+from cnntool.models.yvector import CONTEXT, encode, interpret
 
 def square_rois(boxes: Tensor, height: int, width: int, *, context: float = CONTEXT) -> Tensor:
     """Relative [b_x, b_y, b_h, b_w] rows → RoIAlign rows [image index, x1, y1, x2, y2] in pixels: a square

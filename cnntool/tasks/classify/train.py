@@ -3,7 +3,7 @@ metrics (the engine's interface: cnntool.engine.task.Trainable)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from cnntool.augment import AugmentConfig, degrade, erase, warp

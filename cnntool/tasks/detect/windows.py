@@ -8,7 +8,6 @@ names the detector it was trained for, so `cnntool detect --weights FILE` runs t
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

@@ -8,7 +8,7 @@ scale; no flips, which would swap left and right points), plus batched brightnes
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,10 +92,7 @@ class LandmarksTask:
 
     def prepare(self, seed: int) -> TaskData:
         root = Path(self.cfg.data)
-        files = {s: ann.find_split(root, s) for s in ann.SPLIT_NAMES}
-        if files["train"] is None:
-            raise ConfigError(f"{root}: needs train.json (or .csv); val and test are optional")
-        loaded = {s: ann.read_annotations(p) for s, p in files.items() if p is not None}
+        loaded = ann.read_splits(root)
         first = loaded["train"][0]
         count = len(first.points or [])
         if first.point_names:

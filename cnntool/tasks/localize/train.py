@@ -10,7 +10,7 @@ core, more than a GPU's training step.)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,10 +125,7 @@ class LocalizeTask:
 
     def prepare(self, seed: int) -> TaskData:
         root = Path(self.cfg.data)
-        files = {s: ann.find_split(root, s) for s in ann.SPLIT_NAMES}
-        if files["train"] is None:
-            raise ConfigError(f"{root}: needs train.json (or .csv); val and test are optional")
-        loaded = {s: ann.read_annotations(p) for s, p in files.items() if p is not None}
+        loaded = ann.read_splits(root)
         self.classes = ann.read_classes(root, loaded["train"])
         data = {split: self.cache(annotations) for split, annotations in loaded.items()}
         train = data["train"]
@@ -137,8 +134,8 @@ class LocalizeTask:
         else:
             labels = np.array([int(t[5]) if t[0] else -1 for t in train.targets.tolist()])
             train, val = carve(train, self.cfg.val_split, seed, labels)
-        self.data_description = (f"{root.name}: {len(train)} train, {len(val)} validation images from "
-                                 f"{files['train'].name}" + (f" / {files['val'].name}" if "val" in data else ""))
+        self.data_description = (f"{root.name}: {len(train)} train, {len(val)} validation images ("
+                                 + ("its val split)" if "val" in data else f"{self.cfg.val_split:g} of train)"))
         return held_out(train, val, data.get("test"), where=str(root.name))
 
     def extra_evaluations(self) -> list:

@@ -20,7 +20,6 @@ import hashlib
 import itertools
 import json
 import os
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -35,7 +34,7 @@ from cnntool.faces import upsample_option
 from cnntool.folders import writable_folder
 from cnntool.loader import model_option, weights_option
 from cnntool.options import option
-from cnntool.preprocess import DEFAULT_MAX_PIXELS, Preprocessor, max_pixels_option, open_image
+from cnntool.preprocess import Preprocessor, max_pixels_option, open_image
 from cnntool.records import OutputFormat, Record, format_option, make_writer
 from cnntool.tasks.verify.losses import METRICS
 from cnntool.tasks.verify.predict import CSV_COLUMNS, Identification, Verification

@@ -9,7 +9,7 @@ batches are P×K: P identities, K images each, so every batch holds positives fo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
