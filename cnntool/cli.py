@@ -134,8 +134,11 @@ def _train_domain(app: typer.Typer) -> None:
     def fit(config: domain.DomainConfig, *, ctx: typer.Context) -> None:
         from cnntool.folders import input_paths, refuse_overwriting
 
+        from cnntool import tasks, weights
+
         refuse_overwriting({"--out": config.out}, input_paths(config.weights))
-        domain.fit(config, command=command_line(ctx))
+        task = tasks.get(weights.read_metadata(weights.resolve(config.weights)).get("task", "classify"))
+        domain.fit(config, task, command=command_line(ctx))
 
     app.command("domain")(command(fit, domain.DomainConfig, context=True, doc=(
         "Give a trained classifier a domain check: a small gate, trained on its training images against photo "

@@ -4,7 +4,9 @@ contrast stretched), and withholds its answer for a photo that is not a digit (i
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,6 +15,7 @@ from cnntool import weights
 from cnntool.preprocess import ground_is_light, stretched
 
 CNNTOOL = [sys.executable, "-m", "cnntool"]
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "records.schema.json").read_text())
 
 
 def _page(ground: int, ink: int) -> np.ndarray:
@@ -67,6 +70,7 @@ def test_the_default_digit_model_gives_no_answer_for_photos(photos, digit_png):
     records = {r["source"].rsplit("/", 1)[-1]: r for r in map(json.loads, proc.stdout.splitlines())}
     for name in ("chelsea.png", "astronaut.png", "coffee.png", "rocket.png"):
         record = records[name]
+        jsonschema.validate(record, SCHEMA)
         assert record["in_domain"] is False and record["label"] is None, record
         assert len(record["predictions"]) == 5  # the raw scores stay
     digit = records["seven.png"]
@@ -110,3 +114,27 @@ def test_the_fashion_model_answers_for_a_product_shot_not_for_photos(photos, tmp
     item, *others = map(json.loads, proc.stdout.splitlines())
     assert item["in_domain"] is True and item["label"] == item["predictions"][0]["label"]
     assert all(r["in_domain"] is False and r["label"] is None for r in others)
+
+
+def test_a_landmark_model_gets_a_domain_check_and_its_records_say_so(tmp_path):
+    """`train domain` on the corner model's own kind of data (document scenes): its records gain in_domain and
+    domain_score, and --rectify leaves an image the check calls empty alone."""
+    data, out = tmp_path / "documents", tmp_path / "corners.safetensors"
+    made = subprocess.run([*CNNTOOL, "data", "documents", "--out", str(data), "--n", "40", "--val", "20", "--test",
+                           "10", "--quiet"], capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    proc = subprocess.run([*CNNTOOL, "train", "domain", "--weights", "landmarker-corners", "--data", str(data),
+                           "--texture", "0", "--steps", "10", "--photos", "200", "--threads", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert weights.read_metadata(out)["domain"]["threshold_rule"] == "flags 0.005 of the validation split (20 images)"
+    scene = sorted((data / "test").iterdir())[0]
+    run = subprocess.run([*CNNTOOL, "landmarks", "--weights", str(out), "--format", "jsonl", str(scene)],
+                         capture_output=True, text=True, timeout=120)
+    record = json.loads(run.stdout)
+    jsonschema.validate(record, SCHEMA)
+    assert isinstance(record["in_domain"], bool) and 0 <= record["domain_score"] <= 1 and len(record["points"]) == 4
+    report = json.loads(subprocess.run([*CNNTOOL, "evaluate", "landmarks", "--weights", str(out), "--data", str(data),
+                                        "--split", "test", "--format", "json"], capture_output=True, text=True,
+                                       timeout=120).stdout)
+    assert 0 <= report["out_of_domain"] <= 1

@@ -19,8 +19,6 @@ import numpy as np
 
 from cnntool.augment import AugmentConfig, degrade, warp
 from cnntool.console import quiet_option, warn
-from cnntool.data.classify import ClassifyData, data_option, open_classify_data
-from cnntool.data.splits import stratified_split
 from cnntool.device import threads_option
 from cnntool.errors import ConfigError
 from cnntool.options import option
@@ -29,7 +27,7 @@ from cnntool.registry import CONTRASTS
 if TYPE_CHECKING:
     import torch
 
-    from cnntool.loader import LoadedModel
+    from cnntool.engine.task import Task
     from cnntool.preprocess import Preprocessor
 
 CROPS_PER_OOD_PHOTO = 20
@@ -39,8 +37,9 @@ CROPS_PER_OOD_PHOTO = 20
 class DomainConfig:
     weights: str = option(dataclasses.MISSING, "--weights", "-w", help="The classifier to give a domain check (a "
                           "weights file or an embedded name).")
-    data: str = data_option("What the classifier was trained on (its --data): the training split is what the gate "
-                            "learns as in-domain, the recorded validation split chooses its threshold.")
+    data: str = option(dataclasses.MISSING, "--data", "-d", help="What the model was trained on (its --data: a "
+                       "classify data set, or a landmarks folder): the training split is what the gate learns as "
+                       "in-domain, the recorded validation split chooses its threshold.")
     out: Path = option(dataclasses.MISSING, "--out", "-o", help="The weights file to write: the classifier's "
                        "tensors and metadata, the gate and its figures.")
     extra_train: list[str] = option((), "--extra-train", parse=list, cli_type=list[str], cli_default=[],
@@ -98,25 +97,7 @@ def ood_images(pre: "Preprocessor", folder: Path, rng: np.random.Generator) -> "
     return torch.cat([torch.stack(whole), photo_crops(pre, paths, CROPS_PER_OOD_PHOTO * len(paths), rng)])
 
 
-def splits(loaded: "LoadedModel", config: DomainConfig) -> tuple[Any, Any, Any, ClassifyData]:
-    """(training images, validation images, held-out images) as the classifier's training split them."""
-    data = open_classify_data(config.data, loaded.input)
-    recorded = loaded.metadata
-    if data.val is not None:
-        train, val = data.train, data.val
-    else:
-        if "val_split" not in recorded:
-            raise ConfigError(f"{config.weights}: no training split recorded and {config.data!r} has no val part")
-        kept, held = stratified_split(data.train.labels(), recorded["val_split"], recorded.get("seed", 0))
-        train, val = data.train.subset(kept), data.train.subset(held)
-    for source in config.extra_train:
-        train = train.concat(open_classify_data(source, loaded.input).train)
-    if not hasattr(train, "images"):
-        raise ConfigError("the domain check is trained on in-memory data (built-in names or idx files)")
-    return train, val, data.test if data.test is not None else val, data
-
-
-def fit(config: DomainConfig, *, command: str = "") -> dict[str, Any]:
+def fit(config: DomainConfig, task: "Task", *, command: str = "") -> dict[str, Any]:
     """Train the gate, choose its threshold, measure it, write config.out; returns the new metadata."""
     import torch
     import torch.nn.functional as F
@@ -129,7 +110,7 @@ def fit(config: DomainConfig, *, command: str = "") -> dict[str, Any]:
     from cnntool.preprocess import Preprocessor
 
     set_threads(config.threads)
-    loaded = load_model(None, config.weights, task="classify")
+    loaded = load_model(None, config.weights, task=task.name)
     if loaded.path is None:
         raise ConfigError(f"{config.weights}: a cnntool weights file is needed (the gate is written into a copy)")
     if config.contrast is not None:
@@ -137,7 +118,7 @@ def fit(config: DomainConfig, *, command: str = "") -> dict[str, Any]:
             raise ConfigError(f"--contrast must be one of {', '.join(CONTRASTS)}, not {config.contrast!r}")
         loaded.spec = dataclasses.replace(loaded.spec, input=dataclasses.replace(loaded.input, contrast=config.contrast))
     pre = Preprocessor(loaded.input)
-    train, val, heldout, data = splits(loaded, config)
+    train, val, heldout, described = task.domain_splits(loaded, config.data, config.extra_train)
     paths = photo_paths()
     if not paths:
         raise DataUnavailable("no photos found for the gate's out-of-domain side: pip install scikit-image")
@@ -184,7 +165,7 @@ def fit(config: DomainConfig, *, command: str = "") -> dict[str, Any]:
     meta["decode"] = {**meta.get("decode", {}), "domain_threshold": round(threshold, 6)}
     meta["domain"] = {
         "flagged": {k: round(v, 4) for k, v in flagged.items()},
-        "in_domain": f"{data.description}: the training split" + "".join(f" + {s}" for s in config.extra_train)
+        "in_domain": f"{described}: the training split" + "".join(f" + {s}" for s in config.extra_train)
                      + f"; augmented {config.augment.describe()}; {config.texture:g} of them over faint photo crops",
         "out_of_domain": f"{len(negatives)} crops of the {len(paths)} photos of scikit-image, scikit-learn and "
                          "opencv-doc",

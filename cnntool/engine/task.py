@@ -173,6 +173,17 @@ class Task:
             raise ConfigError(f"{self.name} models have no threshold to calibrate")
         return evaluate.calibrate(weights, data, device=device, threads=threads)
 
+    def domain_splits(self, loaded: Any, data: str, extra_train: Sequence[str]) -> tuple[Any, Any, Any, str]:
+        """What `cnntool train domain` learns as in-domain: (training, validation, held-out) image sets as the
+        model's training split them (each with uint8 `images` (N, C, H, W) at the model's input) and the words
+        for the data."""
+        evaluate = self.part("evaluate")
+        if not hasattr(evaluate, "domain_splits"):
+            from cnntool.errors import ConfigError
+
+            raise ConfigError(f"{self.name} models take no domain check (classify and landmarks models do)")
+        return evaluate.domain_splits(loaded, data, extra_train)
+
     def report_lines(self, report: dict[str, Any]) -> list[Any]:
         """The table view of an evaluation report: lines of text or rich renderables."""
         return self.part("evaluate").report_lines(report)

@@ -9,9 +9,16 @@ outputs are untouched; an input below the threshold keeps its raw scores but get
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor, nn
 
 PREFIX = "domain."
+
+
+def verdicts(logits: Tensor, threshold: float) -> list[tuple[bool, float]]:
+    """Per image: (in the domain, the check's probability that it is), from the gate's logits."""
+    return [(value >= threshold, 1 / (1 + math.exp(-value))) for value in logits.float().tolist()]
 
 
 class DomainGate(nn.Module):

@@ -42,7 +42,7 @@ _ORIENTATIONS = 8
 def require_skimage() -> None:
     """A one-line error naming the install command when scikit-image is missing."""
     try:
-        import skimage.segmentation  # noqa: F401
+        import skimage.segmentation  # noqa: F401  (only whether it imports)
     except ImportError:
         raise ConfigError("selective search needs scikit-image: pip install scikit-image") from None
 

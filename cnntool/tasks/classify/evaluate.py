@@ -121,3 +121,23 @@ def score(weights: str, data: str, *, tta: bool, device: str, threads: int | Non
 
 
 CONFIG = ClassifyEvaluation
+
+
+def domain_splits(loaded, data: str, extra_train) -> tuple[Any, Any, Any, str]:
+    """`cnntool train domain`: the classifier's training, validation and held-out images as its training split
+    them (the recorded --val-split and --seed where the data has no val part), --extra-train sets joined to
+    the training images."""
+    source = open_classify_data(data, loaded.input)
+    recorded = loaded.metadata
+    if source.val is not None:
+        train, val = source.train, source.val
+    else:
+        if "val_split" not in recorded:
+            raise ConfigError(f"{loaded.name}: no training split recorded and {data!r} has no val part")
+        kept, held = stratified_split(source.train.labels(), recorded["val_split"], recorded.get("seed", 0))
+        train, val = source.train.subset(kept), source.train.subset(held)
+    for extra in extra_train:
+        train = train.concat(open_classify_data(extra, loaded.input).train)
+    if not hasattr(train, "images"):
+        raise ConfigError("the domain check is trained on in-memory data (built-in names or idx files)")
+    return train, val, source.test if source.test is not None else val, source.description

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -72,9 +71,10 @@ def decode(outputs: Any, geometries: Sequence["Geometry"], *, classes: Sequence[
     out = [TopK([Prediction(classes[i] if i < len(classes) else str(i), i, s) for s, i in zip(row_s, row_i)])
            for row_s, row_i in zip(scores.tolist(), indices.tolist())]
     if domain is not None:
-        threshold = float(options.get("domain_threshold", 0.0))
-        for topk, value in zip(out, domain.float().tolist()):
-            topk.in_domain, topk.domain_score = value >= threshold, 1 / (1 + math.exp(-value))
+        from cnntool.models.domain import verdicts
+
+        for topk, (inside, score) in zip(out, verdicts(domain, options.get("domain_threshold", 0.0))):
+            topk.in_domain, topk.domain_score = inside, score
     return out
 
 

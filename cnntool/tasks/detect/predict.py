@@ -85,6 +85,9 @@ class Detections:
     def summary(self) -> str:
         shown = ", ".join(f"{d.label} {d.score:.2f} {[round(v) for v in d.box]}" for d in self.detections[:5])
         more = f" (+{len(self.detections) - 5} more)" if len(self.detections) > 5 else ""
+        # dlib's face scores are margins past its threshold (0), not probabilities: say so where one passes 1.
+        if self.upsample is not None and any(d.score > 1 for d in self.detections):
+            more += "; face scores are dlib's detection margins (0 = its threshold), not probabilities"
         return f"{len(self.detections)}: {shown}{more}" if self.detections else "none"
 
     def csv_rows(self) -> list[dict[str, Any]]:

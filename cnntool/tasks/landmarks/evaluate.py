@@ -39,14 +39,38 @@ def evaluate(config: LandmarksEvaluation) -> dict[str, Any]:
         raise ConfigError(f"data {config.data!r} has points {', '.join(named)}; the model {', '.join(task.point_names)}")
     dataset = task.cache(annotations)
     result = run_eval(loaded.module, dataset, task, device=device, batch_size=config.common.batch_size)
+    extra = {} if loaded.domain is None else {"out_of_domain": out_of_domain(loaded, task, dataset, device)}
     return report("landmarks", loaded, f"{config.data}: {config.split} split ({path.name}), {len(dataset)} images, "
-                  f"{len(task.point_names)} points each", result)
+                  f"{len(task.point_names)} points each", result, **extra)
+
+
+def out_of_domain(loaded, task: LandmarksTask, dataset, device: str) -> float:
+    """The share of the images the domain check says show nothing like the training images (no document)."""
+    import torch
+
+    threshold = float(loaded.spec.decode.get("domain_threshold", 0.0))
+    with torch.inference_mode():
+        scores = torch.cat([loaded.domain(task.eval_batch(dataset.images[s:s + 500].to(device))).cpu()
+                            for s in range(0, len(dataset), 500)])
+    return float((scores < threshold).float().mean())
+
+
+def domain_splits(loaded, data: str, extra_train) -> tuple[Any, Any, Any, str]:
+    """`cnntool train domain`: the landmark model's training, validation and held-out images, split as its
+    training split them (the recorded --val-split and seed where the folder has no val part)."""
+    if extra_train:
+        raise ConfigError("--extra-train: a landmarks model's domain check learns its one folder")
+    meta = loaded.metadata
+    task = LandmarksTask.for_loaded(loaded, LandmarksConfig(data=data, val_split=meta.get("val_split", 0.1)))
+    prepared = task.prepare(meta.get("seed", 0))
+    return prepared.train, prepared.val, prepared.heldout, task.data_description
 
 
 def report_lines(report: dict[str, Any]) -> list[str]:
+    domain = (f"   out of domain {report['out_of_domain']:.4f} (no document)" if "out_of_domain" in report else "")
     return [f"NME {report['nme']:.4f} (by the {report['nme_normalized_by']})   within {report['tolerance']:g} "
             f"{report['within_tolerance']:.4f} of {report['points']} points   loss {report['loss']:.4f}   "
-            f"{report['images_per_second']} img/s"]
+            f"{report['images_per_second']} img/s{domain}"]
 
 
 CONFIG = LandmarksEvaluation

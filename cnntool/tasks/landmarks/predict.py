@@ -25,20 +25,24 @@ class LandmarksOptions:
     upsample: int | None = upsample_option(" (face5, face68 only)")
 
 
-CSV_COLUMNS = ("instance", "point", "name", "x", "y")
+CSV_COLUMNS = ("instance", "point", "name", "x", "y", "in_domain", "domain_score")
 
 
 @dataclass
 class Points:
     """An image's points and their bounding box; with `faces`, every face found (largest first), whose first
     one's points and box are the top-level ones (empty and None when nothing was found), and the face
-    detector's upsampling."""
+    detector's upsampling. With a domain check (cnntool.models.domain), whether the image shows what the
+    model finds points on at all (a document for the corner model): when it does not, the points are
+    still given, marked by in_domain false, and --rectify leaves the image alone."""
 
     points: list[list[float]]
     box: list[float] | None
     point_names: list[str] | None = None
     faces: list[dict[str, Any]] | None = None
     upsample: int | None = None
+    in_domain: bool | None = None
+    domain_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"points": self.points}
@@ -49,21 +53,35 @@ class Points:
             out["faces"] = self.faces
         if self.upsample is not None:
             out["upsample"] = self.upsample
+        if self.in_domain is not None:
+            out.update(in_domain=self.in_domain, domain_score=self.domain_score)
         return out
 
     def summary(self) -> str:
+        if self.in_domain is False:
+            return f"nothing like its training images here (domain {self.domain_score:.2f})"
         text = f"{len(self.points)} points" + (f" in {[round(v) for v in self.box]}" if self.box else "")
         return text + (f" ({len(self.faces)} faces)" if self.faces and len(self.faces) > 1 else "")
 
     def csv_rows(self) -> list[dict[str, Any]]:
         instances = [f["points"] for f in self.faces] if self.faces is not None else [self.points]
         names = self.point_names or []
-        return [{"instance": i, "point": j, "name": names[j] if j < len(names) else None, "x": x, "y": y}
+        return [{"instance": i, "point": j, "name": names[j] if j < len(names) else None, "x": x, "y": y,
+                 "in_domain": self.in_domain, "domain_score": self.domain_score}
                 for i, points in enumerate(instances) for j, (x, y) in enumerate(points)]
 
 
 def decode(outputs: Any, geometries: Sequence["Geometry"], *, classes: Sequence[str],
            options: Mapping[str, Any]) -> list[Points]:
+    """The model's points, or (points, domain logits) from a model with a domain check."""
+    if isinstance(outputs, tuple):
+        from cnntool.models.domain import verdicts
+
+        points, domain = outputs
+        out = decode(points, geometries, classes=classes, options=options)
+        for found, (inside, score) in zip(out, verdicts(domain, options.get("domain_threshold", 0.0))):
+            found.in_domain, found.domain_score = inside, score
+        return out
     if isinstance(outputs, list):
         return [_decode_instances(found, geometry, classes) for found, geometry in zip(outputs, geometries)]
     rows = outputs.detach().float().cpu().view(len(outputs), -1, 2).tolist()
@@ -139,9 +157,9 @@ class Rectifier:
         from cnntool.data.documents import rectify
         from cnntool.preprocess import open_image
 
-        points = record.payload.points if record.ok else None
+        points = record.payload.points if record.ok and record.payload.in_domain is not False else None
         if not points or len(points) != 4:
-            if record.ok:
+            if record.ok and record.payload.in_domain is not False:
                 warn(f"{record.source}: --rectify needs 4 points", quiet=self.quiet)
             return
         self.output.write(record.source, rectify(open_image(record.source, channels=3), points))
