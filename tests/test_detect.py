@@ -269,3 +269,34 @@ def test_the_pipeline_calls_the_detector_through_tta_only_when_asked():
     images[0, 0, 8:24, 8:24] = 1.0
     found = detect.runner(detector, module, {"tta": True})(images)
     assert detector.sizes == [(64, 64), (80, 80), (80, 80)] and found[0]["boxes"].shape == (3, 4)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 300, 2000])
+def test_class_nms_keeps_what_torchvisions_batched_nms_keeps(n):
+    """The detect path's own NMS (no torchvision import for the face models) against torchvision's."""
+    from torchvision.ops import batched_nms
+
+    from cnntool.boxes import class_nms
+
+    g = torch.Generator().manual_seed(n)
+    for _ in range(5):
+        xy, wh = torch.rand(n, 2, generator=g) * 80, torch.rand(n, 2, generator=g) * 30 + 2
+        boxes, scores, labels = torch.cat([xy, xy + wh], 1), torch.rand(n, generator=g), torch.randint(0, 5, (n,), generator=g)
+        ours, theirs = class_nms(boxes, scores, labels, 0.45), batched_nms(boxes, scores, labels, 0.45)
+        assert set(ours.tolist()) == set(theirs.tolist())  # equal scores may come in either order
+        assert (scores[ours].diff() <= 0).all()
+
+
+def test_the_face_detector_path_imports_no_torchvision(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    skimage_data = pytest.importorskip("skimage.data", reason="the photo comes from scikit-image: pip install scikit-image")
+    Image.fromarray(skimage_data.astronaut()).save(tmp_path / "astronaut.png")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "cnntool", "detect", str(tmp_path / "astronaut.png"),
+                           "--format", "jsonl", "--upsample", "0"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert '"label": "face"' in proc.stdout
+    assert not [line for line in proc.stderr.splitlines() if line.rstrip().endswith("torchvision")]

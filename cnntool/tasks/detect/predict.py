@@ -132,7 +132,8 @@ def class_indices(wanted: str | Sequence[str], classes: Sequence[str]) -> tuple[
 def postprocess(candidates: Mapping[str, "torch.Tensor"], p: PostProcess) -> dict[str, "torch.Tensor"]:
     """One image's candidates → kept detections, best first."""
     import torch
-    from torchvision.ops import batched_nms
+
+    from cnntool.boxes import class_nms
 
     boxes, scores, labels = (candidates[k].detach().float().cpu() if k != "labels" else candidates[k].detach().cpu()
                              for k in ("boxes", "scores", "labels"))
@@ -144,7 +145,7 @@ def postprocess(candidates: Mapping[str, "torch.Tensor"], p: PostProcess) -> dic
     if p.classes is not None:
         keep &= torch.isin(labels, torch.tensor(p.classes, dtype=labels.dtype))
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-    kept = batched_nms(boxes, scores, labels, p.iou)[: p.max_det]
+    kept = class_nms(boxes, scores, labels, p.iou)[: p.max_det]
     return {"boxes": boxes[kept], "scores": scores[kept], "labels": labels[kept]}
 
 
