@@ -166,3 +166,28 @@ def test_cli_fast_rcnn_writes_a_valid_record(skimage, held_out_scenes, tmp_path)
         x1, y1, x2, y2 = d["box"]
         assert 0 <= x1 < x2 <= 96 and 0 <= y1 < y2 <= 96
         assert d["label"] in "0123456789" and 0.25 <= d["score"] <= 1
+
+
+def test_faster_rcnn_finds_the_digits_of_held_out_scenes(held_out_scenes):
+    """faster-rcnn-digits (a region proposal network instead of selective search, trained here on the ladder's
+    scenes): at its default threshold, most true digits are found with the right label at IoU ≥ 0.5."""
+    from torchvision.ops import box_iou
+
+    from cnntool.tasks.detect.predict import PostProcess, postprocess
+
+    loaded = load_model("faster-rcnn-digits", None, task="detect")
+    pre = Preprocessor(loaded.input)
+    with torch.inference_mode():
+        outputs = loaded.module(torch.stack([pre(scene.image)[0] for scene in held_out_scenes]))
+    found = right = total = 0
+    for out, scene in zip(outputs, held_out_scenes):
+        kept = postprocess(out, PostProcess(conf=0.5))
+        truth = torch.tensor([o["box"] for o in scene.objects], dtype=torch.float32)
+        total += len(truth)
+        if len(kept["boxes"]):
+            iou = box_iou(truth, kept["boxes"])
+            best, hit = iou.argmax(1).tolist(), (iou.max(1).values >= 0.5).tolist()
+            found += sum(hit)
+            right += sum(h and loaded.classes[int(kept["labels"][b])] == o["label"]
+                         for h, b, o in zip(hit, best, scene.objects))
+    assert right >= 0.6 * total, (found, right, total)

@@ -403,3 +403,10 @@ for _name, _builder, _summary in (
         kwargs={"pixel_mean": SCENES_96.mean, "pixel_std": SCENES_96.std}, parts={"classifier": "window-digits"},
         input=SCENES_96, classes=DIGIT_CLASSES, card="rcnn-digits", summary=_summary,
     ))
+register(ModelSpec(
+    name="faster-rcnn-digits", task="detect", builder="cnntool.models.tv_detection:fasterrcnn_digits",
+    kwargs={"num_classes": 11}, input=InputSpec(size=(96, 96), **UNIT_RGB),
+    classes=("__background__", *DIGIT_CLASSES), weights="embedded:faster-rcnn-digits", card="rcnn-digits",
+    summary="Faster R-CNN on window-digits' convolutions: a region proposal network instead of selective search, "
+            "RoIAlign, two fc layers; trained here on the ladder's digit scenes",
+))

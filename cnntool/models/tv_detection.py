@@ -59,3 +59,35 @@ def fcos_resnet50(*, num_classes: int = 91, **kwargs: Any) -> nn.Module:
     return _trainable(detection.fcos_resnet50_fpn(
         weights=None, weights_backbone=None, num_classes=num_classes, score_thresh=0.001, detections_per_img=300,
         **kwargs))
+
+
+class _Features(nn.Module):
+    """A plain conv stack as a torchvision detection backbone (one feature map, `out_channels` wide)."""
+
+    def __init__(self, body: nn.Module, out_channels: int) -> None:
+        super().__init__()
+        self.body, self.out_channels = body, out_channels
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def fasterrcnn_digits(*, num_classes: int = 11, **kwargs: Any) -> nn.Module:
+    """Faster R-CNN the size of the lecture's ladder: window-digits' three convolutions (stride 4, 64 channels)
+    as the backbone, a region proposal network with 9 anchors a cell (24, 32, 48 px; aspect 3:4, 1, 4:3) in
+    place of selective search, RoIAlign to the 4×4 grid window-digits' fc layers read, two fc layers. Trained
+    here from scratch on the digit scenes (weights/rcnn-digits.md)."""
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.rpn import AnchorGenerator
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from cnntool.models.sliding import WindowClassifier
+
+    backbone = _Features(WindowClassifier().features, 64)
+    return _trainable(detection.FasterRCNN(
+        backbone, num_classes=None, min_size=96, max_size=96,
+        rpn_anchor_generator=AnchorGenerator(((24, 32, 48),), ((0.75, 1.0, 1.33),)),
+        rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=300,
+        rpn_post_nms_top_n_test=100, box_batch_size_per_image=128,
+        box_roi_pool=MultiScaleRoIAlign(["0"], output_size=4, sampling_ratio=2),
+        box_head=TwoMLPHead(64 * 4 * 4, 128), box_predictor=FastRCNNPredictor(128, num_classes), **_KEEP_ALL, **kwargs))
