@@ -62,14 +62,15 @@ def fcos_resnet50(*, num_classes: int = 91, **kwargs: Any) -> nn.Module:
 
 
 class _Features(nn.Module):
-    """A plain conv stack as a torchvision detection backbone (one feature map, `out_channels` wide)."""
+    """A plain conv stack as a torchvision detection backbone: one feature map, `out_channels` wide, named
+    "0" as torchvision's backbones name theirs."""
 
     def __init__(self, body: nn.Module, out_channels: int) -> None:
         super().__init__()
         self.body, self.out_channels = body, out_channels
 
     def forward(self, x):
-        return self.body(x)
+        return {"0": self.body(x)}
 
 
 def fasterrcnn_digits(*, num_classes: int = 11, **kwargs: Any) -> nn.Module:
