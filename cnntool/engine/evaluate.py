@@ -16,6 +16,8 @@ from cnntool.loader import model_option, weights_option
 from cnntool.options import option
 
 if TYPE_CHECKING:
+    import torch
+
     from cnntool.loader import LoadedModel
 
 
@@ -81,6 +83,26 @@ def autocast(device: str, enabled: bool):
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+
+
+def domain_pass(loaded, dataset, task, *, device: str = "cpu", batch_size: int = 500,
+                model=None) -> tuple["torch.Tensor", "torch.Tensor | None", "torch.Tensor"]:
+    """A model's domain check over a whole dataset, in order: whether it takes each image as like the training
+    images (at the threshold stored with it), the model's outputs when `model` is given (one pass serves
+    both), and the targets."""
+    import torch
+
+    threshold = float(loaded.spec.decode.get("domain_threshold", 0.0))
+    inside, outputs, targets = [], [], []
+    with torch.inference_mode():
+        for images, batch_targets in batches.iterate(dataset, batches.index_batches(torch.arange(len(dataset)),
+                                                                                    batch_size)):
+            x = task.eval_batch(images.to(device))
+            inside.append((loaded.domain(x) >= threshold).cpu())
+            if model is not None:
+                outputs.append(model(x).cpu())
+            targets.append(batch_targets)
+    return torch.cat(inside), torch.cat(outputs) if outputs else None, torch.cat(targets)
 
 
 def run_eval(model, dataset, task, *, device: str = "cpu", batch_size: int = 500, workers: int = 0,

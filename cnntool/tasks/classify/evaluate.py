@@ -9,7 +9,7 @@ from typing import Any
 from cnntool.data.classify import data_option, open_classify_data
 from cnntool.data.splits import stratified_split
 from cnntool.device import workers_option
-from cnntool.engine.evaluate import EvalOptions, Evaluation, load_for_eval, report, run_eval
+from cnntool.engine.evaluate import EvalOptions, Evaluation, domain_pass, load_for_eval, report, run_eval
 from cnntool.engine.inference import bf16_option, int8_option
 from cnntool.errors import ConfigError
 from cnntool.options import option
@@ -78,20 +78,10 @@ def evaluate(config: ClassifyEvaluation) -> dict[str, Any]:
 
 def domain_figures(loaded, module, task, dataset, device: str, batch_size: int) -> dict[str, float | None]:
     """The share of images the domain check gives no answer for, and the accuracy on those it answers."""
-    import torch
-
-    from cnntool.data.batches import index_batches, iterate
-
-    threshold = float(loaded.spec.decode.get("domain_threshold", 0.0))
-    flagged = answered = right = 0
-    with torch.inference_mode():
-        for images, labels in iterate(dataset, index_batches(torch.arange(len(dataset)), batch_size)):
-            x = task.eval_batch(images.to(device))
-            inside = (loaded.domain(x) >= threshold).cpu()
-            flagged += int((~inside).sum())
-            answered += int(inside.sum())
-            right += int((module(x).argmax(1).cpu() == labels.cpu())[inside].sum())
-    return {"out_of_domain": flagged / max(len(dataset), 1),
+    inside, logits, labels = domain_pass(loaded, dataset, task, device=device, batch_size=batch_size, model=module)
+    answered = int(inside.sum())
+    right = int((logits.argmax(1) == labels)[inside].sum())
+    return {"out_of_domain": 1 - answered / max(len(dataset), 1),
             "accuracy_in_domain": right / answered if answered else None}
 
 

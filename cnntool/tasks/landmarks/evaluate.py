@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnntool.data import annotations as ann
-from cnntool.engine.evaluate import EvalOptions, Evaluation, load_for_eval, report, run_eval
+from cnntool.engine.evaluate import EvalOptions, Evaluation, domain_pass, load_for_eval, report, run_eval
 from cnntool.errors import ConfigError
 from cnntool.tasks.landmarks.metrics import DEFAULT_TOLERANCE
 from cnntool.tasks.landmarks.train import LandmarksConfig, LandmarksTask, tolerance_option
@@ -46,13 +46,8 @@ def evaluate(config: LandmarksEvaluation) -> dict[str, Any]:
 
 def out_of_domain(loaded, task: LandmarksTask, dataset, device: str) -> float:
     """The share of the images the domain check says show nothing like the training images (no document)."""
-    import torch
-
-    threshold = float(loaded.spec.decode.get("domain_threshold", 0.0))
-    with torch.inference_mode():
-        scores = torch.cat([loaded.domain(task.eval_batch(dataset.images[s:s + 500].to(device))).cpu()
-                            for s in range(0, len(dataset), 500)])
-    return float((scores < threshold).float().mean())
+    inside, _, _ = domain_pass(loaded, dataset, task, device=device)
+    return 1 - float(inside.float().mean())
 
 
 def domain_splits(loaded, data: str, extra_train) -> tuple[Any, Any, Any, str]:
