@@ -1,15 +1,17 @@
 """Faces stage by stage: cnntool's dlib-free port vs dlib's Python API, interleaved in one process.
 
-    python bench/faces.py [--repeat 5] [--threads N]
+    python bench/faces.py [--repeat 5] [--threads N] [--calls 20]
 
 Photos: scikit-image's astronaut at its own 512 px and resized (bilinear) to 2000 px. Stages, each run by
 both sides on the same input (the face's rectangle and 5 points, the same on both sides as the detect rows
 show, feed the later stages): detection per
 photo at each upsampling (512 px: 0 and 1, face_recognition's default; 2000 px: 0, which is also cnntool's
 automatic choice above 2 MP), then per face 5- and 68-point landmarks, the aligned 150×150 chip and the
-128-d embedding of that chip. The two sides alternate within every repeat; the table shows each side's
-median in milliseconds, the ratio cnntool / dlib, and whether the outputs agree (same rectangles and scores
-within 1e-4, same landmark pixels, same chip bytes, descriptors within 1e-5).
+128-d embedding of that chip. The two sides alternate within every repeat (a per-face stage runs --calls
+times a turn, so that each turn lasts long enough to time); the table shows each side's median in
+milliseconds per call, the ratio cnntool / dlib, and whether the outputs agree (same rectangles and scores
+within 1e-4, same landmark pixels, same chip bytes, descriptors within 1e-5). The header says whether
+cnntool's landmarks and chips ran compiled (cnntool.faces._native, built at install) or in numpy.
 
 Needs dlib (pip install --no-build-isolation dlib); it is not a dependency of cnntool.
 """
@@ -36,11 +38,12 @@ def photo(side: int) -> np.ndarray:
     return np.asarray(img if img.size == (side, side) else img.resize((side, side), Image.Resampling.BILINEAR))
 
 
-def timed(fn: Callable[[], Any], times: list[float]) -> Any:
-    """fn()'s result; its time in milliseconds appended to `times`."""
+def timed(fn: Callable[[], Any], times: list[float], calls: int = 1) -> Any:
+    """fn()'s result; its time per call in milliseconds, over `calls` calls, appended to `times`."""
     start = time.perf_counter()
-    out = fn()
-    times.append((time.perf_counter() - start) * 1000)
+    for _ in range(calls):
+        out = fn()
+    times.append((time.perf_counter() - start) * 1000 / calls)
     return out
 
 
@@ -123,8 +126,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--calls", type=int, default=20, help="calls of a per-face stage in one timed turn")
     args = ap.parse_args()
     import torch
+
+    from cnntool.faces import shape
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -132,7 +138,8 @@ def main() -> None:
     threads = torch.get_num_threads()
     print(f"dlib {theirs.dlib.__version__} vs cnntool on torch {torch.__version__} ({threads} thread"
           f"{'s' if threads > 1 else ''}), {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f} at the start; median of {args.repeat}, the two sides interleaved\n")
+          f"load average {os.getloadavg()[0]:.2f} at the start; median of {args.repeat}, the two sides interleaved; "
+          f"landmarks and chips {'compiled' if shape._native else 'in numpy (cnntool.faces._native not built)'}\n")
     print("| photo | stage | per | cnntool ms | dlib ms | cnntool / dlib | outputs agree |")
     print("|---|---|---|---|---|---|---|")
     for side in SIZES:
@@ -140,11 +147,12 @@ def main() -> None:
         for stage, per, mine, peer, agree in stages(img, side, ours, theirs):
             mine(), peer()  # models loaded and caches filled outside the timings
             t_ours, t_dlib = [], []
+            calls = args.calls if per == "face" else 1
             for _ in range(args.repeat):
-                a = timed(mine, t_ours)
-                b = timed(peer, t_dlib)
+                a = timed(mine, t_ours, calls)
+                b = timed(peer, t_dlib, calls)
             m_ours, m_dlib = statistics.median(t_ours), statistics.median(t_dlib)
-            print(f"| {side}×{side} | {stage} | {per} | {m_ours:.1f} | {m_dlib:.1f} | {m_ours / m_dlib:.2f} | "
+            print(f"| {side}×{side} | {stage} | {per} | {m_ours:.2f} | {m_dlib:.2f} | {m_ours / m_dlib:.2f} | "
                   f"{'yes' if agree(a, b) else 'NO'} |", flush=True)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 

@@ -1,7 +1,8 @@
 """Parity with real dlib: its outputs on real photos were recorded once (tests/fixtures/dlib/make_fixtures.py)
 and are compared here with cnntool's dlib-free port: the same faces with the same integer rectangles, scores
-within 1e-4, the same landmark pixels, the same chip bytes, descriptors within 1e-5. Photos come from
-scikit-image (pip) and opencv-doc (apt); a photo whose package is absent is skipped with the reason."""
+within 1e-4, the same landmark pixels and chip bytes (from the compiled stages and from numpy's), descriptors
+within 1e-5. Photos come from scikit-image (pip) and opencv-doc (apt); a photo whose package is absent is
+skipped with the reason."""
 
 import hashlib
 import importlib.util
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnntool.faces import chips, shape
 from cnntool.faces.api import FaceDetector, FaceEmbedder, ShapePredictor, align_chip
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dlib"
@@ -38,6 +40,17 @@ def image(name: str) -> np.ndarray:
         return photos.load(name)
     except photos.MissingPhoto as e:
         pytest.skip(str(e))
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def stages(request, monkeypatch):
+    """Landmarks and chips run by cnntool.faces._native (where it was built) and by the numpy fallback."""
+    if request.param == "numpy":
+        monkeypatch.setattr(shape, "_native", None)
+        monkeypatch.setattr(chips, "_native", None)
+    elif shape._native is None:
+        pytest.skip("cnntool.faces._native was not built (no C compiler at install)")
+    return request.param
 
 
 def box(rect):  # dlib inclusive rect → cnntool box
@@ -86,20 +99,20 @@ def test_detector_matches_dlib_more_photos(name):
 
 
 @pytest.mark.parametrize("name,i", ALL_FACES)
-def test_5_point_landmarks_match_dlib(name, i):
+def test_5_point_landmarks_match_dlib(name, i, stages):
     face = RECORDS[name]["faces"][i]
     assert ShapePredictor("5").predict(image(name), box(face["rect"])) == face["points5"]
 
 
 @pytest.mark.slow  # the first use converts the 68-point file (~50 s), later runs read the cache
 @pytest.mark.parametrize("name,i", ALL_FACES)
-def test_68_point_landmarks_match_dlib(name, i):
+def test_68_point_landmarks_match_dlib(name, i, stages):
     face = RECORDS[name]["faces"][i]
     assert ShapePredictor("68").predict(image(name), box(face["rect"])) == face["points68"]
 
 
 @pytest.mark.parametrize("name,i", ALL_FACES)
-def test_aligned_chip_and_embedding_match_dlib(name, i):
+def test_aligned_chip_and_embedding_match_dlib(name, i, stages):
     face = RECORDS[name]["faces"][i]
     chip = align_chip(image(name), face["points5"])
     assert hashlib.sha256(np.asarray(chip).tobytes()).hexdigest() == face["chip_sha256"]  # the same bytes

@@ -137,8 +137,9 @@ class Embedder:
         return tensor
 
     def _face_chip(self, img, path: str):
-        from cnntool.faces.api import FaceDetector, ShapePredictor, align_chip
+        from cnntool.faces.api import FaceDetector, ShapePredictor, align_chip, as_rgb_array
 
+        img = as_rgb_array(img)  # once: each stage would convert the photo again
         found = largest_first(FaceDetector(upsample=self.opts.upsample).detect(img))
         if len(found) < self.opts.face:
             if not found:
