@@ -88,6 +88,7 @@ def test_verify_face_on_a_folder_per_identity(tmp_path, capsys):
     jsonschema.validate(record, SCHEMA)
     assert isinstance(record["same"], bool) and record["threshold"] == pytest.approx(
         thresholds[meta["verification"]["metric"]]["threshold"], abs=1e-4)
+    assert 0 <= record["p_same"] <= 1  # the probability fitted with the thresholds after training
     report = json.loads(cli(["evaluate", "verify-face", "--weights", out, "--data", data, "--format", "json"], capsys))
     assert all(0 < figures["auc"] <= 1 for figures in report["metrics"].values())
     assert (tmp_path / "run" / "roc_curve.png").is_file()

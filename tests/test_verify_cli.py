@@ -129,6 +129,13 @@ def test_calibration_with_the_embedded_model_and_no_detect(tmp_path, capsys):
     expected = pytest.approx(calibration["thresholds"]["euclidean"]["threshold"], abs=1e-4)  # records round to 4 places
     assert code == 0 and all(r["threshold"] == expected for r in records)
     assert records[0]["distance"] < records[1]["distance"]
+    # The calibration also fitted p_same; the records carry it, the nearer pair the likelier.
+    fit = calibration["thresholds"]["euclidean"]["probability"]
+    assert fit["pairs"] == 18 * 17 // 2 and fit["prior"] == "1:1" and fit["slope"] > 0
+    assert 1 >= records[0]["p_same"] > records[1]["p_same"] >= 0
+    # The shipped file's calibration predates p_same: the field is there, and null.
+    code, records, _ = run(["verify-face", "--model", "oneshot-fashion", "--no-detect", a, b, "-f", "jsonl"], capsys)
+    assert code == 0 and records[0]["p_same"] is None
 
 
 def test_embedded_one_shot_model_metadata():

@@ -1,10 +1,11 @@
-"""ROC AUC, EER and TAR@FAR on a hand-made score set."""
+"""ROC AUC, EER and TAR@FAR on a hand-made score set; p_same against the exact posterior of two Gaussians."""
 
+import numpy as np
 import pytest
 import torch
 
 from cnntool.tasks.verify.losses import all_pair_distances
-from cnntool.tasks.verify.metrics import VerifyMetrics, roc_report
+from cnntool.tasks.verify.metrics import VerifyMetrics, fit_same_probability, roc_report, same_probability
 
 # Same pairs and different pairs as distances (same when distance ≤ threshold).
 SAME = [0.1, 0.2, 0.35, 0.5]
@@ -50,3 +51,18 @@ def test_accumulator_separable_identities_score_one():
     assert metrics.summary() == {"auc": 1.0}
     report = metrics.compute()
     assert report["images"] == 6 and report["identities"] == 2 and report["auc"] == 1.0 and report["eer"] == 0.0
+
+
+def test_p_same_recovers_the_posterior_of_two_gaussians_whatever_the_mix_of_pairs():
+    # Same-pair distances ~ N(0.4, σ), different ~ N(0.9, σ), σ = 0.15. With a 1:1 prior the exact posterior is
+    # logistic: log-odds(same) = d·(μs − μd)/σ² + (μd² − μs²)/(2σ²): slope 22.2, offset −14.44, 0.5 at 0.65.
+    rng = np.random.default_rng(0)
+    same, different = rng.normal(0.4, 0.15, 2_000), rng.normal(0.9, 0.15, 20_000)  # ten different per same
+    fit = fit_same_probability(np.r_[same, different], [True] * len(same) + [False] * len(different))
+    slope, offset = 0.5 / 0.15**2, -(0.9**2 - 0.4**2) / (2 * 0.15**2)
+    assert fit["slope"] == pytest.approx(slope, rel=0.1) and fit["offset"] == pytest.approx(offset, rel=0.1)
+    assert fit["distance_at_half"] == pytest.approx(0.65, abs=0.01) and fit["pairs"] == 22_000
+    d = np.linspace(0.2, 1.1, 10)
+    assert np.abs(same_probability(fit, d) - 1 / (1 + np.exp(slope * d + offset))).max() < 0.03
+    with pytest.raises(ValueError, match="both"):
+        fit_same_probability([0.1, 0.2], [True, True])

@@ -227,14 +227,15 @@ static PyObject *pyramid_down2(PyObject *self, PyObject *args) {
     }
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t y = 0; y < oh; y++) {
-        const uint8_t *r0 = src.at + 2 * y * src.stride, *r1 = r0 + src.stride, *r2 = r1 + src.stride,
-                      *r3 = r2 + src.stride, *r4 = r3 + src.stride;
+        const uint8_t *restrict r0 = src.at + 2 * y * src.stride, *restrict r1 = r0 + src.stride,
+                      *restrict r2 = r1 + src.stride, *restrict r3 = r2 + src.stride, *restrict r4 = r3 + src.stride;
+        uint16_t *restrict sums = column;
         for (Py_ssize_t i = 0; i < w * 3; i++)
-            column[i] = (uint16_t)(r0[i] + 4 * r1[i] + 6 * r2[i] + 4 * r3[i] + r4[i]);
-        uint8_t *o = out + y * ow * 3;
+            sums[i] = (uint16_t)(r0[i] + 4 * r1[i] + 6 * r2[i] + 4 * r3[i] + r4[i]);
+        uint8_t *restrict o = out + y * ow * 3;
         for (Py_ssize_t x = 0; x < ow; x++)
             for (int ch = 0; ch < 3; ch++) {
-                const uint16_t *p = column + 2 * x * 3 + ch;
+                const uint16_t *restrict p = sums + 2 * x * 3 + ch;
                 o[x * 3 + ch] = (uint8_t)(((uint32_t)p[0] + 4u * p[3] + 6u * p[6] + 4u * p[9] + p[12]) >> 8);
             }
     }
@@ -279,30 +280,38 @@ static PyObject *sample_chip(PyObject *self, PyObject *args) {
         col_x[c] = x0 + (double)c * cdx;
         col_y[c] = y0 + (double)c * cdy;
     }
+    /* In locals: src's address was taken, and a byte store could otherwise change it for the compiler. */
+    const uint8_t *restrict base = src.at;
+    const Py_ssize_t stride = src.stride;
+    const double last_x = (double)(src.w - 1), last_y = (double)(src.h - 1);
     for (Py_ssize_t r = 0; r < size; r++) {
         const double row_x = (double)r * rdx, row_y = (double)r * rdy;
         for (Py_ssize_t c = 0; c < size; c++) {
             const double x = col_x[c] + row_x, y = col_y[c] + row_y;
             uint8_t *o = out + (r * size + c) * 3;
             /* Inside the region (x, y ≥ 0) floor is truncation; anything else (NaN included) samples 0. */
-            if (!(x >= 0 && y >= 0 && x < src.w - 1 && y < src.h - 1)) {
+            if (!(x >= 0 && y >= 0 && x < last_x && y < last_y)) {
                 o[0] = o[1] = o[2] = 0;
                 continue;
             }
             const Py_ssize_t px = (Py_ssize_t)x, py = (Py_ssize_t)y;
             const double fx = x - (double)px, fy = y - (double)py;
-            const uint8_t *tl = src.at + py * src.stride + px * 3, *bl = tl + src.stride;
+            const uint8_t *restrict tl = base + py * stride + px * 3, *restrict bl = tl + stride;
+            uint8_t v[3]; /* written to the chip after all three are read: a byte store may alias the source */
             for (int ch = 0; ch < 3; ch++) {
 #ifdef __GNUC__ /* the upper and lower rows in the two lanes of one register: the same roundings, half the work */
                 const pair_t rows = (pair_t){U8[tl[ch]], U8[bl[ch]]} * (1 - fx) + (pair_t){U8[tl[ch + 3]], U8[bl[ch + 3]]} * fx;
                 const pair_t weighted = rows * (pair_t){1 - fy, fy};
-                o[ch] = (uint8_t)(weighted[0] + weighted[1]); /* ≥ 0: truncation is floor */
+                v[ch] = (uint8_t)(weighted[0] + weighted[1]); /* ≥ 0: truncation is floor */
 #else
                 const double upper = U8[tl[ch]] * (1 - fx) + U8[tl[ch + 3]] * fx;
                 const double lower = U8[bl[ch]] * (1 - fx) + U8[bl[ch + 3]] * fx;
-                o[ch] = (uint8_t)(upper * (1 - fy) + lower * fy);
+                v[ch] = (uint8_t)(upper * (1 - fy) + lower * fy);
 #endif
             }
+            o[0] = v[0];
+            o[1] = v[1];
+            o[2] = v[2];
         }
     }
     Py_END_ALLOW_THREADS

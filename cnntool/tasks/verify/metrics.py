@@ -50,6 +50,33 @@ def roc_report(distances: Sequence[float], same: Sequence[bool], fars: Sequence[
     return report
 
 
+def fit_same_probability(distances: Sequence[float], same: Sequence[bool]) -> dict[str, Any]:
+    """Platt scaling of pair distances: p_same(d) = 1 / (1 + exp(slope·d + offset)), a logistic regression
+    with same and different pairs weighted equally, so that p_same is the probability for a pair that was as
+    likely the same person as not beforehand (a 1:1 prior), whatever mix of pairs it was fitted on. With
+    another prior π, multiply the odds p/(1−p) by π/(1−π)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    d = np.asarray(distances, dtype=np.float64).reshape(-1, 1)
+    y = np.asarray(same, dtype=bool)
+    if y.all() or not y.any():
+        raise ValueError("a probability fit needs both same and different pairs")
+    fit = LogisticRegression(class_weight="balanced", C=1e6).fit(d, y)  # C large: no shrinkage of the slope
+    slope, offset = -float(fit.coef_[0, 0]), -float(fit.intercept_[0])
+    weights = np.where(y, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+    p = same_probability({"slope": slope, "offset": offset}, d[:, 0])
+    return {"slope": slope, "offset": offset, "prior": "1:1", "pairs": int(len(y)),
+            "distance_at_half": -offset / slope if slope else None,
+            "log_loss": float(log_loss(y, p, sample_weight=weights, labels=[False, True]))}
+
+
+def same_probability(fit: dict[str, Any], distance):
+    """p_same of a distance (or an array of them) under a fit_same_probability result."""
+    z = np.clip(fit["slope"] * np.asarray(distance, dtype=np.float64) + fit["offset"], -700, 700)
+    return 1.0 / (1.0 + np.exp(z))
+
+
 def _finite(value: float) -> float:
     """The "accept nothing" point has threshold −inf; report it as just below the smallest distance."""
     return float(value) if np.isfinite(value) else -1.0

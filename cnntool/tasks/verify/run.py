@@ -252,6 +252,18 @@ def resolve_metric_threshold(loaded: "LoadedModel", opts: VerifyOptions, *,
     raise ConfigError(f"no {metric} threshold for {loaded.name}: run `cnntool verify-face calibrate` or pass --threshold")
 
 
+def same_probability_fit(loaded: "LoadedModel", opts: VerifyOptions, metric: str) -> dict[str, Any] | None:
+    """The metric's p_same fit (metrics.fit_same_probability) from the calibration in use, if it has one."""
+    calibration, _ = stored_calibration(loaded, opts)
+    return (calibration.get("thresholds", {}).get(metric) or {}).get("probability")
+
+
+def p_same(fit: dict[str, Any] | None, distance: float) -> float | None:
+    from cnntool.tasks.verify.metrics import same_probability
+
+    return None if fit is None else round(float(same_probability(fit, distance)), 6)
+
+
 def write_calibration(loaded: "LoadedModel", metric: str, entry: dict[str, Any], out: Path) -> Path:
     """One metric's calibration written to `out` only: a JSON document (`--calibration FILE` uses it), or for a
     model of ours a copy of its weights with the calibration in the metadata (use it with --weights)."""
@@ -300,6 +312,7 @@ class _Memo:
 def compare(inputs: Iterable[str], opts: VerifyOptions, loaded: "LoadedModel") -> Iterator[Record]:
     """The first input against each of the others: one record per pair."""
     metric, threshold, _ = resolve_metric_threshold(loaded, opts)
+    fit = same_probability_fit(loaded, opts, metric)
     embedder = Embedder(loaded, opts)
     memo = _Memo(embedder)
     # Streamed: with `-` the probes arrive one by one on stdin and each record goes out as soon as it is done.
@@ -322,7 +335,7 @@ def compare(inputs: Iterable[str], opts: VerifyOptions, loaded: "LoadedModel") -
         d = float(embedder.distances(a[None], b[None], metric)[0])
         yield Record(source=sources.display_name(probe), task=TASK, model=loaded.name, **_size(embedder, probe),
                      payload=Verification(sources.display_name(reference), sources.display_name(probe), metric, d,
-                                          threshold, d <= threshold))
+                                          threshold, d <= threshold, p_same(fit, d)))
 
 
 # --- 1:N: the gallery ---------------------------------------------------------------------------------
@@ -451,6 +464,7 @@ def identify(inputs: Iterable[str], opts: VerifyOptions, loaded: "LoadedModel",
     import torch
 
     metric, threshold, _ = resolve_metric_threshold(loaded, opts)
+    fit = same_probability_fit(loaded, opts, metric)
     embedder = Embedder(loaded, opts)
     key = {"model": loaded.name, "weights": str(weights_file(loaded) or loaded.spec.weights),
            "detect": opts.detect, "face": opts.face, "upsample": opts.upsample}
@@ -476,7 +490,7 @@ def identify(inputs: Iterable[str], opts: VerifyOptions, loaded: "LoadedModel",
         yield Record(source=sources.display_name(item), task=TASK, model=loaded.name, **_size(embedder, item),
                      payload=Identification(nearest if distance <= threshold else "unknown", nearest, distance,
                                             threshold, metric, [{"identity": names[int(i)], "distance": float(best[i])}
-                                                                for i in order[:3]]))
+                                                                for i in order[:3]], p_same(fit, distance)))
 
 
 # --- the command -----------------------------------------------------------------------------------------
@@ -585,7 +599,7 @@ def usable_metrics(loaded: "LoadedModel") -> list[str]:
 def calibrate(opts: VerifyOptions, config: CalibrationConfig, *, write: bool = True) -> dict[str, Any]:
     """ROC, EER and TAR@FAR per metric from labelled pairs or an identity folder; the threshold of the
     chosen metric (at the EER, or at --far) is written where later runs find it."""
-    from cnntool.tasks.verify.metrics import roc_report
+    from cnntool.tasks.verify.metrics import fit_same_probability, roc_report
 
     pairs, data, far, choose, out = config.pairs, config.data, config.far, config.choose, config.out
     if (pairs is None) == (data is None):
@@ -610,10 +624,11 @@ def calibrate(opts: VerifyOptions, config: CalibrationConfig, *, write: bool = T
     threshold = chosen["eer_threshold"] if choose == "eer" else chosen["tar_at_far"][f"{far:g}"]["threshold"]
     entry = {"threshold": threshold, "chosen_at": "eer" if choose == "eer" else f"far {far:g}",
              "auc": chosen["auc"], "eer": chosen["eer"], "data": scores.description,
-             "detect": opts.detect}
+             "detect": opts.detect, "probability": fit_same_probability(scores.distances[metric], scores.same)}
     same = sum(scores.same)
     report = {"model": loaded.name, "data": scores.description, "failed_inputs": scores.failed,
               "metric": metric, "threshold": threshold, "chosen_at": entry["chosen_at"], "metrics": reports,
+              "probability": entry["probability"],
               "before": {"metric": before[0], "threshold": before[1], "from": before[2]},
               "pairs": {"same": same, "different": len(scores.same) - same}}
     if min(same, len(scores.same) - same) < MIN_PAIRS:

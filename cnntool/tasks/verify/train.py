@@ -336,7 +336,7 @@ def calibrate_trained(task: VerifyTask, path, device: str = "cpu") -> dict[str, 
     validation images (seen identities, images never trained on), written into the weights' metadata so
     `cnntool verify-face` uses them."""
     from cnntool import weights
-    from cnntool.tasks.verify.metrics import every_pair, roc_report
+    from cnntool.tasks.verify.metrics import every_pair, fit_same_probability, roc_report
 
     state, meta = weights.load(path)
     meta.pop("format_version", None)
@@ -350,7 +350,7 @@ def calibrate_trained(task: VerifyTask, path, device: str = "cpu") -> dict[str, 
         r = roc_report(d, same)
         thresholds[metric] = {"threshold": r["eer_threshold"], "chosen_at": "eer", "auc": r["auc"], "eer": r["eer"],
                               "data": f"validation: {len(task.val)} images of the training identities, never trained on",
-                              "detect": False}
+                              "detect": False, "probability": fit_same_probability(d, same)}
     meta["verification"] = {"metric": task.cfg.metric, "thresholds": thresholds}
     weights.save(path, state, meta)
     return meta["verification"]
