@@ -87,3 +87,17 @@ def test_native_refuses_regions_outside_the_image(photo):
         shape._native.sample_chip(photo, 512, 512, 500, 0, 20, 20, 0, 0, 1, 0, 0, 1, 150, out)
     with pytest.raises(ValueError, match="bytes"):
         shape._native.sample_chip(photo, 600, 512, 0, 0, 20, 20, 0, 0, 1, 0, 0, 1, 150, out)
+
+
+def test_a_shape_model_with_indices_outside_its_arrays_is_refused():
+    # The C loops trust the indices, so a file whose splits or anchors point outside is refused at load.
+    from cnntool.dlib import ShapePredictorData
+    from cnntool.faces.shape import ShapeModel
+
+    good = _shape_model("5").d
+    for field, value in (("splits", good.deltas.shape[1]), ("splits", -1), ("anchors", good.initial_shape.shape[0])):
+        arrays = good.arrays()
+        arrays[field] = arrays[field].copy()
+        arrays[field].flat[7] = value
+        with pytest.raises(ValueError, match="out of range"):
+            ShapeModel(ShapePredictorData(**arrays))
