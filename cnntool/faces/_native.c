@@ -199,6 +199,17 @@ static int get_region(PyObject *obj, Buf *b, Py_ssize_t height, Py_ssize_t width
     return 0;
 }
 
+/* The source region and the output buffer of a pixel loop; on failure both are released. */
+static int open_region_and_out(PyObject *img, Py_ssize_t height, Py_ssize_t width, Py_ssize_t top, Py_ssize_t left,
+                               Py_ssize_t h, Py_ssize_t w, PyObject *out, Py_ssize_t out_bytes, Buf b[2], Region *src) {
+    memset(b, 0, 2 * sizeof(Buf));
+    if (get_region(img, &b[0], height, width, top, left, h, w, src) || get_buf(out, &b[1], out_bytes, 1, "out")) {
+        release(b, 2);
+        return -1;
+    }
+    return 0;
+}
+
 /* pyramid_down2(image, height, width, top, left, h, w, out): dlib's pyramid_down<2> on an RGB region, out
  * ((h-3)/2, (w-3)/2, 3): the separable [1 4 6 4 1] filter on every other pixel, floor(sum / 256). The sums
  * are integers, so any order is exact: down the columns first (contiguous, vectorizes), then across. */
@@ -212,13 +223,8 @@ static PyObject *pyramid_down2(PyObject *self, PyObject *args) {
     }
     const Py_ssize_t oh = (h - 3) / 2, ow = (w - 3) / 2;
     Buf b[2];
-    memset(b, 0, sizeof b);
     Region src;
-    if (get_region(o_img, &b[0], height, width, top, left, h, w, &src)
-        || get_buf(o_out, &b[1], oh * ow * 3, 1, "out")) {
-        release(b, 2);
-        return NULL;
-    }
+    if (open_region_and_out(o_img, height, width, top, left, h, w, o_out, oh * ow * 3, b, &src)) return NULL;
     uint8_t *out = b[1].view.buf;
     uint16_t *column = malloc(sizeof(uint16_t) * w * 3); /* ≤ 255·16 */
     if (!column) {
@@ -261,13 +267,8 @@ static PyObject *sample_chip(PyObject *self, PyObject *args) {
         return NULL;
     }
     Buf b[2];
-    memset(b, 0, sizeof b);
     Region src;
-    if (get_region(o_img, &b[0], height, width, top, left, h, w, &src)
-        || get_buf(o_out, &b[1], size * size * 3, 1, "out")) {
-        release(b, 2);
-        return NULL;
-    }
+    if (open_region_and_out(o_img, height, width, top, left, h, w, o_out, size * size * 3, b, &src)) return NULL;
     uint8_t *out = b[1].view.buf;
     double *col_x = malloc(sizeof(double) * size * 2);
     if (!col_x) {
