@@ -99,7 +99,7 @@ def check(document: Any, source: str) -> WeightsMeta:
     if "reader" in out:
         _reader(out["reader"], bad)
     if "verification" in out:
-        _verification(out["verification"], bad("verification", "must hold a metric and finite thresholds"))
+        check_verification(out["verification"], bad("verification", VERIFICATION_SHAPE))
     for key in ("metrics", "init", "domain"):
         if key in out and not isinstance(out[key], dict):
             raise bad(key, "must be an object")
@@ -153,7 +153,12 @@ def _reader(document: Any, bad) -> None:
         raise bad("reader", f"ensemble must be a member count 1..{MAX_ENSEMBLE} (how many members the file holds)")
 
 
-def _verification(document: Any, error: ConfigError) -> None:
+VERIFICATION_SHAPE = "must hold a metric, finite thresholds, and p_same fits with a finite slope and offset"
+
+
+def check_verification(document: Any, error: ConfigError) -> None:
+    """A verify-face calibration (weights metadata or a --calibration file): raises `error` unless it is
+    {"metric": str, "thresholds": {metric: {"threshold": finite, "probability"?: {"slope", "offset": finite}}}}."""
     if not isinstance(document, dict) or not isinstance(document.get("metric", ""), str):
         raise error
     thresholds = document.get("thresholds", {})
@@ -161,6 +166,9 @@ def _verification(document: Any, error: ConfigError) -> None:
         raise error
     for entry in thresholds.values():
         if not (isinstance(entry, dict) and _number(entry.get("threshold"))):
+            raise error
+        fit = entry.get("probability")
+        if fit is not None and not (isinstance(fit, dict) and _number(fit.get("slope")) and _number(fit.get("offset"))):
             raise error
 
 

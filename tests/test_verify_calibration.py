@@ -75,3 +75,18 @@ def test_calibrating_onto_the_models_own_weights_file_is_refused_before_any_work
         main(["verify-face", "calibrate", "--data", str(tmp_path), "--weights", str(path), "--out", str(path)])
     assert stop.value.code == 2 and "never writes over an input" in capsys.readouterr().err
     assert hashlib.md5(path.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize("entry", [{"threshold": "0.5"}, {"threshold": 0.5, "probability": {"slope": "steep", "offset": 1}},
+                                   {"threshold": 0.5, "probability": {"slope": float("nan"), "offset": 1}}, []])
+def test_a_malformed_calibration_is_one_clear_error(tmp_path, entry):
+    import json
+
+    from cnntool.meta import check
+
+    path = tmp_path / "cal.json"
+    path.write_text(json.dumps({"metric": "euclidean", "thresholds": {"euclidean": entry}}))
+    with pytest.raises(ConfigError, match="not a calibration document"):
+        resolve_metric_threshold(_loaded(), VerifyOptions(calibration=path))
+    with pytest.raises(ConfigError, match="verification"):
+        check({"task": "verify-face", "verification": {"metric": "euclidean", "thresholds": {"euclidean": entry}}}, "w.safetensors")

@@ -33,6 +33,7 @@ from cnntool.errors import ConfigError, first_line
 from cnntool.faces import upsample_option
 from cnntool.folders import writable_folder
 from cnntool.loader import model_option, weights_option
+from cnntool.meta import VERIFICATION_SHAPE, check_verification
 from cnntool.options import option
 from cnntool.preprocess import Preprocessor, max_pixels_option, open_image
 from cnntool.records import OutputFormat, Record, format_option, make_writer
@@ -223,8 +224,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         document = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the calibration: {exc}") from None
-    if not isinstance(document, dict):
-        raise ConfigError(f"{path}: not a calibration document")
+    check_verification(document, ConfigError(f"{path}: not a calibration document: it {VERIFICATION_SHAPE}"))
     return document
 
 
