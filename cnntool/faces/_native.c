@@ -12,6 +12,9 @@
 #include <string.h>
 
 /* Built with -ffp-contract=off (setup.py): a fused multiply-add rounds once where dlib rounds twice. */
+#ifdef _MSC_VER
+#define restrict __restrict
+#endif
 
 typedef struct {
     Py_buffer view;
