@@ -8,7 +8,7 @@ show, feed the later stages): detection per
 photo at each upsampling (512 px: 0 and 1, face_recognition's default; 2000 px: 0, which is also cnntool's
 automatic choice above 2 MP), then per face 5- and 68-point landmarks, the aligned 150×150 chip and the
 128-d embedding of that chip. The two sides alternate within every repeat (a per-face stage runs --calls
-times a turn, so that each turn lasts long enough to time); the table shows each side's median in
+times a round, so that each round lasts long enough to time); the table shows each side's median in
 milliseconds per call, the ratio cnntool / dlib, and whether the outputs agree (same rectangles and scores
 within 1e-4, same landmark pixels, same chip bytes, descriptors within 1e-5). The header says whether
 cnntool's landmarks and chips ran compiled (cnntool.faces._native, built at install) or in numpy.
@@ -126,7 +126,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--calls", type=int, default=20, help="calls of a per-face stage in one timed turn")
+    ap.add_argument("--calls", type=int, default=20, help="calls of a per-face stage in one timed round")
     args = ap.parse_args()
     import torch
 
