@@ -228,11 +228,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     return document
 
 
-def resolve_metric_threshold(loaded: "LoadedModel", opts: VerifyOptions, *,
-                             missing_ok: bool = False) -> tuple[str, float | None, str]:
+def resolve_metric_threshold(loaded: "LoadedModel", opts: VerifyOptions, *, missing_ok: bool = False,
+                             stored: tuple[dict[str, Any], str] | None = None) -> tuple[str, float | None, str]:
     """(metric, threshold, where the threshold came from); with missing_ok, (metric, None, "none") rather than an
-    error when the model has no threshold for the metric."""
-    calibration, where = stored_calibration(loaded, opts)
+    error when the model has no threshold for the metric. stored: stored_calibration's answer, if already read."""
+    calibration, where = stored or stored_calibration(loaded, opts)
     metric = opts.metric or calibration.get("metric") or "euclidean"
     if metric not in METRICS:
         raise ConfigError(f"--metric must be one of {', '.join(METRICS)}, not {metric!r}")
@@ -252,16 +252,17 @@ def resolve_metric_threshold(loaded: "LoadedModel", opts: VerifyOptions, *,
     raise ConfigError(f"no {metric} threshold for {loaded.name}: run `cnntool verify-face calibrate` or pass --threshold")
 
 
-def same_probability_fit(loaded: "LoadedModel", opts: VerifyOptions, metric: str) -> dict[str, Any] | None:
-    """The metric's p_same fit (metrics.fit_same_probability) from the calibration in use, if it has one."""
-    calibration, _ = stored_calibration(loaded, opts)
-    return (calibration.get("thresholds", {}).get(metric) or {}).get("probability")
+def threshold_and_fit(loaded: "LoadedModel", opts: VerifyOptions) -> tuple[str, float, dict[str, Any] | None]:
+    """(metric, threshold, the metric's p_same fit or None), from one reading of the calibration in use."""
+    stored = stored_calibration(loaded, opts)
+    metric, threshold, _ = resolve_metric_threshold(loaded, opts, stored=stored)
+    return metric, threshold, (stored[0].get("thresholds", {}).get(metric) or {}).get("probability")
 
 
 def p_same(fit: dict[str, Any] | None, distance: float) -> float | None:
     from cnntool.tasks.verify.metrics import same_probability
 
-    return None if fit is None else round(float(same_probability(fit, distance)), 6)
+    return None if fit is None else float(same_probability(fit, distance))
 
 
 def write_calibration(loaded: "LoadedModel", metric: str, entry: dict[str, Any], out: Path) -> Path:
@@ -311,8 +312,7 @@ class _Memo:
 
 def compare(inputs: Iterable[str], opts: VerifyOptions, loaded: "LoadedModel") -> Iterator[Record]:
     """The first input against each of the others: one record per pair."""
-    metric, threshold, _ = resolve_metric_threshold(loaded, opts)
-    fit = same_probability_fit(loaded, opts, metric)
+    metric, threshold, fit = threshold_and_fit(loaded, opts)
     embedder = Embedder(loaded, opts)
     memo = _Memo(embedder)
     # Streamed: with `-` the probes arrive one by one on stdin and each record goes out as soon as it is done.
@@ -463,8 +463,7 @@ def identify(inputs: Iterable[str], opts: VerifyOptions, loaded: "LoadedModel",
     """Each input named as its nearest gallery identity, or "unknown" beyond the threshold."""
     import torch
 
-    metric, threshold, _ = resolve_metric_threshold(loaded, opts)
-    fit = same_probability_fit(loaded, opts, metric)
+    metric, threshold, fit = threshold_and_fit(loaded, opts)
     embedder = Embedder(loaded, opts)
     key = {"model": loaded.name, "weights": str(weights_file(loaded) or loaded.spec.weights),
            "detect": opts.detect, "face": opts.face, "upsample": opts.upsample}
